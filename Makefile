@@ -1,0 +1,28 @@
+# The two set-up-and-go commands (see README): `make demo` and `make test`.
+# Each installs what it needs first (Debian packages via apt-get, Python packages into .venv).
+VENV := .venv
+PY   := $(VENV)/bin/python
+
+.PHONY: setup demo test test-fast bench clean
+
+setup:
+	@bash scripts/setup.sh
+
+# Train -> convert -> rtl -> verify -> synth -> report on sklearn's digits (the embedded default).
+demo: setup
+	$(VENV)/bin/codesign flow --out runs/demo
+
+# The whole test suite (CI runs this through .ci/run).
+test: setup
+	$(PY) -m pytest -q -rs
+
+# Unit tests only: no training, no simulation.
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow"
+
+# Long benchmarks, kept out of the test suite: they print their measured figures.
+bench: setup
+	$(PY) -m codesign.bench all
+
+clean:
+	rm -rf runs sim_build .pytest_cache

@@ -1,0 +1,370 @@
+"""One typed, frozen configuration tree for a run, loaded from YAML and validated on load.
+
+Every field has a default, so an empty file (or no file) is the embedded default run: the sklearn
+digits MLP 64-32-32-10, 6-bit, 50 % sparsity. ``codesign init`` writes :data:`EXAMPLE_YAML`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+import yaml
+
+from codesign.errors import ConfigError
+
+DATASETS = ("digits", "npz")
+MODEL_KINDS = ("mlp",)
+STRATEGIES = ("Latency", "Resource")
+SIMULATORS = ("verilator", "icarus")
+PRECISION_RE = re.compile(
+    r"^(u?fixed)<\s*(\d+)\s*,\s*(-?\d+)\s*(?:,\s*(\w+)\s*)?(?:,\s*(\w+)\s*)?(?:,\s*(\d+)\s*)?>$"
+    r"|^(u?int)<\s*(\d+)\s*>$"
+)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    #: "digits" (sklearn's, embedded) or "npz" (a file with X_train, y_train, X_test, y_test).
+    dataset: str = "digits"
+    #: Path of the .npz file when dataset is "npz".
+    path: str | None = None
+    #: Fraction of digits held out as the test set (digits only).
+    test_fraction: float = 0.2
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    #: Architecture family; "mlp" is QDense + quantized ReLU layers.
+    kind: str = "mlp"
+    #: Widths of the hidden layers (input and output widths come from the data).
+    hidden: tuple[int, ...] = (32, 32)
+    #: Default bit width of weights, biases and activations.
+    bits: int = 6
+    #: Integer bits (excluding sign) of weights and biases, as in quantized_bits(bits, integer).
+    integer_bits: int = 0
+    #: Bit width of the input quantizer (inputs are scaled to [0, 1) and quantized to this).
+    input_bits: int = 8
+    #: Per-layer bit-width overrides, by layer name (dense_0, relu_0, ..., dense_N).
+    layer_bits: dict[str, int] = field(default_factory=dict)
+    #: Import this Keras/QKeras model (.h5, or .json with weights_path) instead of training.
+    import_path: str | None = None
+    #: Weights (.h5) for a .json architecture given in import_path.
+    weights_path: str | None = None
+
+
+@dataclass(frozen=True)
+class PruningConfig:
+    #: Fraction of weights set to zero at the end of training (0 disables pruning).
+    target_sparsity: float = 0.5
+    #: Prune whole neurons (structured) instead of single weights (magnitude).
+    structured: bool = False
+    #: Iterative prune / fine-tune rounds; the target is reached in equal steps.
+    rounds: int = 1
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    #: Training epochs per pruning round.
+    epochs: int = 60
+    #: Mini-batch size.
+    batch_size: int = 64
+    #: Adam learning rate.
+    learning_rate: float = 0.005
+    #: Seed for data split, initialisation and shuffling.
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class HlsConfig:
+    #: FPGA part written into the HLS project.
+    part: str = "xcu250-figd2104-2L-e"
+    #: Target clock period in ns (200 MHz by default).
+    clock_period_ns: float = 5.0
+    #: hls4ml strategy for every layer: "Latency" or "Resource".
+    strategy: str = "Latency"
+    #: Global reuse factor.
+    reuse_factor: int = 1
+    #: Per-layer reuse factors, by hls4ml layer name; overrides reuse_factor.
+    layer_reuse_factor: dict[str, int] = field(default_factory=dict)
+    #: Per-layer strategy overrides, by hls4ml layer name.
+    layer_strategy: dict[str, str] = field(default_factory=dict)
+    #: Input precision; "auto" uses the first quantizer's type so C-sim is bit-exact with QKeras.
+    input_precision: str = "auto"
+    #: Per-layer precision overrides: {layer: {result|accum|weight|bias: "fixed<W,I,Q,O>"}}.
+    layer_precision: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: Drop a final Softmax so outputs are the logits (argmax is unchanged).
+    strip_softmax: bool = True
+
+
+@dataclass(frozen=True)
+class VerifyConfig:
+    #: Random on-grid input vectors streamed after the test set.
+    random_vectors: int = 10000
+    #: Simulator: "verilator" (default) or "icarus" (small designs).
+    simulator: str = "verilator"
+    #: Seed of random vectors, input gaps and output back-pressure.
+    seed: int = 1
+    #: Probability that the source inserts an idle cycle before a vector.
+    input_gap_prob: float = 0.2
+    #: Probability that the sink holds out_ready low on a cycle.
+    backpressure_prob: float = 0.2
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    #: Yosys synth_xilinx family.
+    family: str = "xcup"
+    #: Map multipliers to LUTs (-nodsp).
+    nodsp: bool = False
+
+
+@dataclass(frozen=True)
+class Config:
+    #: Run directory; every stage writes its own subdirectory here.
+    output_dir: str = "runs/digits"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    pruning: PruningConfig = field(default_factory=PruningConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    hls: HlsConfig = field(default_factory=HlsConfig)
+    verify: VerifyConfig = field(default_factory=VerifyConfig)
+    synth: SynthConfig = field(default_factory=SynthConfig)
+
+    def replace(self, **changes: Any) -> Config:
+        """Return a copy with dotted-path fields changed: ``cfg.replace(**{"hls.reuse_factor": 4})``."""
+        data = to_dict(self)
+        for dotted, value in changes.items():
+            node = data
+            *parents, leaf = dotted.split(".")
+            for p in parents:
+                if p not in node or not isinstance(node[p], dict):
+                    raise ConfigError(f"unknown config field {dotted!r}")
+                node = node[p]
+            if leaf not in node:
+                raise ConfigError(f"unknown config field {dotted!r}")
+            node[leaf] = value
+        return from_dict(data)
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """The configuration as plain YAML-able data (tuples become lists)."""
+
+    def plain(v: Any) -> Any:
+        if dataclasses.is_dataclass(v):
+            return {f.name: plain(getattr(v, f.name)) for f in dataclasses.fields(v)}
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        return v
+
+    return plain(cfg)
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; convert lists to tuples. Raise ConfigError."""
+    origin = get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(value, a, where)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0] if errors else f"{where}: got {value!r}")
+    if origin is Literal:
+        if value not in get_args(tp):
+            raise ConfigError(f"{where}: {value!r} is not one of {list(get_args(tp))}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        (elem, _ellipsis) = get_args(tp)
+        return tuple(_coerce(v, elem, f"{where}[{i}]") for i, v in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        kt, vt = get_args(tp)
+        return {_coerce(k, kt, f"{where} key"): _coerce(v, vt, f"{where}.{k}") for k, v in value.items()}
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, where)
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported annotation {tp!r} at {where}")
+
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or 'config'}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(data) - set(names))
+    if unknown:
+        raise ConfigError(
+            f"{where + '.' if where else ''}{unknown[0]}: unknown field; valid fields here: {', '.join(names)}"
+        )
+    kwargs = {k: _coerce(v, hints[k], f"{where + '.' if where else ''}{k}") for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def _require(cond: bool, where: str, value: Any, valid: str) -> None:
+    if not cond:
+        raise ConfigError(f"{where}: {value!r} is invalid; valid: {valid}")
+
+
+def check_precision(text: str, where: str) -> None:
+    """Raise ConfigError unless ``text`` is an hls4ml precision string such as fixed<8,3,RND,SAT>."""
+    from codesign.fixedpoint import QUANT_MODES, OVERFLOW_MODES
+
+    m = PRECISION_RE.match(text.strip())
+    if not m:
+        raise ConfigError(
+            f"{where}: {text!r} is not a precision; write fixed<W,I>, ufixed<W,I,Q,O>, int<W> or uint<W>"
+        )
+    if m.group(1):
+        width, integer = int(m.group(2)), int(m.group(3))
+        if width < 1 or width > 64:
+            raise ConfigError(f"{where}: width {width} in {text!r} must be between 1 and 64")
+        q, o = m.group(4), m.group(5)
+        if q and q.upper().removeprefix("AP_") not in QUANT_MODES:
+            raise ConfigError(f"{where}: rounding mode {q!r} in {text!r}; valid: {', '.join(QUANT_MODES)}")
+        if o and o.upper().removeprefix("AP_") not in OVERFLOW_MODES:
+            raise ConfigError(f"{where}: overflow mode {o!r} in {text!r}; valid: {', '.join(OVERFLOW_MODES)}")
+        del integer
+
+
+def validate(cfg: Config) -> Config:
+    """Check ranges and cross-field rules; return cfg unchanged or raise ConfigError naming the field."""
+    d, m, p, t, h, v = cfg.data, cfg.model, cfg.pruning, cfg.training, cfg.hls, cfg.verify
+    _require(d.dataset in DATASETS, "data.dataset", d.dataset, ", ".join(DATASETS))
+    if d.dataset == "npz":
+        _require(bool(d.path), "data.path", d.path, "a .npz file path when data.dataset is npz")
+    _require(0.05 <= d.test_fraction <= 0.9, "data.test_fraction", d.test_fraction, "0.05 .. 0.9")
+    _require(m.kind in MODEL_KINDS, "model.kind", m.kind, ", ".join(MODEL_KINDS))
+    _require(all(1 <= w <= 4096 for w in m.hidden), "model.hidden", list(m.hidden), "widths 1..4096")
+    _require(2 <= m.bits <= 16, "model.bits", m.bits, "2 .. 16")
+    _require(0 <= m.integer_bits < m.bits, "model.integer_bits", m.integer_bits, f"0 .. {m.bits - 1}")
+    _require(2 <= m.input_bits <= 16, "model.input_bits", m.input_bits, "2 .. 16")
+    for name, b in m.layer_bits.items():
+        _require(2 <= b <= 16, f"model.layer_bits.{name}", b, "2 .. 16")
+    if m.weights_path and not m.import_path:
+        raise ConfigError("model.weights_path is set but model.import_path is not; set both or neither")
+    _require(0.0 <= p.target_sparsity < 1.0, "pruning.target_sparsity", p.target_sparsity, "0 <= s < 1")
+    _require(1 <= p.rounds <= 20, "pruning.rounds", p.rounds, "1 .. 20")
+    _require(1 <= t.epochs <= 10000, "training.epochs", t.epochs, "1 .. 10000")
+    _require(1 <= t.batch_size <= 65536, "training.batch_size", t.batch_size, "1 .. 65536")
+    _require(0 < t.learning_rate < 1, "training.learning_rate", t.learning_rate, "0 < lr < 1")
+    _require(h.strategy in STRATEGIES, "hls.strategy", h.strategy, ", ".join(STRATEGIES))
+    _require(h.clock_period_ns > 0, "hls.clock_period_ns", h.clock_period_ns, "> 0")
+    _require(h.reuse_factor >= 1, "hls.reuse_factor", h.reuse_factor, ">= 1")
+    for name, rf in h.layer_reuse_factor.items():
+        _require(rf >= 1, f"hls.layer_reuse_factor.{name}", rf, ">= 1")
+    for name, s in h.layer_strategy.items():
+        _require(s in STRATEGIES, f"hls.layer_strategy.{name}", s, ", ".join(STRATEGIES))
+    if h.input_precision != "auto":
+        check_precision(h.input_precision, "hls.input_precision")
+    for name, precs in h.layer_precision.items():
+        for kind, text in precs.items():
+            _require(
+                kind in ("result", "accum", "weight", "bias"),
+                f"hls.layer_precision.{name}", kind, "result, accum, weight, bias",
+            )
+            check_precision(text, f"hls.layer_precision.{name}.{kind}")
+    _require(0 <= v.random_vectors <= 10_000_000, "verify.random_vectors", v.random_vectors, "0 .. 1e7")
+    _require(v.simulator in SIMULATORS, "verify.simulator", v.simulator, ", ".join(SIMULATORS))
+    _require(0 <= v.input_gap_prob < 1, "verify.input_gap_prob", v.input_gap_prob, "0 <= p < 1")
+    _require(0 <= v.backpressure_prob < 1, "verify.backpressure_prob", v.backpressure_prob, "0 <= p < 1")
+    return cfg
+
+
+def from_dict(data: dict[str, Any] | None) -> Config:
+    """Build and validate a Config from plain data (as read from YAML)."""
+    return validate(_build(Config, data or {}, ""))
+
+
+def load(path: str | Path | None) -> Config:
+    """Load a YAML config file (None: all defaults)."""
+    if path is None:
+        return from_dict({})
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist", hint="`codesign init config.yaml` writes one")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from e
+    try:
+        return from_dict(data)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from e
+
+
+def dump(cfg: Config, path: str | Path) -> None:
+    """Write the resolved configuration (every default filled in)."""
+    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+
+
+def example_yaml() -> str:
+    """A commented example configuration: every field, its default and its meaning."""
+    lines = ["# codesign run configuration. Every field is optional; shown are the defaults.", ""]
+
+    def comments(cls: type) -> dict[str, str]:
+        import inspect
+
+        src = inspect.getsource(cls).splitlines()
+        out, pending = {}, []
+        for line in src:
+            s = line.strip()
+            if s.startswith("#:"):
+                pending.append(s[2:].strip())
+            elif ":" in s and pending:
+                out[s.split(":")[0].strip()] = " ".join(pending)
+                pending = []
+        return out
+
+    def emit(obj: Any, indent: int) -> None:
+        notes = comments(type(obj))
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            pad = "  " * indent
+            if f.name in notes:
+                lines.append(f"{pad}# {notes[f.name]}")
+            if dataclasses.is_dataclass(value):
+                lines.append(f"{pad}{f.name}:")
+                emit(value, indent + 1)
+                lines.append("")
+            else:
+                text = yaml.safe_dump({f.name: to_dict(value) if dataclasses.is_dataclass(value) else
+                                       (list(value) if isinstance(value, tuple) else value)},
+                                      default_flow_style=True).strip()[1:-1]
+                lines.append(f"{pad}{text}")
+
+    emit(Config(), 0)
+    return "\n".join(lines).rstrip() + "\n"
