@@ -10,6 +10,7 @@ from __future__ import annotations
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -80,18 +81,24 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
     if not path.is_file():
         raise DataError(f"data file {path} does not exist")
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            missing = [k for k in NPZ_ARRAYS if k not in npz.files]
-            if missing:
-                raise DataError(
-                    f"{path}: array {missing[0]} is missing; the file must hold {', '.join(NPZ_ARRAYS)} "
-                    f"(found: {', '.join(npz.files) or 'nothing'})"
-                )
-            return {k: np.asarray(npz[k]) for k in NPZ_ARRAYS}
-    except DataError:
-        raise
+        npz = np.load(path, allow_pickle=False)
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
         raise DataError(f"{path}: not a readable .npz file ({type(e).__name__}: {e})") from e
+    with npz:
+        missing = [k for k in NPZ_ARRAYS if k not in npz.files]
+        if missing:
+            raise DataError(
+                f"{path}: array {missing[0]} is missing; the file must hold {', '.join(NPZ_ARRAYS)} "
+                f"(found: {', '.join(npz.files) or 'nothing'})"
+            )
+        return {k: _read_array(path, npz, k) for k in NPZ_ARRAYS}
+
+
+def _read_array(path: Path, npz: Any, key: str) -> np.ndarray:
+    try:
+        return np.asarray(npz[key])
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError) as e:
+        raise DataError(f"{path}: array {key} cannot be read ({type(e).__name__}: {e})") from e
 
 
 def _check_pair(path: Path, arrays: dict[str, np.ndarray], split: str) -> tuple[np.ndarray, np.ndarray]:
