@@ -166,7 +166,8 @@ def _overflow(codes: np.ndarray, to: FixedType) -> np.ndarray:
     if to.overflow == "SAT_ZERO":
         return np.where((codes < lo) | (codes > hi), 0, codes)
     if to.overflow == "SAT_SYM":
-        sym_lo = -hi if to.signed else lo
+        # ap_fixed sets an underflow to min | 1: -max, except for 1 bit where that is min (= -1).
+        sym_lo = -hi if to.signed and to.width > 1 else lo
         return np.clip(codes, sym_lo, hi)
     raise ValueError(to.overflow)  # pragma: no cover
 
