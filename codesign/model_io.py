@@ -119,10 +119,26 @@ def _load_json(path: Path) -> Any:
             f"{path}: JSON describes a {spec['class_name']!r}, not a model (Sequential or Functional)")
     try:
         with tfmot.sparsity.keras.prune_scope():
-            return tf.keras.models.model_from_json(path.read_text(), custom_objects=custom_objects())
+            return tf.keras.models.model_from_json(json.dumps(_mark_passive(spec)),
+                                                   custom_objects=custom_objects())
     except (ValueError, TypeError, KeyError, AttributeError) as e:
         raise ModelImportError(f"{path}: cannot build the model: {_short(e)}",
                                hint=f"supported layers: {', '.join(SUPPORTED_LAYERS)}") from e
+
+
+def _mark_passive(spec: dict[str, Any]) -> dict[str, Any]:
+    """Make Keras 2.14 ``to_json`` output of QActivation loadable.
+
+    Keras 2.14 writes a QActivation's quantizer as a nested object dict that QKeras' ``__init__``
+    does not deserialise (it keeps the dict and the layer fails to build); the legacy marker
+    ``__passive_serialization__`` makes Keras turn the dict into the quantizer first.
+    """
+    layers = spec.get("config", {}).get("layers", []) if isinstance(spec.get("config"), dict) else []
+    for layer in layers if isinstance(layers, list) else []:
+        act = layer.get("config", {}).get("activation") if isinstance(layer, dict) else None
+        if layer.get("class_name") == "QActivation" and isinstance(act, dict) and "class_name" in act:
+            act["__passive_serialization__"] = True
+    return spec
 
 
 def _short(e: BaseException) -> str:
@@ -197,6 +213,8 @@ def _check_weights(model: Any, saved: dict[str, list[tuple[int, ...]]], path: Pa
 
 def check_supported(model: Any, source: Path | str) -> None:
     """Refuse any layer, activation or quantizer the flow cannot build, naming the layer."""
+    for layer in model.layers:
+        _check_layer(layer, source)
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise ModelImportError(f"{source}: the model has {len(model.inputs)} inputs and "
                                f"{len(model.outputs)} outputs; the flow supports one of each")
@@ -204,8 +222,6 @@ def check_supported(model: Any, source: Path | str) -> None:
     if len(shape) != 2:
         raise ModelImportError(f"{source}: input shape {shape[1:]} is not a flat vector; the flow "
                                "supports Dense networks with a 1-D input")
-    for layer in model.layers:
-        _check_layer(layer, source)
 
 
 def _check_layer(layer: Any, source: Path | str) -> None:
