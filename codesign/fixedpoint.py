@@ -109,21 +109,20 @@ def from_hls4ml(precision: Any) -> FixedType:
     """Convert an hls4ml FixedPrecisionType / IntegerPrecisionType (or its text) to FixedType."""
     if isinstance(precision, str):
         return parse_precision(precision)
-    name = type(precision).__name__
-    width, signed = int(precision.width), bool(precision.signed)
-    if name == "IntegerPrecisionType":
-        return FixedType(width, width, signed)
-    if name in ("FixedPrecisionType", "XnorPrecisionType", "ExponentPrecisionType"):
-        if name != "FixedPrecisionType":
-            raise ValueError(f"{name} is not an ap_fixed type")
-        rnd = getattr(precision, "rounding_mode", None)
-        sat = getattr(precision, "saturation_mode", None)
+    from hls4ml.model.types import FixedPrecisionType, IntegerPrecisionType
+
+    if isinstance(precision, IntegerPrecisionType):
+        return FixedType(int(precision.width), int(precision.width), bool(precision.signed))
+    if isinstance(precision, FixedPrecisionType):
         sat_bits = getattr(precision, "saturation_bits", 0) or 0
         if sat_bits:
             raise ValueError(f"{precision}: saturation bits {sat_bits} are not supported")
+        rnd, sat = precision.rounding_mode, precision.saturation_mode
         r = rnd.name if rnd is not None else "TRN"
         o = sat.name if sat is not None else "WRAP"
-        return FixedType(width, int(precision.integer), signed, r, o)
+        return FixedType(int(precision.width), int(precision.integer), bool(precision.signed), r, o)
+    if type(precision).__name__ in ("XnorPrecisionType", "ExponentPrecisionType"):
+        raise ValueError(f"{type(precision).__name__} is not an ap_fixed type")
     return parse_precision(str(precision))
 
 

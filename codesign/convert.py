@@ -1,0 +1,209 @@
+"""The convert stage: QKeras/Keras model -> hls4ml Vitis project, compiled C-sim, hardware IR.
+
+Writes ``<run>/hls/``: the hls4ml project (a user with Vitis HLS can run its build script as is),
+the compiled C-sim library, ``hls_config.yml`` (what was passed to hls4ml), ``graph.json`` (the
+hardware IR for the RTL backend, see :mod:`codesign.graph`) and ``result.json`` (C-sim vs QKeras
+agreement on the test set, per-layer reuse factors and types).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from codesign import graph as hwgraph
+from codesign.config import Config
+from codesign.errors import ConfigError, ConversionError
+from codesign.rundir import require, stage_dir, write_json
+
+log = logging.getLogger(__name__)
+
+PROJECT = "myproject"
+#: hls4ml's default precision when nothing better is known (TOOLCHAIN.md).
+DEFAULT_INPUT_PRECISION = "fixed<16,6>"
+
+
+def strip_softmax(model: Any) -> tuple[Any, bool]:
+    """Return (model without a final softmax, whether one was removed). argmax is unchanged."""
+    import tensorflow as tf
+
+    last = model.layers[-1]
+    cls = type(last).__name__
+    act = getattr(last, "activation", None)
+    act_name = getattr(act, "__name__", str(act)) if act is not None else ""
+    if cls == "Softmax" or (cls in ("Activation", "QActivation") and "softmax" in str(act_name)):
+        return tf.keras.Model(model.inputs, model.layers[-2].output, name=model.name), True
+    if cls in ("Dense", "QDense") and act_name == "softmax":
+        from codesign.model_io import custom_objects
+
+        conf = model.get_config()
+        for layer_conf in conf["layers"]:
+            if layer_conf["config"]["name"] == last.name:
+                layer_conf["config"]["activation"] = "linear"
+        clone = tf.keras.Model.from_config(conf, custom_objects=custom_objects())
+        clone.set_weights(model.get_weights())
+        return clone, True
+    return model, False
+
+
+def _first_quantizer_precision(hls_cfg: dict[str, Any], model: Any) -> str | None:
+    """The result precision of the first layer when it is an input quantizer (QActivation)."""
+    layers = [layer for layer in model.layers if type(layer).__name__ != "InputLayer"]
+    if not layers or type(layers[0]).__name__ != "QActivation":
+        return None
+    prec = hls_cfg["LayerName"].get(layers[0].name, {}).get("Precision", {})
+    result = prec.get("result") if isinstance(prec, dict) else prec
+    return result if result and result != "auto" else None
+
+
+def build_hls_config(cfg: Config, model: Any) -> dict[str, Any]:
+    """hls4ml configuration (granularity 'name') with the run's precisions, strategies and RFs."""
+    import hls4ml
+
+    hls_cfg = hls4ml.utils.config_from_keras_model(model, granularity="name", backend="Vitis")
+    names = list(hls_cfg["LayerName"])
+    input_name = model.layers[0].name if type(model.layers[0]).__name__ == "InputLayer" else names[0]
+    h = cfg.hls
+    if h.input_precision == "auto":
+        inp = _first_quantizer_precision(hls_cfg, model) or DEFAULT_INPUT_PRECISION
+    else:
+        inp = h.input_precision
+    hls_cfg["LayerName"].setdefault(input_name, {}).setdefault("Precision", {})["result"] = inp
+    hls_cfg["Model"]["Strategy"] = h.strategy
+    hls_cfg["Model"]["ReuseFactor"] = h.reuse_factor
+    dense = [layer.name for layer in model.layers if type(layer).__name__ in ("Dense", "QDense")]
+    for table, what in ((h.layer_reuse_factor, "hls.layer_reuse_factor"), (h.layer_strategy, "hls.layer_strategy"),
+                        (h.layer_precision, "hls.layer_precision")):
+        for name in table:
+            if name not in hls_cfg["LayerName"]:
+                raise ConfigError(f"{what}.{name}: no layer named {name!r}; layers: {', '.join(names)}")
+    for name in dense:
+        lc = hls_cfg["LayerName"][name]
+        lc["ReuseFactor"] = h.layer_reuse_factor.get(name, h.reuse_factor)
+        lc["Strategy"] = h.layer_strategy.get(name, h.strategy)
+    for name, precs in h.layer_precision.items():
+        p = hls_cfg["LayerName"][name].setdefault("Precision", {})
+        if not isinstance(p, dict):
+            p = hls_cfg["LayerName"][name]["Precision"] = {"result": p}
+        p.update(precs)
+    for lc in hls_cfg["LayerName"].values():
+        lc["Trace"] = True
+    return hls_cfg
+
+
+def _check_reuse_factors(hls_model: Any, hls_cfg: dict[str, Any]) -> None:
+    """Refuse silent reuse-factor replacement: HLS project and RTL must agree on every layer."""
+    backend = hls_model.config.backend
+    for layer in hls_model.get_layers():
+        if layer.class_name != "Dense":
+            continue
+        asked = hls_cfg["LayerName"].get(layer.name, {}).get("ReuseFactor")
+        got = layer.get_attr("reuse_factor")
+        n_in, n_out = int(layer.get_attr("n_in")), int(layer.get_attr("n_out"))
+        if asked is not None and asked > n_in * n_out:
+            raise ConversionError(
+                f"layer {layer.name}: reuse factor {asked} exceeds n_in*n_out = {n_in * n_out}; valid: 1..{n_in * n_out}"
+            )
+        if asked is not None and got != asked:
+            valid = backend.get_valid_reuse_factors(n_in, n_out)
+            raise ConversionError(
+                f"layer {layer.name}: hls4ml's {layer.get_attr('strategy')} strategy does not accept reuse factor "
+                f"{asked} (it would silently use {got}); valid for {n_in}x{n_out}: {', '.join(map(str, valid))}",
+                hint="pick a valid reuse factor or use the Latency strategy, which accepts any",
+            )
+
+
+def convert_model(cfg: Config, model: Any, out_dir: Path) -> tuple[Any, dict[str, Any], bool]:
+    """Convert and compile; return (hls4ml ModelGraph, hls config used, softmax stripped)."""
+    import hls4ml
+
+    model, stripped = strip_softmax(model) if cfg.hls.strip_softmax else (model, False)
+    hls_cfg = build_hls_config(cfg, model)
+    try:
+        hls_model = hls4ml.converters.convert_from_keras_model(
+            model, hls_config=copy.deepcopy(hls_cfg), backend="Vitis", output_dir=str(out_dir),
+            project_name=PROJECT, part=cfg.hls.part, clock_period=cfg.hls.clock_period_ns,
+            io_type="io_parallel",
+        )
+    except Exception as e:  # hls4ml raises bare exceptions for unsupported layers/types
+        raise ConversionError(f"hls4ml could not convert the model: {type(e).__name__}: {e}") from e
+    _check_reuse_factors(hls_model, hls_cfg)
+    t0 = time.time()
+    cwd = os.getcwd()
+    try:
+        hls_model.compile()
+    except Exception as e:
+        raise ConversionError(f"hls4ml C-sim compilation failed in {out_dir}: {e}") from e
+    finally:
+        os.chdir(cwd)
+    log.info("C-sim compiled in %.1f s", time.time() - t0)
+    return hls_model, hls_cfg, stripped
+
+
+def agreement(reference: np.ndarray, csim: np.ndarray) -> dict[str, Any]:
+    """How C-sim outputs agree with a reference (exact rows, argmax, max error)."""
+    reference = np.asarray(reference, dtype=np.float64).reshape(len(reference), -1)
+    csim = np.asarray(csim, dtype=np.float64).reshape(len(csim), -1)
+    exact = np.all(reference == csim, axis=1)
+    return {
+        "rows": int(len(reference)), "exact_rows": int(exact.sum()),
+        "exact_outputs": int((reference == csim).sum()), "outputs": int(reference.size),
+        "argmax_agree": int((reference.argmax(1) == csim.argmax(1)).sum()),
+        "max_abs_err": float(np.max(np.abs(reference - csim))) if reference.size else 0.0,
+    }
+
+
+def on_grid_inputs(graph: hwgraph.Graph, x: np.ndarray) -> np.ndarray:
+    """Quantize real inputs to the input type's codes (TRN/WRAP as hls4ml's input conversion)."""
+    from codesign.fixedpoint import cast
+
+    t = graph.input_type
+    hi = np.floor(np.asarray(x, dtype=np.float64) * 2.0 ** 40).astype(np.int64)
+    return cast(hi, 40, t.with_modes("TRN", "SAT"))
+
+
+def run(cfg: Config, run_dir: Path) -> dict[str, Any]:
+    """The 'hls' stage."""
+    from codesign.model_io import load_model
+
+    model_res = require(run_dir, "model", "convert")
+    model = load_model(Path(run_dir) / "model" / model_res.get("model_file", "model.h5"))
+    with stage_dir(run_dir, "hls") as out:
+        t0 = time.time()
+        hls_model, hls_cfg, stripped = convert_model(cfg, model, out)
+        (out / "hls_config.yml").write_text(yaml.safe_dump(hls_cfg, sort_keys=True))
+        graph = hwgraph.from_hls4ml(hls_model, softmax_stripped=stripped)
+        graph.save(out / "graph.json")
+        result: dict[str, Any] = {
+            "project": PROJECT, "backend": "Vitis", "part": cfg.hls.part,
+            "clock_period_ns": cfg.hls.clock_period_ns, "softmax_stripped": stripped,
+            "input_type": str(graph.input_type), "output_type": str(graph.output_type),
+            "layers": [
+                {"name": layer.name, "class": layer.source, "kind": layer.kind, "n_in": layer.n_in,
+                 "n_out": layer.n_out, "reuse_factor": layer.reuse_factor, "strategy": layer.strategy,
+                 "out_type": str(layer.out_type),
+                 "accum_type": str(layer.accum_type) if layer.accum_type else None}
+                for layer in graph.layers
+            ],
+        }
+        data_file = Path(run_dir) / "model" / "data.npz"
+        if model_res.get("has_data") and data_file.is_file():
+            data = np.load(data_file)
+            codes = on_grid_inputs(graph, data["X_test"])
+            x = graph.input_type.to_real(codes)
+            keras_model, _ = strip_softmax(model) if stripped else (model, False)
+            ref = keras_model.predict(x, verbose=0, batch_size=1024)
+            cs = hls_model.predict(np.ascontiguousarray(x))
+            result["csim_vs_qkeras"] = agreement(ref, cs)
+            result["csim_accuracy"] = float(np.mean(np.asarray(cs).reshape(len(x), -1).argmax(1) == data["y_test"]))
+            result["qkeras_accuracy_on_grid"] = float(np.mean(ref.argmax(1) == data["y_test"]))
+        result["convert_seconds"] = round(time.time() - t0, 2)
+        write_json(out / "result.json", result)
+    return result

@@ -1,0 +1,57 @@
+"""Integer golden model of the hardware IR: the same casts, in the same order, as hls4ml's C++.
+
+Dense (``nnet_dense_latency.h``): every product ``x*w`` is exact, then converted to accum_t; the
+accumulator starts at ``(accum_t)bias`` and adds the products in accum_t, input by input; the
+result is ``(result_t)acc``. ReLU is ``x > 0 ? (result_t)x : 0``; linear is ``(result_t)x``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from codesign.fixedpoint import cast
+from codesign.graph import Graph, Layer
+
+
+def dense(layer: Layer, x: np.ndarray) -> np.ndarray:
+    assert layer.weights is not None and layer.bias is not None and layer.accum_type is not None
+    acc_t = layer.accum_type
+    prod_frac = layer.in_type.frac + layer.weight_frac
+    acc = np.broadcast_to(cast(layer.bias, layer.bias_frac, acc_t), (len(x), layer.n_out)).copy()
+    wrap = acc_t.overflow == "WRAP"
+    for i in range(layer.n_in):  # hls4ml's order: input by input, all outputs
+        prod = cast(x[:, i : i + 1] * layer.weights[i][None, :], prod_frac, acc_t)
+        acc = acc + prod
+        if not wrap:  # saturating accumulators depend on the order: apply after every add
+            acc = cast(acc, acc_t.frac, acc_t)
+    if wrap:  # modular: one wrap at the end equals a wrap after every add
+        acc = cast(acc, acc_t.frac, acc_t)
+    return cast(acc, acc_t.frac, layer.out_type)
+
+
+def run_layer(layer: Layer, x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.int64)
+    if layer.kind == "dense":
+        return dense(layer, x)
+    if layer.kind == "relu":
+        return np.where(x > 0, cast(x, layer.in_type.frac, layer.out_type), 0)
+    if layer.kind == "cast":
+        return cast(x, layer.in_type.frac, layer.out_type)
+    raise ValueError(f"layer {layer.name}: golden model has no {layer.kind!r}")
+
+
+def layer_outputs(graph: Graph, in_codes: np.ndarray, chunk: int = 2048) -> dict[str, np.ndarray]:
+    """Every layer's output codes for N input vectors (N x n_in codes of the input type)."""
+    in_codes = np.asarray(in_codes, dtype=np.int64)
+    outs: dict[str, list[np.ndarray]] = {layer.name: [] for layer in graph.layers}
+    for start in range(0, len(in_codes), chunk):
+        x = in_codes[start : start + chunk]
+        for layer in graph.layers:
+            x = run_layer(layer, x)
+            outs[layer.name].append(x)
+    return {k: (np.concatenate(v) if v else np.zeros((0, 0), np.int64)) for k, v in outs.items()}
+
+
+def predict(graph: Graph, in_codes: np.ndarray) -> np.ndarray:
+    """Output codes of the whole network."""
+    return layer_outputs(graph, in_codes)[graph.layers[-1].name]

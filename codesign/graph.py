@@ -1,0 +1,178 @@
+"""The hardware IR: what the RTL backend needs from hls4ml's converted graph, as plain data.
+
+The convert stage extracts it from the ModelGraph (final types after hls4ml's passes, weights as
+integer codes, reuse factors) into ``<run>/hls/graph.json``; the RTL generator, the golden model
+and the report read only this file, so they never depend on hls4ml internals.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from codesign.errors import RtlGenError
+from codesign.fixedpoint import FixedType
+from codesign.fixedpoint import from_hls4ml as precision_to_type
+from codesign.rundir import read_json, write_json
+
+GRAPH_FORMAT = 1
+#: Layer kinds the RTL backend implements.
+KINDS = ("dense", "relu", "cast")
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One layer of the hardware IR."""
+
+    name: str
+    kind: str
+    n_in: int
+    n_out: int
+    in_type: FixedType
+    out_type: FixedType
+    source: str = ""  #: hls4ml class (and activation) it came from, for messages
+    accum_type: FixedType | None = None
+    weights: np.ndarray | None = None  #: n_in x n_out integer codes
+    weight_frac: int = 0
+    bias: np.ndarray | None = None  #: n_out integer codes
+    bias_frac: int = 0
+    reuse_factor: int = 1
+    strategy: str = "latency"
+
+    @property
+    def nonzero_weights(self) -> int:
+        return int(np.count_nonzero(self.weights)) if self.weights is not None else 0
+
+    def to_json(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "name": self.name, "kind": self.kind, "n_in": self.n_in, "n_out": self.n_out,
+            "in_type": self.in_type.to_json(), "out_type": self.out_type.to_json(), "source": self.source,
+            "reuse_factor": self.reuse_factor, "strategy": self.strategy,
+        }
+        if self.kind == "dense":
+            assert self.weights is not None and self.bias is not None and self.accum_type is not None
+            d.update(
+                accum_type=self.accum_type.to_json(), weights=self.weights.tolist(),
+                weight_frac=self.weight_frac, bias=self.bias.tolist(), bias_frac=self.bias_frac,
+                nonzero_weights=self.nonzero_weights,
+            )
+        return d
+
+
+@dataclass(frozen=True)
+class Graph:
+    """A feed-forward chain of layers from the input type to the output type."""
+
+    input_type: FixedType
+    n_in: int
+    layers: tuple[Layer, ...]
+    softmax_stripped: bool = False
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def output_type(self) -> FixedType:
+        return self.layers[-1].out_type if self.layers else self.input_type
+
+    @property
+    def n_out(self) -> int:
+        return self.layers[-1].n_out if self.layers else self.n_in
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": GRAPH_FORMAT, "input": {"n": self.n_in, "type": self.input_type.to_json()},
+            "output": {"n": self.n_out, "type": self.output_type.to_json()},
+            "softmax_stripped": self.softmax_stripped, "notes": list(self.notes),
+            "layers": [layer.to_json() for layer in self.layers],
+        }
+
+    def save(self, path: Path) -> None:
+        write_json(path, self.to_json())
+
+
+def _type(d: dict[str, Any]) -> FixedType:
+    return FixedType(d["width"], d["integer"], d["signed"], d["rounding"], d["overflow"])
+
+
+def load(path: Path) -> Graph:
+    data = read_json(path)
+    if data.get("format") != GRAPH_FORMAT:
+        raise RtlGenError(f"{path}: graph format {data.get('format')!r}, expected {GRAPH_FORMAT}")
+    layers = []
+    for d in data["layers"]:
+        extra: dict[str, Any] = {}
+        if d["kind"] == "dense":
+            extra = dict(
+                accum_type=_type(d["accum_type"]), weights=np.array(d["weights"], dtype=np.int64).reshape(
+                    d["n_in"], d["n_out"]), weight_frac=d["weight_frac"],
+                bias=np.array(d["bias"], dtype=np.int64), bias_frac=d["bias_frac"],
+            )
+        layers.append(Layer(
+            name=d["name"], kind=d["kind"], n_in=d["n_in"], n_out=d["n_out"], in_type=_type(d["in_type"]),
+            out_type=_type(d["out_type"]), source=d.get("source", ""), reuse_factor=d["reuse_factor"],
+            strategy=d["strategy"], **extra,
+        ))
+    return Graph(_type(data["input"]["type"]), data["input"]["n"], tuple(layers),
+                 data.get("softmax_stripped", False), tuple(data.get("notes", ())))
+
+
+def _grid_codes(values: np.ndarray, what: str, max_frac: int = 48) -> tuple[np.ndarray, int]:
+    """Smallest fractional bit count that puts every value on an integer grid, and the codes."""
+    values = np.asarray(values, dtype=np.float64)
+    for frac in range(0, max_frac + 1):
+        scaled = values * (2.0 ** frac)
+        if np.all(scaled == np.rint(scaled)):
+            return np.rint(scaled).astype(np.int64), frac
+    raise RtlGenError(f"{what}: values are not on a binary fixed-point grid with <= {max_frac} fractional bits")
+
+
+def from_hls4ml(hls_model: Any, softmax_stripped: bool = False) -> Graph:
+    """Extract the hardware IR from a converted hls4ml ModelGraph (io_parallel, one input)."""
+    layers_in = list(hls_model.get_layers())
+    if not layers_in or layers_in[0].class_name not in ("Input", "InputLayer"):
+        raise RtlGenError("hls4ml graph does not start with an Input layer")
+    inp = layers_in[0]
+    in_var = inp.get_output_variable()
+    in_type = precision_to_type(in_var.type.precision)
+    n_in = int(np.prod(in_var.shape))
+    prev_type, prev_n = in_type, n_in
+    layers: list[Layer] = []
+    for hl in layers_in[1:]:
+        out_var = hl.get_output_variable()
+        out_t = _layer_type(hl, out_var.type.precision, "result")
+        n_out = int(np.prod(out_var.shape))
+        cls = hl.class_name
+        act = (hl.get_attr("activation") or "").lower()
+        source = f"{cls}({act})" if act else cls
+        rf = int(hl.get_attr("reuse_factor") or 1)
+        strategy = str(hl.get_attr("strategy") or "latency").lower()
+        if cls == "Dense":
+            w = hl.weights["weight"].data
+            b = hl.weights["bias"].data
+            wc, wf = _grid_codes(w, f"layer {hl.name} weights")
+            bc, bf = _grid_codes(b, f"layer {hl.name} biases")
+            layers.append(Layer(
+                name=hl.name, kind="dense", n_in=prev_n, n_out=n_out, in_type=prev_type, out_type=out_t,
+                source=source, accum_type=_layer_type(hl, hl.types["accum_t"].precision, "accum"),
+                weights=wc.reshape(prev_n, n_out), weight_frac=wf, bias=bc.reshape(n_out), bias_frac=bf,
+                reuse_factor=rf, strategy=strategy,
+            ))
+        elif cls in ("Activation", "ReLU") and act in ("relu", "linear"):
+            kind = "relu" if act == "relu" else "cast"
+            layers.append(Layer(name=hl.name, kind=kind, n_in=prev_n, n_out=n_out, in_type=prev_type,
+                                out_type=out_t, source=source, reuse_factor=rf, strategy=strategy))
+        else:
+            # Recorded so the RTL stage can refuse it by name; conversion and C-sim still work.
+            layers.append(Layer(name=hl.name, kind=f"unsupported:{source}", n_in=prev_n, n_out=n_out,
+                                in_type=prev_type, out_type=out_t, source=source))
+        prev_type, prev_n = out_t, n_out
+    return Graph(in_type, n_in, tuple(layers), softmax_stripped)
+
+
+def _layer_type(hl: Any, precision: Any, what: str) -> FixedType:
+    try:
+        return precision_to_type(precision)
+    except ValueError as e:
+        raise RtlGenError(f"layer {hl.name}: {what} type {precision}: {e}") from e

@@ -1,0 +1,261 @@
+"""Dense layers in RTL, bit-exact with hls4ml's latency/resource Dense.
+
+Arithmetic (proved equal to hls4ml's order of casts, see DESIGN.md): products x*w are exact and
+their conversion to accum_t only moves the binary point when accum_t keeps at least the product's
+fractional bits; with a wrapping accum_t the sum is modular, so summing exactly and wrapping once
+at the end gives hls4ml's result in any order. A saturating accum_t is accepted only when no
+partial sum in hls4ml's order can reach its limits; otherwise the layer is refused.
+
+Two architectures:
+* reuse factor 1: every weight is a constant; each product is its canonical-signed-digit shift-add
+  terms, summed in one balanced adder tree per neuron, registered every ``levels_per_stage`` adder
+  levels (an elastic pipeline: stage k loads when empty or when stage k+1 loads).
+* reuse factor R > 1: ceil(nonzeros / R) multiplier lanes; lane m owns nonzero terms
+  [m*R, (m+1)*R) in (neuron, input) order, reads its weight from a per-lane ROM and its input through
+  a per-lane mux indexed by the cycle counter, and adds into the accumulators of the neurons those
+  terms belong to. II = R, latency = R + 3 (input register, R issue cycles, accumulate, output
+  register).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from codesign.errors import RtlGenError
+from codesign.fixedpoint import cast
+from codesign.graph import Layer
+from codesign.rtlgen.csd import csd
+from codesign.rtlgen.netlist import Module, Net, cast_instance, const, ext, input_element, signed_width
+
+
+@dataclass(frozen=True)
+class DenseCost:
+    latency: int
+    ii: int
+    multipliers: int
+    adders: int
+
+
+def _product_frac(layer: Layer) -> int:
+    return layer.in_type.frac + layer.weight_frac
+
+
+def check_exact(layer: Layer) -> None:
+    """Refuse what the RTL cannot reproduce exactly, naming the layer and the type."""
+    assert layer.accum_type is not None and layer.weights is not None and layer.bias is not None
+    acc = layer.accum_type
+    if acc.frac < _product_frac(layer) and np.any(layer.weights != 0):
+        raise RtlGenError(
+            f"layer {layer.name}: accum type {acc} keeps {acc.frac} fractional bits but products x*w have "
+            f"{_product_frac(layer)}; per-product rounding in accum_t is not supported by the RTL backend",
+            hint=f"give {layer.name} an accum precision with at least {_product_frac(layer)} fractional bits",
+        )
+    if acc.overflow != "WRAP":
+        lo, hi = _partial_sum_bounds(layer)
+        if lo < acc.min_code or hi > acc.max_code:
+            raise RtlGenError(
+                f"layer {layer.name}: saturating accum type {acc} can overflow (partial sums reach "
+                f"[{lo}, {hi}] codes, type holds [{acc.min_code}, {acc.max_code}]); its result would depend "
+                f"on the order of additions",
+                hint="use a wider accum precision or AP_WRAP",
+            )
+
+
+def _bias_acc(layer: Layer) -> np.ndarray:
+    assert layer.accum_type is not None and layer.bias is not None
+    return cast(layer.bias, layer.bias_frac, layer.accum_type)
+
+
+def _term_range(layer: Layer, w: int) -> tuple[int, int]:
+    t = layer.in_type
+    a, b = t.min_code * w, t.max_code * w
+    return min(a, b), max(a, b)
+
+
+def _partial_sum_bounds(layer: Layer) -> tuple[int, int]:
+    """Bounds (accum codes) of every partial sum bias + sum of any subset of products."""
+    assert layer.weights is not None and layer.accum_type is not None
+    shift = layer.accum_type.frac - _product_frac(layer)
+    bias = _bias_acc(layer)
+    lo_all, hi_all = 0, 0
+    for j in range(layer.n_out):
+        lo, hi = int(bias[j]), int(bias[j])
+        for w in layer.weights[:, j]:
+            if w:
+                a, b = _term_range(layer, int(w))
+                lo += min(a, 0) << max(shift, 0)
+                hi += max(b, 0) << max(shift, 0)
+        lo_all, hi_all = min(lo_all, lo), max(hi_all, hi)
+    return lo_all, hi_all
+
+
+def _output_stage(m: Module, layer: Layer, j: int, root: Net | None, stage: int, out_name: str) -> None:
+    """out_j = (result_t)(accum_t)(bias + root): bias add, accum wrap, result cast, one register."""
+    assert layer.accum_type is not None
+    acc_t = layer.accum_type
+    shift_to_acc = acc_t.frac - _product_frac(layer)
+    bias = int(_bias_acc(layer)[j])
+    if root is None:
+        lo = hi = bias
+        s_name = m.fresh("s")
+        w = signed_width(lo, hi)
+        m.wire(s_name, w, const(bias, w))
+    else:
+        sh = root.lsb + shift_to_acc
+        rlo, rhi = (root.lo << sh, root.hi << sh)
+        if root.neg:
+            rlo, rhi = -rhi, -rlo
+        lo, hi = bias + rlo, bias + rhi
+        w = max(signed_width(lo, hi), root.width + sh + 1, signed_width(bias, bias))
+        s_name = m.fresh("s")
+        op = "-" if root.neg else "+"
+        m.wire(s_name, w, f"{const(bias, w)} {op} {ext(root.name, root.width, w, sh)}")
+    src = s_name
+    if acc_t.overflow == "WRAP" and (lo < acc_t.min_code or hi > acc_t.max_code):
+        src = cast_instance(m, f"acc{j}", s_name, w, acc_t.frac, acc_t)
+        w = acc_t.width
+        signed_src = acc_t.signed
+    else:
+        signed_src = True
+    y = cast_instance(m, f"res{j}", src, w, acc_t.frac, layer.out_type, signed_src)
+    m.stages_extend(stage)
+    m.decls.append(f"reg [{layer.out_type.width - 1}:0] {out_name};")
+    m.stages[stage].append(f"{out_name} <= {y};")
+
+
+def _mark_unused_inputs(m: Module, layer: Layer, xs: list[Net]) -> None:
+    """Inputs whose weights are all pruned feed nothing; name them so -Wall knows it is deliberate."""
+    assert layer.weights is not None
+    for i, x in enumerate(xs):
+        if not np.any(layer.weights[i] != 0):
+            m.decls.append(f"wire unused_{x.name};")
+            m.assigns.append(f"assign unused_{x.name} = ^{x.name};")
+
+
+def _combine(m: Module, a: Net, b: Net) -> Net:
+    lsb = min(a.lsb, b.lsb)
+    sa, sb = a.lsb - lsb, b.lsb - lsb
+    alo, ahi, blo, bhi = a.lo << sa, a.hi << sa, b.lo << sb, b.hi << sb
+    if a.neg == b.neg:
+        lo, hi, op, neg = alo + blo, ahi + bhi, "+", a.neg
+    else:
+        if a.neg:  # make a the positive one
+            a, b, sa, sb, alo, ahi, blo, bhi = b, a, sb, sa, blo, bhi, alo, ahi
+        lo, hi, op, neg = alo - bhi, ahi - blo, "-", False
+    w = max(signed_width(lo, hi), a.width + sa, b.width + sb)
+    name = m.fresh("t")
+    m.wire(name, w, f"{ext(a.name, a.width, w, sa)} {op} {ext(b.name, b.width, w, sb)}")
+    return Net(name, lo, hi, lsb, neg)
+
+
+def _register(m: Module, n: Net, stage: int) -> Net:
+    name = m.fresh("r")
+    m.reg(stage, name, n.width, n.name)
+    return Net(name, n.lo, n.hi, n.lsb, n.neg)
+
+
+def parallel(layer: Layer, module_name: str, levels_per_stage: int = 2) -> tuple[Module, DenseCost]:
+    """Reuse factor 1: constant-coefficient shift-add trees, pipelined."""
+    assert layer.weights is not None
+    check_exact(layer)
+    m = Module(module_name)
+    xs = [input_element(m, "in_data", i, layer.in_type, f"x{i}") for i in range(layer.n_in)]
+    _mark_unused_inputs(m, layer, xs)
+    trees: list[list[Net]] = []
+    adders = 0
+    for j in range(layer.n_out):
+        leaves = []
+        for i in range(layer.n_in):
+            w = int(layer.weights[i, j])
+            for shift, sign in csd(w):
+                x = xs[i]
+                leaves.append(Net(x.name, x.lo, x.hi, shift, sign < 0))
+        leaves.sort(key=lambda n: (n.lsb, n.neg))
+        trees.append(leaves)
+    depth = max((int(np.ceil(np.log2(len(t)))) if len(t) > 1 else 0) for t in trees) if trees else 0
+    n_tree_stages = -(-depth // levels_per_stage) if depth else 0
+    for j, nodes in enumerate(trees):
+        level = 0
+        while level < depth:
+            level += 1
+            nxt = []
+            for k in range(0, len(nodes) - 1, 2):
+                nxt.append(_combine(m, nodes[k], nodes[k + 1]))
+                adders += 1
+            if len(nodes) % 2:
+                nxt.append(nodes[-1])
+            nodes = nxt
+            if level % levels_per_stage == 0 or level == depth:
+                nodes = [_register(m, n, (level - 1) // levels_per_stage) for n in nodes]
+        root = nodes[0] if nodes else None
+        _output_stage(m, layer, j, root, n_tree_stages, f"y{j}")
+    n_stages = n_tree_stages + 1
+    m.n_stages = n_stages
+    return m, DenseCost(latency=n_stages, ii=1, multipliers=layer.nonzero_weights, adders=adders)
+
+
+def folded(layer: Layer, module_name: str) -> tuple[Module, DenseCost, dict]:
+    """Reuse factor R > 1: ceil(nonzeros/R) time-multiplexed multipliers, II = R."""
+    assert layer.weights is not None
+    check_exact(layer)
+    R = layer.reuse_factor
+    terms = [(j, i, int(layer.weights[i, j])) for j in range(layer.n_out) for i in range(layer.n_in)
+             if layer.weights[i, j] != 0]
+    n_lanes = -(-len(terms) // R) if terms else 0
+    m = Module(module_name)
+    xs = [input_element(m, "x_reg", i, layer.in_type, f"x{i}") for i in range(layer.n_in)]
+    _mark_unused_inputs(m, layer, xs)
+    x_w = xs[0].width if xs else 1
+    tw = max(1, (R - 1).bit_length())
+    lanes = []
+    for lane in range(n_lanes):
+        sched = terms[lane * R:(lane + 1) * R]
+        wmax = max(abs(w) for _, _, w in sched)
+        w_w = signed_width(-wmax, wmax)
+        p_lo = min(min(_term_range(layer, w)) for _, _, w in sched)
+        p_hi = max(max(_term_range(layer, w)) for _, _, w in sched)
+        p_w = max(signed_width(p_lo, p_hi), 2)
+        mul_w = x_w + w_w
+        xcase = " ".join(f"{tw}'d{t}: xs{lane} = {xs[i].name};" for t, (_, i, _) in enumerate(sched))
+        wcase = " ".join(f"{tw}'d{t}: ws{lane} = {const(w, w_w)};" for t, (_, _, w) in enumerate(sched))
+        m.decls.append(f"reg signed [{x_w - 1}:0] xs{lane};")
+        m.decls.append(f"reg signed [{w_w - 1}:0] ws{lane};")
+        m.decls.append(f"wire signed [{mul_w - 1}:0] prod{lane};")
+        m.combs.append(f"always @* begin case (t) {xcase} default: xs{lane} = {x_w}'d0; endcase end")
+        m.combs.append(f"always @* begin case (t) {wcase} default: ws{lane} = {w_w}'d0; endcase end")
+        m.assigns.append(f"assign prod{lane} = {ext(f'xs{lane}', x_w, mul_w)} * {ext(f'ws{lane}', w_w, mul_w)};")
+        m.decls.append(f"reg signed [{p_w - 1}:0] p{lane};")
+        if p_w < mul_w:
+            m.decls.append(f"wire [{mul_w - p_w - 1}:0] unused_prod{lane} = prod{lane}[{mul_w - 1}:{p_w}];")
+        m.engine.append(f"p{lane} <= prod{lane}[{p_w - 1}:0];")
+        lanes.append((lane, sched, p_w, p_lo, p_hi))
+    # accumulators: neuron j collects lane m while p_t is inside j's slice of m's schedule
+    for j in range(layer.n_out):
+        contrib, lo, hi = [], 0, 0
+        for lane, sched, p_w, p_lo, p_hi in lanes:
+            ts = [t for t, (jj, _, w) in enumerate(sched) if jj == j]
+            if not ts:
+                continue
+            for t in ts:
+                a, b = _term_range(layer, sched[t][2])
+                lo, hi = lo + min(a, 0), hi + max(b, 0)
+            contrib.append((lane, p_w, ts[0], ts[-1]))
+        if not contrib:
+            _output_stage(m, layer, j, None, 0, f"y{j}")
+            continue
+        a_w = signed_width(lo, hi)
+        terms_expr = []
+        for lane, p_w, t0, t1 in contrib:
+            cond = f"(p_t >= {tw}'d{t0}) && (p_t <= {tw}'d{t1})" if (t0, t1) != (0, R - 1) else "1'b1"
+            if t0 == 0 and t1 < R - 1:
+                cond = f"(p_t <= {tw}'d{t1})"
+            elif t1 == R - 1 and t0 > 0:
+                cond = f"(p_t >= {tw}'d{t0})"
+            terms_expr.append(f"(({cond}) ? {ext(f'p{lane}', p_w, a_w)} : {a_w}'d0)")
+        m.decls.append(f"reg signed [{a_w - 1}:0] acc{j};")
+        m.accs.append(f"acc{j} <= (p_first ? {a_w}'d0 : acc{j}) + " + " + ".join(terms_expr) + ";")
+        _output_stage(m, layer, j, Net(f"acc{j}", lo, hi), 0, f"y{j}")
+    info = {"lanes": n_lanes, "tw": tw, "R": R}
+    return m, DenseCost(latency=R + 3, ii=R, multipliers=n_lanes, adders=0), info

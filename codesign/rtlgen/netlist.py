@@ -1,0 +1,108 @@
+"""A tiny netlist IR for generated layer modules: signed nets with exact value ranges.
+
+Python decides every width from the exact range of values a net can carry; the Verilog templates
+only print declarations and assignments. All internal nets are signed two's complement; every
+operand is extended explicitly, so the output is lint-clean under ``verilator -Wall``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from codesign.fixedpoint import FixedType
+
+
+def signed_width(lo: int, hi: int) -> int:
+    """Bits of the smallest signed two's complement type holding every integer in [lo, hi]."""
+    return max((-lo - 1).bit_length() if lo < 0 else 0, hi.bit_length() if hi > 0 else 0) + 1
+
+
+def ext(name: str, width: int, to: int, shift: int = 0) -> str:
+    """``name`` (signed, ``width`` bits) shifted left by ``shift`` and sign-extended to ``to`` bits."""
+    body = name if shift == 0 else f"{name}, {shift}'b0"
+    grow = to - width - shift
+    if grow < 0:
+        raise ValueError(f"cannot fit {name} ({width} bits << {shift}) into {to} bits")
+    if grow == 0:
+        return body if shift == 0 else "{" + body + "}"
+    sign = f"{name}[{width - 1}]"
+    return "{{" + f"{grow}{{{sign}}}" + "}, " + body + "}"
+
+
+def const(value: int, width: int) -> str:
+    """A signed constant literal of ``width`` bits (written from its bit pattern: no -N'sdM pitfall)."""
+    return f"{width}'h{value & ((1 << width) - 1):x}"
+
+
+@dataclass
+class Net:
+    """A signed net carrying ``value * 2**lsb`` where value in [lo, hi]; ``neg`` negates it."""
+
+    name: str
+    lo: int
+    hi: int
+    lsb: int = 0
+    neg: bool = False
+
+    @property
+    def width(self) -> int:
+        return signed_width(self.lo, self.hi)
+
+
+@dataclass
+class Module:
+    """Lines of one generated module, grouped so the template can lay them out."""
+
+    name: str
+    decls: list[str] = field(default_factory=list)
+    assigns: list[str] = field(default_factory=list)
+    stages: list[list[str]] = field(default_factory=list)  #: per stage: "reg <= expr;" lines
+    instances: list[str] = field(default_factory=list)
+    combs: list[str] = field(default_factory=list)  #: combinational always blocks (ROMs, muxes)
+    engine: list[str] = field(default_factory=list)  #: folded layers: per-cycle product registers
+    accs: list[str] = field(default_factory=list)  #: folded layers: accumulator updates
+    counter: int = 0
+    n_stages: int = 0
+
+    def stages_extend(self, stage: int) -> None:
+        while len(self.stages) <= stage:
+            self.stages.append([])
+
+    def fresh(self, prefix: str) -> str:
+        self.counter += 1
+        return f"{prefix}{self.counter}"
+
+    def wire(self, name: str, width: int, expr: str) -> None:
+        self.decls.append(f"wire signed [{width - 1}:0] {name};")
+        self.assigns.append(f"assign {name} = {expr};")
+
+    def reg(self, stage: int, name: str, width: int, expr: str) -> None:
+        self.stages_extend(stage)
+        self.decls.append(f"reg signed [{width - 1}:0] {name};")
+        self.stages[stage].append(f"{name} <= {expr};")
+
+
+def cast_instance(m: Module, name: str, din: str, w_in: int, f_in: int, to: FixedType,
+                  src_signed: bool = True) -> str:
+    """Instantiate rtl/fxp_cast.v converting ``din`` (w_in bits, f_in fractional) to ``to``."""
+    from codesign.fixedpoint import OVERFLOW_CODE, QUANT_CODE
+
+    out = f"{name}_q"
+    m.decls.append(f"wire [{to.width - 1}:0] {out};")
+    m.instances.append(
+        f"fxp_cast #(.W_IN({w_in}), .F_IN({f_in}), .SIGNED_IN({int(src_signed)}), .W_OUT({to.width}), "
+        f".F_OUT({to.frac}), .SIGNED_OUT({int(to.signed)}), .ROUND({QUANT_CODE[to.rounding]}), "
+        f".OVERFLOW({OVERFLOW_CODE[to.overflow]})) u_{name} (.din({din}), .dout({out}));"
+    )
+    return out
+
+
+def input_element(m: Module, bus: str, index: int, t: FixedType, name: str) -> Net:
+    """Declare element ``index`` of a packed bus as a signed net (unsigned types gain a 0 sign bit)."""
+    lo_bit = index * t.width
+    sel = f"{bus}[{lo_bit + t.width - 1}:{lo_bit}]" if t.width > 1 else f"{bus}[{lo_bit}]"
+    if t.signed:
+        m.wire(name, t.width, sel)
+    else:
+        m.wire(name, t.width + 1, "{1'b0, " + sel + "}")
+    return Net(name, t.min_code, t.max_code)
