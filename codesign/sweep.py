@@ -1,0 +1,518 @@
+"""Design-space sweeps: a grid of config changes, one run directory per point, run on Ray.
+
+A sweep file::
+
+    base: {training: {epochs: 30}}          # a config (same schema as codesign/config.py)
+    grid:                                    # dotted config paths -> values
+      hls.reuse_factor: [1, 4, 16]
+      model.bits: [4, 6]
+      pruning.target_sparsity: [0.5, 0.8]
+    out: runs/sweep                          # optional (default runs/sweep)
+
+expands into the cartesian product of the grid. Layout of ``out``::
+
+    models/<train-key>/model/    one trained model per group of points that train identically
+    points/<slug>-<fp>/          one run directory per point (model/ copied from models/)
+    results.csv, results.json    one row per point, rewritten after every finished point
+    report.html, plots/          Pareto fronts and trends, written when the sweep ends or stops
+
+A point is finished when its directory holds ``point.json`` with status "ok" and the point's
+config fingerprint; a re-run skips finished points and trained models, so an interrupted sweep
+redoes only what is missing. Failed points are recorded with their error and re-run next time.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import itertools
+import logging
+import os
+import re
+import shutil
+import time
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from codesign import config as cfgmod
+from codesign import plots, rundir
+from codesign.config import Config
+from codesign.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+#: Config sections whose fields change the trained model; points equal in these share training.
+TRAINING_SECTIONS = ("data", "model", "pruning", "training")
+#: Short names used in point slugs.
+SLUG_NAMES = {"hls.reuse_factor": "rf", "model.bits": "b", "pruning.target_sparsity": "sp",
+              "model.hidden": "h", "hls.strategy": "st", "model.input_bits": "ib", "training.seed": "seed",
+              "training.epochs": "ep", "synth.nodsp": "nodsp", "model.integer_bits": "ibits"}
+#: Metric columns of results.csv, after the grid columns.
+COLUMNS = ["point", "slug", "status", "cached", "error", "reuse_factor", "bits", "target_sparsity",
+           "weight_sparsity", "acc_qkeras", "acc_csim", "acc_rtl", "mismatches", "latency", "ii",
+           "latency_measured", "ii_measured", "LUT", "FF", "DSP", "CARRY", "BRAM", "train_seconds",
+           "sim_seconds", "synth_seconds", "point_seconds", "fingerprint", "run_dir"]
+
+#: (cfg, run_dir, stages) -> anything. stages None: all; else a list of rundir.STAGES names.
+PointFn = Callable[[Config, Path, "list[str] | None"], Any]
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """A parsed sweep file."""
+
+    #: Base configuration data (before grid changes).
+    base: dict[str, Any]
+    #: Dotted config path -> values, in file order.
+    grid: dict[str, list[Any]]
+    #: Output directory of the sweep.
+    out: Path
+
+
+@dataclass(frozen=True)
+class Point:
+    """One grid point."""
+
+    index: int
+    values: dict[str, Any]
+    cfg: Config
+    slug: str
+    #: Hash of the whole resolved config (output_dir excluded).
+    fingerprint: str
+    #: Hash of the training-relevant sections: equal keys share one trained model.
+    train_key: str
+    dir: Path
+
+
+def load_spec(path: str | Path, out: str | Path | None = None) -> SweepSpec:
+    """Read and check a sweep YAML file; ``out`` overrides the file's ``out``.
+
+    Raises:
+        ConfigError: naming the file and the bad key or value.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"sweep file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from e
+    try:
+        return spec_from_dict(data, out)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from e
+
+
+def spec_from_dict(data: Mapping[str, Any], out: str | Path | None = None) -> SweepSpec:
+    """Build a SweepSpec from plain data, checking every grid path and value against the config."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"a sweep file is a mapping with base, grid and out; got {type(data).__name__}")
+    unknown = sorted(set(data) - {"base", "grid", "out"})
+    if unknown:
+        raise ConfigError(f"{unknown[0]}: unknown sweep key; valid keys: base, grid, out")
+    base = dict(data.get("base") or {})
+    base_cfg = cfgmod.from_dict(base)  # validates the base
+    grid = data.get("grid") or {}
+    if not isinstance(grid, Mapping) or not grid:
+        raise ConfigError("grid: expected a mapping of dotted config paths to value lists, e.g. "
+                          "{hls.reuse_factor: [1, 4]}")
+    clean: dict[str, list[Any]] = {}
+    for key, values in grid.items():
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"grid.{key}: expected a non-empty list of values, got {values!r}")
+        if key == "output_dir":
+            raise ConfigError("grid.output_dir: the sweep sets each point's output directory itself")
+        for v in values:
+            try:
+                base_cfg.replace(**{key: v})
+            except ConfigError as e:
+                raise ConfigError(f"grid.{key} = {v!r}: {e}") from e
+        clean[str(key)] = list(values)
+    return SweepSpec(base, clean, Path(out if out is not None else data.get("out") or "runs/sweep"))
+
+
+def _slug_value(v: Any) -> str:
+    if isinstance(v, (list, tuple)):
+        return "x".join(_slug_value(x) for x in v)
+    if isinstance(v, bool):
+        return "1" if v else "0"
+    if isinstance(v, float):
+        return f"{v:g}"
+    return str(v)
+
+
+def slug(values: Mapping[str, Any]) -> str:
+    """A readable directory name for grid values: ``rf4_b6_sp0.8``."""
+    parts = []
+    for key, v in values.items():
+        name = SLUG_NAMES.get(key, key.rsplit(".", 1)[-1])
+        parts.append(f"{name}{_slug_value(v)}")
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", "_".join(parts))[:80] or "point"
+
+
+def _cfg_data(cfg: Config) -> dict[str, Any]:
+    d = cfgmod.to_dict(cfg)
+    d.pop("output_dir", None)
+    return d
+
+
+def expand(spec: SweepSpec) -> list[Point]:
+    """The grid's cartesian product, in file order (the last key varies fastest)."""
+    base = cfgmod.from_dict(spec.base)
+    keys = list(spec.grid)
+    points = []
+    for i, combo in enumerate(itertools.product(*(spec.grid[k] for k in keys))):
+        values = dict(zip(keys, combo))
+        cfg = base.replace(**values)
+        data = _cfg_data(cfg)
+        fp = rundir.fingerprint(data)
+        tkey = rundir.fingerprint({s: data[s] for s in TRAINING_SECTIONS})
+        s = slug(values)
+        d = spec.out / "points" / f"{s}-{fp[:8]}"
+        points.append(Point(i, values, dataclasses.replace(cfg, output_dir=str(d)), s, fp, tkey, d))
+    return points
+
+
+def training_groups(points: Sequence[Point]) -> dict[str, list[Point]]:
+    """Points keyed by train_key, in first-appearance order."""
+    groups: dict[str, list[Point]] = {}
+    for p in points:
+        groups.setdefault(p.train_key, []).append(p)
+    return groups
+
+
+# ----------------------------------------------------------------------------- point execution
+
+def flow_point(cfg: Config, run_dir: Path, stages: list[str] | None) -> Any:
+    """The real point runner: :func:`codesign.flow.run_flow`."""
+    from codesign.flow import run_flow
+
+    return run_flow(cfg, run_dir, stages=stages)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _atomic_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    rundir.write_json(tmp, data)
+    os.replace(tmp, path)
+
+
+def _marker_ok(path: Path, fp: str) -> bool:
+    try:
+        m = rundir.read_json(path)
+    except (OSError, ValueError):
+        return False
+    return m.get("status") == "ok" and m.get("fingerprint") == fp
+
+
+def _model_dir(out: Path, key: str) -> Path:
+    return out / "models" / key
+
+
+def _error(e: BaseException) -> dict[str, str]:
+    return {"error_type": type(e).__name__, "error": f"{type(e).__name__}: {e}",
+            "traceback": "".join(traceback.format_exception(e))[-4000:]}
+
+
+def train_task(point_fn: PointFn, cfg: Config, model_dir: Path) -> dict[str, Any]:
+    """Train one group's model into ``model_dir/model`` (skipped when already trained)."""
+    marker = model_dir / "train.json"
+    fp = rundir.fingerprint({s: _cfg_data(cfg)[s] for s in TRAINING_SECTIONS})
+    if _marker_ok(marker, fp) and (model_dir / "model" / "result.json").is_file():
+        return {"status": "ok", "cached": True}
+    t0 = time.monotonic()
+    try:
+        model_dir.mkdir(parents=True, exist_ok=True)
+        point_fn(dataclasses.replace(cfg, output_dir=str(model_dir)), model_dir, ["model"])
+        if not (model_dir / "model" / "result.json").is_file():
+            raise RuntimeError(f"training finished without writing {model_dir / 'model' / 'result.json'}")
+    except Exception as e:  # recorded for every point of the group; the sweep goes on
+        return {"status": "failed", **_error(e), "seconds": time.monotonic() - t0}
+    _atomic_json(marker, {"status": "ok", "fingerprint": fp})
+    return {"status": "ok", "cached": False, "seconds": time.monotonic() - t0}
+
+
+def point_task(point_fn: PointFn, point: Point, model_dir: Path, train: Mapping[str, Any]) -> dict[str, Any]:
+    """Run one point after its model was trained; never raises for an ordinary error."""
+    marker = point.dir / "point.json"
+    if _marker_ok(marker, point.fingerprint):
+        return {"status": "ok", "cached": True}
+    if marker.exists():
+        marker.unlink()
+    if train.get("status") != "ok":
+        return {"status": "failed", "cached": False, "error_type": train.get("error_type", ""),
+                "error": f"training failed: {train.get('error', '?')}", "seconds": 0.0}
+    t0 = time.monotonic()
+    try:
+        point.dir.mkdir(parents=True, exist_ok=True)
+        cfgmod.dump(point.cfg, point.dir / "config.yaml")
+        if (point.dir / "model").exists():
+            shutil.rmtree(point.dir / "model")
+        shutil.copytree(model_dir / "model", point.dir / "model")
+        point_fn(point.cfg, point.dir, [s for s in rundir.STAGES if s != "model"])
+    except Exception as e:
+        return {"status": "failed", "cached": False, **_error(e), "seconds": time.monotonic() - t0}
+    seconds = time.monotonic() - t0
+    _atomic_json(marker, {"status": "ok", "fingerprint": point.fingerprint, "values": point.values,
+                          "seconds": seconds})
+    return {"status": "ok", "cached": False, "seconds": seconds}
+
+
+# ----------------------------------------------------------------------------- results
+
+def _get(d: Mapping[str, Any] | None, key: str) -> Any:
+    return None if d is None else d.get(key)
+
+
+def _stage(run_dir: Path, stage: str, name: str = "result.json") -> dict[str, Any] | None:
+    path = run_dir / stage / name
+    try:
+        return rundir.read_json(path) if path.is_file() else None
+    except ValueError:
+        return None
+
+
+def collect_row(point: Point, outcome: Mapping[str, Any] | None) -> dict[str, Any]:
+    """One results row: grid values, status, and every metric read from the point's stage files."""
+    d = point.dir
+    model, hls, sim, syn = (_stage(d, s) for s in ("model", "hls", "sim", "synth"))
+    design = _stage(d, "rtl", "design.json") if (d / "rtl" / "result.json").is_file() else None
+    if outcome is None:
+        status = "pending"
+    else:
+        status = str(outcome.get("status"))
+    row: dict[str, Any] = dict(point.values)
+    seconds = _get(outcome, "seconds")
+    if outcome is not None and outcome.get("cached"):
+        marker = _stage(d, ".", "point.json")
+        seconds = _get(marker, "seconds")
+    row.update({
+        "point": point.index, "slug": point.slug, "status": status,
+        "cached": bool(outcome and outcome.get("cached")),
+        "error": _get(outcome, "error") or "",
+        "reuse_factor": point.cfg.hls.reuse_factor, "bits": point.cfg.model.bits,
+        "target_sparsity": point.cfg.pruning.target_sparsity,
+        "weight_sparsity": _get(model, "weight_sparsity"),
+        "acc_qkeras": _get(model, "test_accuracy"), "acc_csim": _get(hls, "csim_accuracy"),
+        "acc_rtl": _get(sim, "accuracy"), "mismatches": _get(sim, "mismatches"),
+        "latency": _get(design, "latency"), "ii": _get(design, "ii"),
+        "latency_measured": _get(sim, "latency_max"), "ii_measured": _get(sim, "ii"),
+        "LUT": _get(syn, "LUT"), "FF": _get(syn, "FF"), "DSP": _get(syn, "DSP"), "CARRY": _get(syn, "CARRY"),
+        "BRAM": _get(syn, "BRAM"), "train_seconds": _get(model, "train_seconds"),
+        "sim_seconds": _get(sim, "wall_seconds"), "synth_seconds": _get(syn, "wall_seconds"),
+        "point_seconds": seconds, "fingerprint": point.fingerprint, "run_dir": str(d),
+    })
+    return row
+
+
+def write_results(spec: SweepSpec, rows: Sequence[Mapping[str, Any]]) -> None:
+    """results.json and results.csv, each replaced atomically."""
+    spec.out.mkdir(parents=True, exist_ok=True)
+    header = list(spec.grid) + [c for c in COLUMNS if c not in spec.grid]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=header, extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: ("" if r.get(k) is None else _csv_value(r.get(k))) for k in header})
+    _atomic_write(spec.out / "results.csv", buf.getvalue())
+    _atomic_json(spec.out / "results.json", {"grid": spec.grid, "base": spec.base, "columns": header,
+                                             "rows": list(rows)})
+
+
+def _csv_value(v: Any) -> Any:
+    if isinstance(v, (list, tuple)):
+        return "x".join(str(x) for x in v)
+    return v
+
+
+def _progress(rows: Sequence[Mapping[str, Any]], running: int) -> str:
+    done = sum(r["status"] == "ok" for r in rows)
+    failed = sum(r["status"] == "failed" for r in rows)
+    return f"sweep: {done}/{len(rows)} done, {running} running, {failed} failed"
+
+
+# ----------------------------------------------------------------------------- the sweep
+
+class _Local:
+    """Runs tasks in this process, one at a time, in submission order (tests, debugging)."""
+
+    def __init__(self) -> None:
+        self.queue: list[tuple[Any, Callable[..., Any], tuple[Any, ...]]] = []
+
+    def submit(self, tag: Any, fn: Callable[..., Any], *args: Any) -> None:
+        self.queue.append((tag, fn, args))
+
+    def running(self) -> int:
+        return 0
+
+    def next(self) -> tuple[Any, Any]:
+        tag, fn, args = self.queue.pop(0)
+        return tag, fn(*args)
+
+    def pending(self) -> bool:
+        return bool(self.queue)
+
+    def cancel(self) -> None:
+        self.queue.clear()
+
+    def close(self) -> None:
+        pass
+
+
+class _Ray:
+    """Runs tasks as Ray remote functions (1 CPU each) on a local instance or a cluster."""
+
+    def __init__(self, address: str | None, num_cpus: int | None) -> None:
+        import ray
+
+        self.ray = ray
+        self.started = False
+        if not ray.is_initialized():
+            kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True,
+                                      "configure_logging": False}
+            if address:
+                kwargs["address"] = address
+            else:
+                kwargs["num_cpus"] = num_cpus or os.cpu_count() or 1
+                kwargs["object_store_memory"] = 200 * 1024 * 1024
+            ray.init(**kwargs)
+            self.started = True
+        self.remote = ray.remote(num_cpus=1, max_retries=0)(_call)
+        self.refs: dict[Any, Any] = {}
+
+    def submit(self, tag: Any, fn: Callable[..., Any], *args: Any) -> None:
+        self.refs[self.remote.remote(fn, *args)] = tag
+
+    def running(self) -> int:
+        return len(self.refs)
+
+    def next(self) -> tuple[Any, Any]:
+        ready, _ = self.ray.wait(list(self.refs), num_returns=1)
+        tag = self.refs.pop(ready[0])
+        try:
+            return tag, self.ray.get(ready[0])
+        except Exception as e:  # a worker died or the task could not run: a failure of this task
+            return tag, {"status": "failed", "cached": False, **_error(e), "seconds": None}
+
+    def pending(self) -> bool:
+        return bool(self.refs)
+
+    def cancel(self) -> None:
+        for ref in self.refs:
+            self.ray.cancel(ref, force=True)
+        self.refs.clear()
+
+    def close(self) -> None:
+        if self.started:
+            self.ray.shutdown()
+
+
+def _call(fn: Callable[..., Any], *args: Any) -> Any:
+    return fn(*args)
+
+
+def run_sweep(spec: SweepSpec, *, point_fn: PointFn = flow_point, executor: str = "ray",
+              address: str | None = None, num_cpus: int | None = None,
+              progress: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+    """Run every point of the sweep (skipping finished ones) and write results and the report.
+
+    Args:
+        spec: the parsed sweep.
+        point_fn: runs the flow for one run directory; :func:`flow_point` by default.
+        executor: "ray" (default) or "local" (in this process, sequential).
+        address: Ray cluster address; None starts a local Ray instance.
+        num_cpus: CPUs of the local Ray instance (default: the machine's).
+        progress: called with a one-line progress text after every finished task.
+
+    Returns:
+        The results rows, one per point, in grid order.
+
+    Raises:
+        ConfigError: unknown executor. KeyboardInterrupt propagates after the results so far
+        are written (finished points stay cached).
+    """
+    if executor not in ("ray", "local"):
+        raise ConfigError(f"sweep executor {executor!r} is not supported; valid: ray, local")
+    points = expand(spec)
+    groups = training_groups(points)
+    outcomes: dict[int, dict[str, Any]] = {}
+    rows = [collect_row(p, None) for p in points]
+    write_results(spec, rows)
+    say = progress or (lambda text: log.info("%s", text))
+    ex: _Local | _Ray = _Local() if executor == "local" else _Ray(address, num_cpus)
+    try:
+        for key, members in groups.items():
+            ex.submit(("train", key), train_task, point_fn, members[0].cfg, _model_dir(spec.out, key))
+        while ex.pending():
+            tag, outcome = ex.next()
+            if tag[0] == "train":
+                key = tag[1]
+                for p in groups[key]:
+                    ex.submit(("point", p.index), point_task, point_fn, p, _model_dir(spec.out, key), outcome)
+                if outcome.get("status") != "ok":
+                    log.warning("training for %d point(s) failed: %s", len(groups[key]), outcome.get("error"))
+                continue
+            idx = tag[1]
+            outcomes[idx] = outcome
+            rows[idx] = collect_row(points[idx], outcome)
+            write_results(spec, rows)
+            say(_progress(rows, ex.running()))
+    except BaseException:
+        ex.cancel()
+        raise
+    finally:
+        ex.close()
+        write_results(spec, rows)
+        try:
+            write_report(spec, rows)
+        except Exception as e:  # the table is the primary output; a plotting error must not hide it
+            log.warning("sweep report could not be written: %s", e)
+    return rows
+
+
+# ----------------------------------------------------------------------------- report
+
+def write_report(spec: SweepSpec, rows: Sequence[Mapping[str, Any]]) -> Path:
+    """``<out>/report.html`` with the plots a hardware engineer wants, from finished points only."""
+    from codesign.report import fmt, template_env
+
+    ok = [r for r in rows if r["status"] == "ok"]
+    pdir = spec.out / "plots"
+    if pdir.exists():
+        shutil.rmtree(pdir)
+    acc = "acc_rtl" if any(r.get("acc_rtl") is not None for r in ok) else "acc_qkeras"
+    made: list[tuple[str, Path | None]] = [
+        (f"Pareto front: {acc} vs LUT", plots.pareto_plot(ok, "LUT", acc, pdir / "pareto_lut.png")),
+        (f"Pareto front: {acc} vs DSP", plots.pareto_plot(ok, "DSP", acc, pdir / "pareto_dsp.png")),
+        ("Latency and II vs reuse factor", plots.series_plot(ok, "reuse_factor", ["latency", "ii"],
+                                                             pdir / "latency_ii_vs_rf.png", group="bits")),
+        ("Resources vs weight sparsity", plots.series_plot(ok, "weight_sparsity", ["LUT", "FF", "DSP"],
+                                                           pdir / "resources_vs_sparsity.png", group="bits")),
+        ("Resources vs bits", plots.series_plot(ok, "bits", ["LUT", "FF", "DSP"], pdir / "resources_vs_bits.png",
+                                                group="reuse_factor")),
+    ]
+    figures = [{"title": t, "file": f"plots/{p.name}", "b64": plots.png_base64(p)} for t, p in made if p]
+    missing = [t for t, p in made if p is None]
+    cols = list(spec.grid) + ["status", "acc_qkeras", "acc_csim", "acc_rtl", "mismatches", "latency", "ii",
+                              "LUT", "FF", "DSP", "CARRY", "BRAM", "error"]
+    html = template_env(True).get_template("sweep.html.j2").render(
+        out=str(spec.out), progress=_progress(rows, 0), columns=cols,
+        rows=[[fmt(r.get(c)) if c != "error" else (r.get("error") or "") for c in cols] for r in rows],
+        statuses=[r["status"] for r in rows], figures=figures, missing=missing,
+        grid=[(k, ", ".join(_slug_value(v) for v in vs)) for k, vs in spec.grid.items()],
+        note="Resources are Yosys synth_xilinx estimates, not vendor place-and-route results.",
+    )
+    path = spec.out / "report.html"
+    _atomic_write(path, html)
+    return path

@@ -1,0 +1,193 @@
+"""codesign.sweep: grid expansion, shared training, failure isolation, caching/resume, Ray execution.
+
+The point runner is a cheap fake that writes real stage files (numbers derived from the config) and
+logs every call to a file, so tests can count what actually ran across re-runs and Ray workers.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from codesign import rundir, sweep
+from codesign.errors import ConfigError
+
+GRID = {"hls.reuse_factor": [1, 4], "model.bits": [4, 6]}
+
+
+def make_fake(calls: Path, fail_when: tuple[int, int] | None = None, interrupt_at: int | None = None,
+              fail_training: bool = False) -> Any:
+    """A point_fn. Self-contained (no module globals) so Ray pickles it by value."""
+
+    def fake(cfg: Any, run_dir: Path, stages: Any) -> None:
+        import json as _json
+        from pathlib import Path as _Path
+
+        run_dir = _Path(run_dir)
+        rf, bits, sp = cfg.hls.reuse_factor, cfg.model.bits, cfg.pruning.target_sparsity
+        kind = "train" if stages == ["model"] else "point"
+        with open(calls, "a") as f:
+            f.write(_json.dumps({"kind": kind, "rf": rf, "bits": bits, "stages": stages, "dir": str(run_dir)}) + "\n")
+        n_points = sum(1 for line in open(calls) if '"kind": "point"' in line)
+
+        def put(stage: str, name: str, data: dict) -> None:
+            (run_dir / stage).mkdir(parents=True, exist_ok=True)
+            (run_dir / stage / name).write_text(_json.dumps(data))
+
+        if kind == "train":
+            if fail_training:
+                raise RuntimeError(f"training diverged for bits={bits}")
+            put("model", "result.json", {"test_accuracy": 0.80 + bits / 100, "weight_sparsity": sp,
+                                         "train_seconds": 0.1})
+            return
+        if interrupt_at is not None and n_points == interrupt_at:
+            put("hls", "result.json", {"csim_accuracy": 0.5})  # half-finished point, then "Ctrl-C"
+            raise KeyboardInterrupt
+        assert (run_dir / "model" / "result.json").is_file(), "model/ was not copied in"
+        if fail_when == (rf, bits):
+            raise ValueError(f"boom at rf={rf} bits={bits}")
+        put("hls", "result.json", {"csim_accuracy": 0.80 + bits / 100 - 0.001})
+        put("rtl", "result.json", {})
+        put("rtl", "design.json", {"latency": 3 + 2 * rf, "ii": rf})
+        put("sim", "result.json", {"accuracy": 0.80 + bits / 100 - 0.002, "mismatches": 0, "latency_max": 3 + 2 * rf,
+                                   "ii": rf, "wall_seconds": 0.01})
+        put("synth", "result.json", {"LUT": 1000 * bits // rf, "FF": 100 * bits, "DSP": 0, "CARRY": 7,
+                                     "BRAM": 0.0, "wall_seconds": 0.02})
+
+    return fake
+
+
+def _calls(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def _spec(tmp_path: Path, grid: dict[str, list[Any]] | None = None) -> sweep.SweepSpec:
+    return sweep.spec_from_dict({"base": {"training": {"epochs": 2}}, "grid": grid or GRID,
+                                 "out": str(tmp_path / "sw")})
+
+
+def test_expand_and_shared_training(tmp_path: Path) -> None:
+    f = tmp_path / "sweep.yaml"
+    f.write_text("base: {training: {epochs: 30}}\n"
+                 "grid: {hls.reuse_factor: [1, 4, 16], model.bits: [4, 6], pruning.target_sparsity: [0.5, 0.8]}\n"
+                 f"out: {tmp_path / 'sw'}\n")
+    spec = sweep.load_spec(f)
+    points = sweep.expand(spec)
+    assert len(points) == 12
+    assert len({p.dir for p in points}) == 12 and len({p.fingerprint for p in points}) == 12
+    p = points[-1]
+    assert p.values == {"hls.reuse_factor": 16, "model.bits": 6, "pruning.target_sparsity": 0.8}
+    assert (p.cfg.hls.reuse_factor, p.cfg.model.bits, p.cfg.pruning.target_sparsity) == (16, 6, 0.8)
+    assert p.cfg.training.epochs == 30 and p.cfg.output_dir == str(p.dir)
+    assert p.dir.name.startswith("rf16_b6_sp0.8-")
+    groups = sweep.training_groups(points)
+    # Reuse factor does not change training: 2 bits x 2 sparsities = 4 trained models of 3 points each.
+    assert len(groups) == 4 and all(len(g) == 3 for g in groups.values())
+    for g in groups.values():
+        assert len({(q.cfg.model.bits, q.cfg.pruning.target_sparsity) for q in g}) == 1
+        assert sorted(q.cfg.hls.reuse_factor for q in g) == [1, 4, 16]
+
+
+def test_spec_errors_name_the_key(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="hls.reuse_factr"):
+        sweep.spec_from_dict({"grid": {"hls.reuse_factr": [1]}})
+    with pytest.raises(ConfigError, match=r"grid.model.bits = 99"):
+        sweep.spec_from_dict({"grid": {"model.bits": [4, 99]}})
+    with pytest.raises(ConfigError, match="non-empty list"):
+        sweep.spec_from_dict({"grid": {"model.bits": []}})
+    with pytest.raises(ConfigError, match="unknown sweep key"):
+        sweep.spec_from_dict({"grid": {"model.bits": [4]}, "grdi": {}})
+    with pytest.raises(ConfigError, match="does not exist"):
+        sweep.load_spec(tmp_path / "missing.yaml")
+
+
+def test_failing_point_is_recorded_and_others_finish(tmp_path: Path) -> None:
+    calls = tmp_path / "calls.jsonl"
+    spec = _spec(tmp_path)
+    lines: list[str] = []
+    rows = sweep.run_sweep(spec, point_fn=make_fake(calls, fail_when=(4, 4)), executor="local",
+                           progress=lines.append)
+    status = {(r["hls.reuse_factor"], r["model.bits"]): r for r in rows}
+    assert status[(4, 4)]["status"] == "failed"
+    assert status[(4, 4)]["error"] == "ValueError: boom at rf=4 bits=4"
+    assert status[(4, 4)]["LUT"] is None
+    for key in [(1, 4), (1, 6), (4, 6)]:
+        assert status[key]["status"] == "ok" and status[key]["error"] == ""
+        assert status[key]["LUT"] == 1000 * key[1] // key[0] and status[key]["ii"] == key[0]
+    assert lines[-1] == "sweep: 3/4 done, 0 running, 1 failed"
+    # Shared training: one train call per bit width, four point calls.
+    c = _calls(calls)
+    assert sorted(x["bits"] for x in c if x["kind"] == "train") == [4, 6]
+    assert len([x for x in c if x["kind"] == "point"]) == 4
+    assert all(x["stages"] == ["hls", "rtl", "sim", "synth", "report"] for x in c if x["kind"] == "point")
+    # CSV and JSON agree with the rows; the report has its plots.
+    with open(spec.out / "results.csv") as f:
+        table = list(csv.DictReader(f))
+    assert [r["status"] for r in table] == [r["status"] for r in rows]
+    assert table[0]["hls.reuse_factor"] == "1" and table[0]["LUT"] == "4000"
+    assert rundir.read_json(spec.out / "results.json")["rows"] == json.loads(json.dumps(rows))
+    html = (spec.out / "report.html").read_text()
+    assert "boom at rf=4 bits=4" in html
+    for png in ("pareto_lut.png", "pareto_dsp.png", "latency_ii_vs_rf.png", "resources_vs_bits.png"):
+        assert (spec.out / "plots" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_interrupt_then_rerun_completes_only_missing(tmp_path: Path) -> None:
+    calls = tmp_path / "calls.jsonl"
+    spec = _spec(tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        sweep.run_sweep(spec, point_fn=make_fake(calls, interrupt_at=3), executor="local")
+    saved = rundir.read_json(spec.out / "results.json")["rows"]
+    assert sorted(r["status"] for r in saved) == ["ok", "ok", "pending", "pending"]
+    done_before = {r["run_dir"] for r in saved if r["status"] == "ok"}
+    first = _calls(calls)
+    interrupted_dir = [x for x in first if x["kind"] == "point"][2]["dir"]
+    assert interrupted_dir not in done_before
+    assert not (Path(interrupted_dir) / "point.json").exists()
+
+    calls.unlink()
+    rows = sweep.run_sweep(spec, point_fn=make_fake(calls), executor="local")
+    assert [r["status"] for r in rows] == ["ok"] * 4
+    assert {r["run_dir"] for r in rows if r["cached"]} == done_before
+    again = _calls(calls)
+    assert [x for x in again if x["kind"] == "train"] == []  # both models were already trained
+    assert sorted(x["dir"] for x in again) == sorted(r["run_dir"] for r in rows if not r["cached"])
+    assert len(again) == 2
+    assert interrupted_dir in {x["dir"] for x in again}
+
+    # A third run with everything finished runs nothing; a changed base config runs everything.
+    calls.unlink()
+    sweep.run_sweep(spec, point_fn=make_fake(calls), executor="local")
+    assert _calls(calls) == []
+    changed = sweep.spec_from_dict({"base": {"training": {"epochs": 2}, "synth": {"nodsp": True}},
+                                    "grid": GRID, "out": str(spec.out)})
+    sweep.run_sweep(changed, point_fn=make_fake(calls), executor="local")
+    assert len([x for x in _calls(calls) if x["kind"] == "point"]) == 4
+    assert [x for x in _calls(calls) if x["kind"] == "train"] == []  # synth does not affect training
+
+
+def test_training_failure_fails_its_points(tmp_path: Path) -> None:
+    calls = tmp_path / "calls.jsonl"
+    rows = sweep.run_sweep(_spec(tmp_path), point_fn=make_fake(calls, fail_training=True), executor="local")
+    assert {r["status"] for r in rows} == {"failed"}
+    assert all(r["error"].startswith("training failed: RuntimeError: training diverged") for r in rows)
+    assert [x for x in _calls(calls) if x["kind"] == "point"] == []
+    assert "No finished point" in (tmp_path / "sw" / "report.html").read_text()
+
+
+def test_ray_local(tmp_path: Path) -> None:
+    calls = tmp_path / "calls.jsonl"
+    spec = _spec(tmp_path)
+    rows = sweep.run_sweep(spec, point_fn=make_fake(calls, fail_when=(1, 6)), executor="ray", num_cpus=2)
+    assert [r["status"] for r in rows] == ["ok", "failed", "ok", "ok"]
+    assert rows[1]["error"] == "ValueError: boom at rf=1 bits=6"
+    assert rows[3]["LUT"] == 1500 and rows[3]["latency"] == 11
+    c = _calls(calls)
+    assert len([x for x in c if x["kind"] == "train"]) == 2 and len([x for x in c if x["kind"] == "point"]) == 4
+    import ray
+
+    assert not ray.is_initialized()  # the sweep shut down the instance it started
