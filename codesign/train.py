@@ -25,6 +25,7 @@ import numpy as np
 from codesign import rundir
 from codesign.config import Config
 from codesign.data import Dataset, load_dataset
+from codesign.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,7 @@ def run(cfg: Config, run_dir: Path) -> dict[str, Any]:
     """Train, prune and save the model; write ``<run_dir>/model/`` atomically and return result.json."""
     _seed_everything(cfg.training.seed)
     data = load_dataset(cfg.data, cfg.training.seed)
+    _check_layer_bits(cfg)
     t0 = time.perf_counter()
     model = _train(cfg, data)
     train_seconds = time.perf_counter() - t0
@@ -56,6 +58,7 @@ def _seed_everything(seed: int) -> None:
     """Same seed, same model: python, numpy and TF seeds plus deterministic TF ops on CPU."""
     import tensorflow as tf
 
+    tf.keras.backend.clear_session()  # fresh graph and layer-name counters for every run
     os.environ.setdefault("PYTHONHASHSEED", str(seed))
     random.seed(seed)
     np.random.seed(seed)
@@ -71,6 +74,21 @@ def _seed_everything(seed: int) -> None:
 def layer_bits(cfg: Config, name: str) -> int:
     """Bit width of a named layer: ``model.layer_bits[name]`` else ``model.bits``."""
     return cfg.model.layer_bits.get(name, cfg.model.bits)
+
+
+def layer_names(cfg: Config) -> list[str]:
+    """Names of the quantized layers, in order: inq, dense_0, relu_0, ..., dense_N."""
+    n = len(cfg.model.hidden)
+    return ["inq"] + [name for i in range(n) for name in (f"dense_{i}", f"relu_{i}")] + [f"dense_{n}"]
+
+
+def _check_layer_bits(cfg: Config) -> None:
+    """A misspelt layer_bits key would silently be ignored: refuse it, listing the real names."""
+    valid = layer_names(cfg)[1:]
+    for name in cfg.model.layer_bits:
+        if name not in valid:
+            raise ConfigError(f"model.layer_bits.{name}: no such layer in this model; valid: {', '.join(valid)}",
+                              hint="the input quantizer's width is model.input_bits")
 
 
 def _layers(cfg: Config, n_classes: int) -> list[Any]:
@@ -100,7 +118,7 @@ def _connect(n_features: int, layers: list[Any], wrap: Any = None) -> Any:
     import tensorflow as tf
     from qkeras import QDense
 
-    inp = tf.keras.Input(shape=(n_features,), name="input")
+    inp = tf.keras.Input(shape=(n_features,), name="x_in")  # "input" is reserved in hls4ml
     x = inp
     for layer in layers:
         x = (wrap(layer) if wrap is not None and isinstance(layer, QDense) else layer)(x)
@@ -147,18 +165,25 @@ def _round_targets(target: float, rounds: int) -> list[tuple[float, float]]:
     return [(target * r / rounds, target * (r + 1) / rounds) for r in range(rounds)]
 
 
+def _prune_steps(steps_per_epoch: int, epochs: int) -> tuple[int, int]:
+    """(frequency, end_step) of the mask updates: end_step is a multiple of frequency inside the
+    ramp, so the last update really applies the round's final sparsity (tfmot only updates on
+    steps where (step - begin) % frequency == 0 and step <= end_step)."""
+    ramp = max(1, int(steps_per_epoch * epochs * RAMP_FRACTION))
+    frequency = max(1, min(steps_per_epoch, ramp // 8))
+    return frequency, frequency * max(1, ramp // frequency)
+
+
 def _train_magnitude(cfg: Config, data: Dataset, layers: list[Any]) -> Any:
     """tfmot low-magnitude pruning, re-wrapped each round so each round ramps start -> end."""
     import tensorflow_model_optimization as tfmot
 
     sparsity = tfmot.sparsity.keras
-    steps = _steps_per_epoch(cfg, data) * cfg.training.epochs
-    end_step = max(1, int(steps * RAMP_FRACTION))
+    frequency, end_step = _prune_steps(_steps_per_epoch(cfg, data), cfg.training.epochs)
     model = None
     for start, end in _round_targets(cfg.pruning.target_sparsity, cfg.pruning.rounds):
         schedule = sparsity.PolynomialDecay(initial_sparsity=start, final_sparsity=end,
-                                            begin_step=0, end_step=end_step,
-                                            frequency=max(1, _steps_per_epoch(cfg, data)))
+                                            begin_step=0, end_step=end_step, frequency=frequency)
 
         def wrap(layer: Any, schedule: Any = schedule) -> Any:
             return sparsity.prune_low_magnitude(layer, pruning_schedule=schedule)

@@ -1,0 +1,215 @@
+"""Config validation: every error names the field; the example YAML is the default config."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from codesign import config
+from codesign.config import Config
+from codesign.errors import ConfigError
+
+
+def test_empty_is_default() -> None:
+    assert config.from_dict({}) == Config()
+    assert config.from_dict(None) == Config()
+    assert config.load(None) == Config()
+
+
+def test_unknown_field_names_it_and_lists_valid_ones() -> None:
+    with pytest.raises(ConfigError) as info:
+        config.from_dict({"training": {"epoch": 5}})
+    msg = str(info.value)
+    assert "training.epoch" in msg
+    for valid in ("epochs", "batch_size", "learning_rate", "seed"):
+        assert valid in msg
+
+
+def test_unknown_top_level_section() -> None:
+    with pytest.raises(ConfigError, match="trainng: unknown field.*training"):
+        config.from_dict({"trainng": {}})
+
+
+@pytest.mark.parametrize(
+    "data, field",
+    [
+        ({"training": {"epochs": "ten"}}, "training.epochs"),
+        ({"training": {"epochs": 2.5}}, "training.epochs"),
+        ({"training": {"epochs": True}}, "training.epochs"),  # bool is not an int here
+        ({"training": {"learning_rate": "fast"}}, "training.learning_rate"),
+        ({"pruning": {"structured": "yes"}}, "pruning.structured"),
+        ({"model": {"hidden": 32}}, "model.hidden"),
+        ({"model": {"hidden": [32, "x"]}}, "model.hidden[1]"),
+        ({"model": {"layer_bits": [1, 2]}}, "model.layer_bits"),
+        ({"model": {"layer_bits": {"dense_0": "six"}}}, "model.layer_bits.dense_0"),
+        ({"data": {"dataset": 3}}, "data.dataset"),
+        ({"hls": "fast"}, "hls"),
+    ],
+)
+def test_wrong_type_names_field(data: dict[str, Any], field: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        config.from_dict(data)
+    assert str(info.value).startswith(field)
+
+
+@pytest.mark.parametrize(
+    "dotted, value",
+    [
+        ("data.dataset", "mnist"),
+        ("data.test_fraction", 0.95),
+        ("data.test_fraction", 0.0),
+        ("model.kind", "cnn"),
+        ("model.hidden", [0, 32]),
+        ("model.bits", 1),
+        ("model.bits", 17),
+        ("model.integer_bits", 6),  # must stay below bits (6)
+        ("model.integer_bits", -1),
+        ("model.input_bits", 1),
+        ("model.layer_bits", {"dense_1": 40}),
+        ("pruning.target_sparsity", 1.0),
+        ("pruning.target_sparsity", -0.1),
+        ("pruning.rounds", 0),
+        ("training.epochs", 0),
+        ("training.batch_size", 0),
+        ("training.learning_rate", 0.0),
+        ("training.learning_rate", 1.5),
+        ("hls.strategy", "Fast"),
+        ("hls.reuse_factor", 0),
+        ("hls.clock_period_ns", 0.0),
+        ("hls.layer_reuse_factor", {"dense_0": 0}),
+        ("hls.layer_strategy", {"dense_0": "latency"}),
+        ("verify.simulator", "modelsim"),
+        ("verify.input_gap_prob", 1.0),
+        ("verify.backpressure_prob", -0.5),
+        ("verify.random_vectors", -1),
+    ],
+)
+def test_out_of_range_names_field(dotted: str, value: Any) -> None:
+    with pytest.raises(ConfigError) as info:
+        Config().replace(**{dotted: value})
+    assert str(info.value).startswith(dotted), str(info.value)
+
+
+def test_out_of_range_lists_valid_choices() -> None:
+    with pytest.raises(ConfigError, match="hls.strategy: 'Fast' is invalid; valid: Latency, Resource"):
+        Config().replace(**{"hls.strategy": "Fast"})
+    with pytest.raises(ConfigError, match="model.integer_bits.*0 .. 3"):
+        Config().replace(**{"model.bits": 4, "model.integer_bits": 4})
+
+
+def test_npz_needs_path() -> None:
+    with pytest.raises(ConfigError, match="data.path"):
+        Config().replace(**{"data.dataset": "npz"})
+    cfg = Config().replace(**{"data.dataset": "npz", "data.path": "x.npz"})
+    assert cfg.data.path == "x.npz"
+
+
+def test_weights_path_needs_import_path() -> None:
+    with pytest.raises(ConfigError, match="model.weights_path.*model.import_path"):
+        Config().replace(**{"model.weights_path": "w.h5"})
+
+
+@pytest.mark.parametrize(
+    "where, text, culprit",
+    [
+        ("input_precision", "fixed<8>", "hls.input_precision"),
+        ("input_precision", "float", "hls.input_precision"),
+        ("input_precision", "fixed<0,0>", "hls.input_precision"),
+        ("input_precision", "fixed<80,8>", "hls.input_precision"),
+        ("input_precision", "fixed<8,3,RND_WRONG,SAT>", "hls.input_precision"),
+        ("input_precision", "fixed<8,3,RND,SATURATE>", "hls.input_precision"),
+    ],
+)
+def test_invalid_input_precision_names_field(where: str, text: str, culprit: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        Config().replace(**{f"hls.{where}": text})
+    assert str(info.value).startswith(culprit) and repr(text) in str(info.value)
+
+
+def test_invalid_layer_precision_names_layer_and_kind() -> None:
+    with pytest.raises(ConfigError, match=r"hls.layer_precision.dense_0.accum: 'fixed<x,y>'"):
+        Config().replace(**{"hls.layer_precision": {"dense_0": {"accum": "fixed<x,y>"}}})
+    with pytest.raises(ConfigError, match=r"hls.layer_precision.dense_0.*result, accum, weight, bias"):
+        Config().replace(**{"hls.layer_precision": {"dense_0": {"acc": "fixed<8,3>"}}})
+
+
+@pytest.mark.parametrize("text", ["fixed<8,3>", "ufixed<6,0,RND_CONV,SAT>", "fixed<16,6,AP_RND,AP_WRAP>",
+                                  "int<8>", "uint<4>", "fixed<8,-2>"])
+def test_valid_precisions_accepted(text: str) -> None:
+    cfg = Config().replace(**{"hls.input_precision": text})
+    assert cfg.hls.input_precision == text
+
+
+def test_example_yaml_round_trips_to_default() -> None:
+    text = config.example_yaml()
+    data = yaml.safe_load(text)
+    assert config.from_dict(data) == Config()
+    # every field of every section is present (the example documents all of them)
+    for f in dataclasses.fields(Config):
+        assert f.name in data
+        value = getattr(Config(), f.name)
+        if dataclasses.is_dataclass(value):
+            assert set(data[f.name]) == {g.name for g in dataclasses.fields(value)}
+
+
+def test_example_yaml_has_field_comments() -> None:
+    text = config.example_yaml()
+    assert "# Training epochs per pruning round." in text
+    assert "# Fraction of weights set to zero at the end of training" in text
+
+
+def test_dump_load_round_trip(tmp_path: Path) -> None:
+    cfg = Config().replace(**{"model.hidden": [16, 8], "model.layer_bits": {"dense_0": 4},
+                              "hls.layer_precision": {"dense_0": {"accum": "fixed<20,8>"}}})
+    path = tmp_path / "c.yaml"
+    config.dump(cfg, path)
+    assert config.load(path) == cfg
+    assert cfg.model.hidden == (16, 8)  # lists become tuples
+
+
+def test_load_errors_name_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="nope.yaml does not exist"):
+        config.load(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("training: [unclosed\n")
+    with pytest.raises(ConfigError, match="bad.yaml: not valid YAML"):
+        config.load(bad)
+    wrong = tmp_path / "wrong.yaml"
+    wrong.write_text("training:\n  epochs: -3\n")
+    with pytest.raises(ConfigError, match="wrong.yaml: training.epochs"):
+        config.load(wrong)
+
+
+def test_replace_changes_only_named_fields() -> None:
+    base = Config()
+    cfg = base.replace(**{"hls.reuse_factor": 4, "training.seed": 7})
+    assert cfg.hls.reuse_factor == 4 and cfg.training.seed == 7
+    assert base.hls.reuse_factor == 1  # frozen original untouched
+    assert cfg.replace(**{"hls.reuse_factor": 1, "training.seed": 0}) == base
+    assert cfg.model == base.model and cfg.pruning == base.pruning
+
+
+def test_replace_whole_section_and_validates() -> None:
+    cfg = Config().replace(pruning={"target_sparsity": 0.75, "structured": True, "rounds": 3})
+    assert cfg.pruning == config.PruningConfig(0.75, True, 3)
+    with pytest.raises(ConfigError, match="pruning.rounds"):
+        cfg.replace(**{"pruning.rounds": 99})
+
+
+@pytest.mark.parametrize("dotted", ["training.epoch", "nosuch.field", "training.seed.x", "hls"])
+def test_replace_unknown_field(dotted: str) -> None:
+    if dotted == "hls":  # a section replaced by a non-mapping is a type error naming it
+        with pytest.raises(ConfigError, match="^hls"):
+            Config().replace(hls=3)
+        return
+    with pytest.raises(ConfigError, match=dotted.replace(".", r"\.")):
+        Config().replace(**{dotted: 1})
+
+
+def test_config_is_frozen() -> None:
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        Config().training.epochs = 3  # type: ignore[misc]
