@@ -191,3 +191,42 @@ def test_ray_local(tmp_path: Path) -> None:
     import ray
 
     assert not ray.is_initialized()  # the sweep shut down the instance it started
+
+
+_KILL_SCRIPT = r'''
+import sys, time
+from pathlib import Path
+sys.path.insert(0, sys.argv[3])
+from test_sweep import make_fake, GRID
+from codesign import sweep
+spec = sweep.spec_from_dict({"base": {"training": {"epochs": 2}}, "grid": GRID, "out": sys.argv[1]})
+fake = make_fake(Path(sys.argv[2]))
+def slow(cfg, run_dir, stages):
+    fake(cfg, run_dir, stages)
+    if stages != ["model"]:
+        print("POINT", flush=True)
+        time.sleep(30)
+sweep.run_sweep(spec, point_fn=slow, executor="local")
+'''
+
+
+def test_killed_process_then_rerun(tmp_path: Path) -> None:
+    """SIGKILL a sweep inside its first point's flow: a re-run finishes every point exactly once more."""
+    import subprocess
+    import sys
+
+    out, calls = tmp_path / "sw", tmp_path / "calls.jsonl"
+    proc = subprocess.Popen([sys.executable, "-c", _KILL_SCRIPT, str(out), str(calls), str(Path(__file__).parent)],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "POINT"
+    finally:
+        proc.kill()
+        proc.wait()
+    saved = rundir.read_json(out / "results.json")["rows"]
+    assert [r["status"] for r in saved] == ["pending"] * 4  # the killed point never finished
+    calls.unlink()
+    rows = sweep.run_sweep(_spec(tmp_path), point_fn=make_fake(calls), executor="local")
+    assert [r["status"] for r in rows] == ["ok"] * 4 and not any(r["cached"] for r in rows)
+    c = _calls(calls)
+    assert [x for x in c if x["kind"] == "train"] == [] and len(c) == 4
