@@ -177,3 +177,12 @@ def test_testbench_catches_a_wrong_model(tmp_path: Path, monkeypatch: pytest.Mon
         extra_env={"FXP_CASES": json.dumps([{"kind": "cast", "port": "", **told}])},
     )
     assert simtools.junit_failures(out) == ["exhaustive"]
+
+
+# ------------------------------------------------------------------------------------ skid_buffer
+
+
+@pytest.mark.parametrize("width,seed", [(8, 1), (1, 7)])
+def test_skid_buffer(width: int, seed: int) -> None:
+    env = {"SKID_W": str(width), "SKID_WORDS": "2000", "SKID_SEED": str(seed)}
+    _run(f"skid_w{width}", SKID_SRC, "skid_buffer", "tb_skid_buffer", {"W": width}, env)
