@@ -468,12 +468,14 @@ async def test_network(dut: Any) -> None:
     # (b) all vectors, random gaps and back-pressure
     checker = Checker(model, d.out)
     t0 = get_sim_time()
+    t_stream = time.perf_counter()
     mon = Monitor()
     if not any(f.startswith("measurement phase") for f in failures):
         try:
             mon = await bench.stream(list(range(n_total)), words, s.gap_prob, s.bp_prob, rng, checker, timeout)
         except Hang as e:
             failures.append(f"main phase: {e}")
+    stream_wall = time.perf_counter() - t_stream
     lats = [o - a for a, o in zip(mon.accept_edges, mon.output_edges)]
     cycles = (get_sim_time() - t0) // bench.period
     result.update(
@@ -481,6 +483,8 @@ async def test_network(dut: Any) -> None:
         mismatched_elements=checker.mismatched_elements, first_mismatch=checker.first,
         protocol_violations=mon.violations, first_protocol_violation=mon.first_violation,
         stream_latency_min=_stats(lats)[0], stream_latency_max=_stats(lats)[1], stream_cycles=int(cycles),
+        stream_wall_seconds=round(stream_wall, 3),
+        stream_cycles_per_second=round(cycles / stream_wall, 1) if stream_wall > 0 else None,
     )
     if mon.violations:
         failures.append(f"AXI4-Stream rule broken: {mon.first_violation} ({mon.violations} violations)")

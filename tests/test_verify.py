@@ -188,6 +188,25 @@ def test_rtl_bug_names_first_vector_and_layer(tmp_path: Path) -> None:
     assert [x["status"] for x in fm["layers"]] == ["match", "differs"]
 
 
+@pytest.mark.verilator
+def test_unstable_data_under_backpressure_is_a_protocol_violation(tmp_path: Path) -> None:
+    res, _ = _sim(tmp_path, "verilator", n=40, backpressure_prob=0.5, waves_on_failure=False,
+                  design={"parameters": {"BAD_AXI": 1}})
+    assert not res["passed"]
+    assert res["protocol_violations"] > 0
+    assert "out_data changed" in res["first_protocol_violation"]
+    assert any("AXI4-Stream rule broken" in f for f in res["failures"])
+
+
+@pytest.mark.verilator
+def test_same_design_without_backpressure_has_no_violation(tmp_path: Path) -> None:
+    # the BAD_AXI fixture only misbehaves under back-pressure: the check is not a false alarm
+    res, arrays = _sim(tmp_path, "verilator", n=30, backpressure_prob=0.0, input_gap_prob=0.3,
+                       design={"parameters": {"BAD_AXI": 1}})
+    assert res["passed"], res["failures"]
+    assert res["protocol_violations"] == 0
+
+
 def test_icarus_gives_the_same_result(tmp_path: Path) -> None:
     res, arrays = _sim(tmp_path, "icarus", n=60, input_gap_prob=0.3, backpressure_prob=0.4)
     _check_pass(res, arrays, 60)
@@ -204,3 +223,62 @@ def test_broken_build_is_a_simulation_error(tmp_path: Path) -> None:
     make_vectors(vec, design, n=4)
     with pytest.raises(SimulationError, match="codesign_top"):
         verify.verify_design(rtl, vec, tmp_path / "out", simulator="icarus", build_dir=tmp_path / "build")
+
+
+# ------------------------------------------------------------------------------ the stage
+def _stage_run_dir(tmp_path: Path, corrupt: bool, broken: bool = False) -> tuple[Path, Any]:
+    import types
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    rtl, design = make_rtl(run_dir)
+    if broken:
+        (rtl / "codesign_top.v").write_text("module codesign_top(input wire clk; endmodule\n")
+    (rtl / "result.json").write_text(json.dumps({"design_file": "design.json"}))
+
+    def fake_make_vectors(cfg: Any, rd: Path, out_path: Path) -> Path:
+        assert Path(rd) == run_dir
+        arrays = make_vectors(out_path, design, n=30)
+        if corrupt:
+            arrays["expected"][4, 1] += 2
+            np.savez(out_path, **arrays)
+        return out_path
+
+    return run_dir, types.SimpleNamespace(make_vectors=fake_make_vectors)
+
+
+@pytest.mark.parametrize("corrupt", [False, True])
+def test_stage_writes_sim_dir_and_mismatch_is_a_result(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       corrupt: bool) -> None:
+    from codesign import config
+
+    run_dir, fake = _stage_run_dir(tmp_path, corrupt)
+    monkeypatch.setitem(sys.modules, "codesign.vectors", fake)
+    cfg = config.from_dict({"verify": {"simulator": "icarus", "seed": 5}})
+    result = verify.run(cfg, run_dir)
+    sim = run_dir / "sim"
+    assert json.loads((sim / "result.json").read_text()) == json.loads(json.dumps(result))
+    for name in ("verify.json", "results.xml", "vectors.npz", "sim.log"):
+        assert (sim / name).is_file(), name
+    assert result["seed"] == 5 and result["simulator"] == "icarus"
+    assert (result["latency_min"], result["ii"]) == (5, 4)
+    if corrupt:
+        assert result["passed"] is False
+        assert result["mismatches"] == 1
+        assert (result["first_mismatch"]["vector"], result["first_mismatch"]["output"]) == (4, 1)
+        assert (sim / result["files"]["waves"]).is_file()
+    else:
+        assert result["passed"] is True and result["mismatches"] == 0
+
+
+def test_stage_broken_build_raises_and_keeps_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from codesign import config
+
+    run_dir, fake = _stage_run_dir(tmp_path, corrupt=False, broken=True)
+    monkeypatch.setitem(sys.modules, "codesign.vectors", fake)
+    cfg = config.from_dict({"verify": {"simulator": "icarus"}})
+    with pytest.raises(SimulationError, match="sim.failed") as info:
+        verify.run(cfg, run_dir)
+    assert "codesign_top" in str(info.value)
+    assert not (run_dir / "sim").exists()
+    assert "syntax error" in (run_dir / "sim.failed" / "sim.log").read_text()
