@@ -186,3 +186,142 @@ def test_testbench_catches_a_wrong_model(tmp_path: Path, monkeypatch: pytest.Mon
 def test_skid_buffer(width: int, seed: int) -> None:
     env = {"SKID_W": str(width), "SKID_WORDS": "2000", "SKID_SEED": str(seed)}
     _run(f"skid_w{width}", SKID_SRC, "skid_buffer", "tb_skid_buffer", {"W": width}, env)
+
+
+# ------------------------------------------------------------------------------------ lint / tools
+
+LINT_SETS = [
+    ("fxp_cast", CAST_SRC, P(8, 4, 1, 8, 4, 1)),
+    ("fxp_cast", CAST_SRC, P(8, 4, 1, 5, 2, 1, "RND_CONV", "SAT_SYM")),
+    ("fxp_cast", CAST_SRC, P(8, 4, 0, 5, 2, 0, "RND_ZERO", "SAT_ZERO")),
+    ("fxp_cast", CAST_SRC, P(7, 4, 1, 4, -4, 1, "RND_INF", "SAT")),
+    ("fxp_cast", CAST_SRC, P(8, -2, 1, 6, 6, 0, "TRN_ZERO", "SAT")),
+    ("fxp_cast", CAST_SRC, P(8, 4, 1, 1, 0, 1, "RND_MIN_INF", "SAT_SYM")),
+    ("fxp_cast", CAST_SRC, P(24, 12, 1, 32, 8, 1, "RND", "SAT")),
+    ("fxp_relu", RELU_SRC, P(16, 10, 1, 6, 4, 0, "RND_CONV", "SAT")),
+    ("fxp_relu", RELU_SRC, P(8, 4, 0, 8, 4, 1)),
+    ("skid_buffer", SKID_SRC, {"W": 1}),
+    ("skid_buffer", SKID_SRC, {"W": 8}),
+    ("skid_buffer", SKID_SRC, {"W": 70}),
+]
+
+
+@pytest.mark.parametrize("top,src,params", LINT_SETS, ids=[f"{t}-{i}" for i, (t, _, _) in enumerate(LINT_SETS)])
+def test_verilator_lint_wall_clean(top: str, src: list[Path], params: dict[str, int], tmp_path: Path) -> None:
+    simtools.verilator_lint(src, top, tmp_path / "lint.log", params)
+
+
+def test_sources_follow_the_house_rules() -> None:
+    for f in (*RELU_SRC, *SKID_SRC):
+        lines = [ln for ln in f.read_text().splitlines() if ln.strip()]
+        assert lines[0] == "`default_nettype none" and lines[-1] == "`default_nettype wire", f
+        assert "lint_off" not in f.read_text(), f"{f}: no lint waivers"
+
+
+BAD_PARAMS = [
+    ("fxp_cast", CAST_SRC, {"ROUND": 7}, "fxp_cast_ERROR_ROUND_must_be_0_to_6"),
+    ("fxp_cast", CAST_SRC, {"OVERFLOW": 4}, "fxp_cast_ERROR_OVERFLOW_must_be_0_to_3"),
+    ("fxp_cast", CAST_SRC, {"W_OUT": 0}, "fxp_cast_ERROR_W_OUT_must_be_at_least_1"),
+    ("fxp_cast", CAST_SRC, {"SIGNED_IN": 2}, "fxp_cast_ERROR_SIGNED_IN_must_be_0_or_1"),
+    ("fxp_relu", RELU_SRC, {"ROUND": -1}, "fxp_cast_ERROR_ROUND_must_be_0_to_6"),
+    ("skid_buffer", SKID_SRC, {"W": 0}, "skid_buffer_ERROR_W_must_be_at_least_1"),
+]
+
+
+@pytest.mark.parametrize("top,src,params,msg", BAD_PARAMS, ids=[m for *_, m in BAD_PARAMS])
+def test_bad_parameters_stop_elaboration(top: str, src: list[Path], params: dict[str, int], msg: str,
+                                         tmp_path: Path) -> None:
+    """Verilator, Icarus and Yosys all refuse, naming the rule that was broken."""
+    with pytest.raises(ToolError) as ei:
+        simtools.verilator_lint(src, top, tmp_path / "lint.log", params)
+    assert msg in (tmp_path / "lint.log").read_text()
+    del ei
+    iv = _iverilog(src, top, params, tmp_path)
+    assert iv.returncode != 0 and msg in iv.stdout + iv.stderr
+    ys = _yosys(src, top, params, f"synth -top {top}", tmp_path)
+    assert ys.returncode != 0 and msg in ys.stdout + ys.stderr
+
+
+def _iverilog(src: list[Path], top: str, params: dict[str, int], tmp: Path) -> subprocess.CompletedProcess[str]:
+    exe = shutil.which("iverilog")
+    assert exe is not None, "iverilog is required (Debian package iverilog)"
+    cmd = [exe, "-g2005", "-Wall", "-s", top, "-o", str(tmp / f"{top}.vvp")]
+    cmd += [f"-P{top}.{k}={v}" for k, v in params.items()]
+    return subprocess.run(cmd + [str(s) for s in src], capture_output=True, text=True)
+
+
+def _yosys(src: list[Path], top: str, params: dict[str, int], script: str,
+           tmp: Path) -> subprocess.CompletedProcess[str]:
+    exe = shutil.which("yosys")
+    assert exe is not None, "yosys is required (Debian package yosys)"
+    # chparam cannot parse "-1": pass 32-bit two's complement (the parameters are integers).
+    chparam = "".join(f" -set {k} {v if v >= 0 else f'32{chr(39)}h{v & 0xFFFFFFFF:08x}'}"
+                      for k, v in params.items())
+    reads = "; ".join(f"read_verilog {s}" for s in src)
+    cmd = f"{reads}; " + (f"chparam{chparam} {top}; " if params else "")
+    cmd += f"{script}; tee -o {tmp / 'stat.txt'} stat"
+    return subprocess.run([exe, "-q", "-p", cmd], capture_output=True, text=True, cwd=tmp)
+
+
+@pytest.mark.parametrize("top,src,params", [
+    ("fxp_cast", CAST_SRC, P(8, 4, 1, 5, 2, 1, "RND_CONV", "SAT_SYM")),
+    ("fxp_cast", CAST_SRC, P(7, 4, 1, 4, -4, 0, "RND_INF", "SAT")),
+    ("fxp_relu", RELU_SRC, P(9, 6, 1, 6, 4, 0, "RND_CONV", "SAT")),
+    ("skid_buffer", SKID_SRC, {"W": 8}),
+])
+def test_icarus_accepts(top: str, src: list[Path], params: dict[str, int], tmp_path: Path) -> None:
+    proc = _iverilog(src, top, params, tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "warning" not in (proc.stdout + proc.stderr).lower(), proc.stdout + proc.stderr
+
+
+def test_fxp_cast_simulates_the_same_under_icarus() -> None:
+    """The exhaustive cocotb test of one configuration, second simulator."""
+    params = P(9, 5, 1, 6, 2, 1, "RND_CONV", "SAT_SYM")
+    env = {"FXP_CASES": json.dumps([{"kind": "cast", "port": "", **params}])}
+    _run("top_cast", CAST_SRC, "fxp_cast", "tb_fxp_cast", params, env, simulator="icarus")
+
+
+def _cells(tmp: Path) -> int:
+    for line in (tmp / "stat.txt").read_text().splitlines():
+        if "Number of cells:" in line:
+            return int(line.split()[-1])
+    raise AssertionError("no cell count in yosys stat output")
+
+
+@pytest.mark.yosys
+@pytest.mark.parametrize("top,src,params,cells", [
+    # Something to do: rounding and saturation need logic.
+    ("fxp_cast", CAST_SRC, P(8, 4, 1, 5, 2, 1, "RND_CONV", "SAT_SYM"), "some"),
+    ("fxp_relu", RELU_SRC, P(9, 6, 1, 6, 4, 0, "RND_CONV", "SAT"), "some"),
+    ("skid_buffer", SKID_SRC, {"W": 8}, "some"),
+    # No-ops cost nothing: widening (any mode), truncation with wrap, a left shift that fits.
+    ("fxp_cast", CAST_SRC, P(8, 4, 1, 10, 4, 1, "RND", "SAT"), 0),
+    ("fxp_cast", CAST_SRC, P(8, 4, 1, 6, 2, 1, "TRN", "WRAP"), 0),
+    ("fxp_cast", CAST_SRC, P(8, 4, 1, 12, 6, 1, "RND_CONV", "SAT_SYM"), 0),
+])
+def test_yosys_synthesizes(top: str, src: list[Path], params: dict[str, int], cells: int | str,
+                           tmp_path: Path) -> None:
+    proc = _yosys(src, top, params, f"synth -top {top}", tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    n = _cells(tmp_path)
+    if cells == "some":
+        assert n > 0
+    else:
+        assert n == cells, f"{top} {params}: {n} cells where the cast is a no-op"
+
+
+@pytest.mark.yosys
+def test_yosys_netlist_is_still_bit_exact(tmp_path: Path) -> None:
+    """Yosys reads the parameters (negative ones too) as intended: its synthesized netlist of a
+    rounding + saturating cast with negative F_OUT passes the exhaustive test under Icarus."""
+    params = P(7, 4, 1, 4, -3, 1, "RND_CONV", "SAT_SYM")
+    proc = _yosys(CAST_SRC, "fxp_cast", params, "synth -top fxp_cast", tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert _cells(tmp_path) > 0
+    netlist = tmp_path / "fxp_cast_netlist.v"
+    proc = _yosys(CAST_SRC, "fxp_cast", params, f"synth -top fxp_cast; write_verilog -noattr {netlist}",
+                  tmp_path)
+    assert proc.returncode == 0 and netlist.is_file(), proc.stdout + proc.stderr
+    env = {"FXP_CASES": json.dumps([{"kind": "cast", "port": "", **params}])}
+    _run("yosys_netlist", [netlist], "fxp_cast", "tb_fxp_cast", None, env, simulator="icarus")
