@@ -52,6 +52,8 @@ from cocotb.triggers import FallingEdge, First, ReadOnly, Timer, ValueChange
 from cocotb.utils import get_sim_steps
 
 ENV_PREFIX = "CODESIGN_TB_"
+#: Consecutive cycles in which nothing can happen before the loop sleeps on a value change.
+SKIP_AFTER_IDLE = 3
 
 
 # ---------------------------------------------------------------------------------------------
@@ -337,6 +339,7 @@ class Bench:
         cur_valid = -1
         edge = 0
         last_progress = None
+        idle = 0
         while len(mon.words) < n:
             await fall
             edge = self.edge()
@@ -377,8 +380,14 @@ class Bench:
                 raise Hang(f"no transfer for {timeout} cycles at edge {edge}: {len(mon.accept_edges)} of {n} "
                            f"inputs accepted, {len(mon.words)} outputs received "
                            f"(in_valid={int(driving)}, in_ready={int(ir)}, out_valid={int(ov)})")
-            # --- nothing can happen until in_ready or out_valid changes: sleep instead of polling
+            # --- nothing can happen until in_ready or out_valid changes: after a few idle polls
+            # (short waits are cheaper to poll), sleep on a value change instead of polling
             if not ov and ((driving and not ir) or (src.done and not driving)):
+                idle += 1
+            else:
+                idle = 0
+            if idle >= SKIP_AFTER_IDLE:
+                idle = 0
                 triggers = [ValueChange(out_valid_h), Timer(timeout * self.period)]
                 if driving:
                     triggers.append(ValueChange(in_ready_h))

@@ -207,6 +207,7 @@ def test_same_design_without_backpressure_has_no_violation(tmp_path: Path) -> No
     assert res["protocol_violations"] == 0
 
 
+@pytest.mark.verilator
 def test_icarus_gives_the_same_result(tmp_path: Path) -> None:
     res, arrays = _sim(tmp_path, "icarus", n=60, input_gap_prob=0.3, backpressure_prob=0.4)
     _check_pass(res, arrays, 60)
