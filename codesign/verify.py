@@ -126,8 +126,7 @@ def _run_tb(design: dict[str, Any], rtl_dir: Path, vectors: Path, out_dir: Path,
     wall = time.monotonic() - t0
     if tb_result.is_file():
         return json.loads(tb_result.read_text()), wall
-    what = "build" if not (build_dir / str(design["top"])).exists() and simulator == "verilator" else "run"
-    msg = (f"{simulator} {what} of {design['top']} ({rtl_dir / 'design.json'}) produced no testbench result "
+    msg = (f"{simulator} build or run of {design['top']} ({rtl_dir / 'design.json'}) produced no testbench result "
            f"({type(error).__name__ if error else 'no error'}: {error}); see {log_path}")
     raise SimulationError(msg + ("\n" + _tail(log_path) if log_path.is_file() else ""))
 
