@@ -120,11 +120,26 @@ def _check_reuse_factors(hls_model: Any, hls_cfg: dict[str, Any]) -> None:
             )
 
 
+#: Layer names hls4ml's ModelGraph reserves for itself.
+RESERVED_NAMES = ("input", "output")
+
+
+def _check_reserved_names(model: Any) -> None:
+    """hls4ml's ModelGraph reserves some layer names; say which layer to rename."""
+    for layer in model.layers:
+        if layer.name in RESERVED_NAMES:
+            raise ConversionError(
+                f"layer {layer.name!r} ({type(layer).__name__}): hls4ml reserves the names "
+                f"{', '.join(RESERVED_NAMES)}", hint="rename that layer in the model and save it again",
+            )
+
+
 def convert_model(cfg: Config, model: Any, out_dir: Path) -> tuple[Any, dict[str, Any], bool]:
     """Convert and compile; return (hls4ml ModelGraph, hls config used, softmax stripped)."""
     import hls4ml
 
     model, stripped = strip_softmax(model) if cfg.hls.strip_softmax else (model, False)
+    _check_reserved_names(model)
     hls_cfg = build_hls_config(cfg, model)
     try:
         hls_model = hls4ml.converters.convert_from_keras_model(

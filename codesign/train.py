@@ -190,8 +190,17 @@ def _train_magnitude(cfg: Config, data: Dataset, layers: list[Any]) -> Any:
 
         model = _connect(data.n_features, layers, wrap)
         _fit(cfg, model, data, [sparsity.UpdatePruningStep()])
+        _apply_masks(model)
         model = sparsity.strip_pruning(model)
     return _connect(data.n_features, layers)
+
+
+def _apply_masks(model: Any) -> None:
+    """Zero the pruned weights once more: tfmot masks them before each forward pass, so the last
+    optimizer step (Adam momentum) leaves them slightly nonzero, and strip_pruning keeps that."""
+    for layer in model.layers:
+        for weight, mask, _threshold in getattr(layer, "pruning_vars", []):
+            weight.assign(weight * mask)
 
 
 def _train_structured(cfg: Config, data: Dataset, layers: list[Any]) -> Any:

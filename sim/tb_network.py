@@ -53,7 +53,10 @@ from cocotb.utils import get_sim_steps
 
 ENV_PREFIX = "CODESIGN_TB_"
 #: Consecutive cycles in which nothing can happen before the loop sleeps on a value change.
-SKIP_AFTER_IDLE = 3
+#: Sleeping is disabled: on the 13-cycle digits design it lost track of one output between the
+#: measurement and streaming phases (every later vector then compared against its neighbour's
+#: expected row). Polling every cycle is slower but was checked bit-exact on that design.
+SKIP_AFTER_IDLE = 10**9
 
 
 # ---------------------------------------------------------------------------------------------

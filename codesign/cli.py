@@ -1,0 +1,220 @@
+"""The ``codesign`` command. The only place that prints for the user or picks an exit code.
+
+Exit codes: 0 success, 1 verification found mismatches (or a sweep point failed), 2 a user error
+(config, data, model, stage order), 3 a tool failed (log named), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from codesign import __version__
+from codesign.errors import CodesignError, ToolError
+
+EPILOG = """\
+stages (each reads the previous stage's files in the run directory):
+  train    QKeras model with quantization-aware training and pruning   -> <run>/model/
+  convert  hls4ml Vitis project, compiled C-sim, hardware graph         -> <run>/hls/
+  rtl      bit-exact Verilog, file list, design.json                    -> <run>/rtl/
+  verify   cocotb + Verilator, every output integer vs hls4ml C-sim     -> <run>/sim/
+  synth    Yosys synth_xilinx resource estimate                         -> <run>/synth/
+  report   HTML/Markdown/JSON report with plots                         -> <run>/report/
+
+examples:
+  codesign flow                              the default digits MLP, end to end, into runs/digits
+  codesign init my.yaml && codesign flow my.yaml --out runs/my
+  codesign flow --from-model net.json --weights net_weights.h5 --out runs/imported
+  codesign rtl my.yaml --out runs/my         re-run one stage
+  codesign sweep sweep.yaml                  a grid of design points on Ray
+"""
+
+
+def _setup_logging(verbose: int) -> None:
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    if verbose < 2:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def _load_config(args: argparse.Namespace) -> Any:
+    from codesign import config
+
+    cfg = config.load(args.config)
+    changes: dict[str, Any] = {}
+    if getattr(args, "out", None):
+        changes["output_dir"] = args.out
+    if getattr(args, "from_model", None):
+        changes["model.import_path"] = args.from_model
+        changes["model.weights_path"] = args.weights
+    if getattr(args, "reuse_factor", None):
+        changes["hls.reuse_factor"] = args.reuse_factor
+    if getattr(args, "vectors", None) is not None:
+        changes["verify.random_vectors"] = args.vectors
+    return cfg.replace(**changes) if changes else cfg
+
+
+def _progress(stage: str, state: str, seconds: float) -> None:
+    if state == "start":
+        print(f"[{stage:>6}] running ...", flush=True)
+    else:
+        print(f"[{stage:>6}] {'done' if state == 'done' else 'up to date'} ({seconds:.1f} s)", flush=True)
+
+
+def _summary(results: dict[str, Any]) -> int:
+    """Print the end-of-flow summary; return the exit code (1 when verification failed)."""
+    run_dir = results["run_dir"]
+    lines = [f"run directory: {run_dir}"]
+    m = results.get("model")
+    if m:
+        acc = m.get("test_accuracy")
+        sp = m.get("global_sparsity", m.get("sparsity"))
+        lines.append(f"model:   test accuracy {acc:.4f}" if isinstance(acc, float) else "model:   imported")
+        if isinstance(sp, (int, float)):
+            lines[-1] += f", weight sparsity {sp:.3f}"
+    h = results.get("hls")
+    if h and "csim_vs_qkeras" in h:
+        a = h["csim_vs_qkeras"]
+        lines.append(f"convert: C-sim vs QKeras exact rows {a['exact_rows']}/{a['rows']}")
+    r = results.get("rtl")
+    if r:
+        lines.append(f"rtl:     latency {r['latency']} cycles, II {r['ii']}, {r['multipliers']} multipliers, "
+                     f"{r['verilog_lines']} lines")
+    code = 0
+    s = results.get("sim")
+    if s:
+        ok = s.get("passed")
+        lines.append(f"verify:  {'PASS' if ok else 'FAIL'}: {s.get('vectors')} vectors, {s.get('mismatches')} "
+                     f"mismatches, latency {s.get('latency_min')}..{s.get('latency_max')}, II {s.get('ii')}")
+        if not ok:
+            code = 1
+    y = results.get("synth")
+    if y:
+        lines.append(f"synth:   LUT {y.get('LUT')} FF {y.get('FF')} DSP {y.get('DSP')} CARRY {y.get('CARRY')} "
+                     f"BRAM {y.get('BRAM')} (Yosys estimate)")
+    rep = results.get("report")
+    if rep:
+        lines.append(f"report:  {Path(run_dir) / 'report' / 'report.html'}")
+    print("\n".join(lines))
+    return code
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from codesign.config import example_yaml
+
+    path = Path(args.path)
+    if path.exists() and not args.force:
+        raise CodesignError(f"{path} exists", hint="use --force to overwrite")
+    path.write_text(example_yaml())
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_flow(args: argparse.Namespace) -> int:
+    from codesign.flow import run_flow
+
+    cfg = _load_config(args)
+    t0 = time.time()
+    results = run_flow(cfg, Path(cfg.output_dir), stages=args.stages, force=args.force, progress=_progress)
+    code = _summary(results)
+    print(f"total:   {time.time() - t0:.1f} s")
+    return code
+
+
+def cmd_stage(args: argparse.Namespace) -> int:
+    from codesign.flow import COMMANDS, run_stage
+
+    cfg = _load_config(args)
+    stage = COMMANDS[args.command]
+    t0 = time.time()
+    res, _ = run_stage(stage, cfg, Path(cfg.output_dir), force=True)
+    print(f"[{stage.name:>6}] done ({time.time() - t0:.1f} s): {Path(cfg.output_dir) / stage.name}")
+    return _summary({"run_dir": cfg.output_dir, stage.name: res})
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from codesign import sweep
+
+    return sweep.cli_main(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="codesign", description="Quantized neural network -> verified, bit-exact Verilog IP core.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--version", action="version", version=f"codesign {__version__}")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
+    p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    s = sub.add_parser("init", help="write a commented example configuration")
+    s.add_argument("path", nargs="?", default="codesign.yaml")
+    s.add_argument("--force", action="store_true", help="overwrite an existing file")
+    s.set_defaults(func=cmd_init)
+
+    def run_args(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("config", nargs="?", help="YAML configuration (default: the digits example)")
+        sp.add_argument("--out", help="run directory (overrides output_dir)")
+        sp.add_argument("--reuse-factor", type=int, help="global reuse factor (overrides hls.reuse_factor)")
+        sp.add_argument("--vectors", type=int, help="random verification vectors (overrides verify.random_vectors)")
+
+    s = sub.add_parser("flow", help="train (or import) -> convert -> rtl -> verify -> synth -> report")
+    run_args(s)
+    s.add_argument("--from-model", metavar="MODEL", help="import a Keras/QKeras .h5 or .json instead of training")
+    s.add_argument("--weights", metavar="H5", help="weights .h5 for a .json model")
+    s.add_argument("--stages", help="comma-separated subset, e.g. rtl,verify (default: all)")
+    s.add_argument("--force", action="store_true", help="re-run stages even when up to date")
+    s.set_defaults(func=cmd_flow)
+
+    helps = {"train": "train the QKeras model (or import one: model.import_path)",
+             "convert": "hls4ml conversion, HLS project and C-sim", "rtl": "generate the Verilog accelerator",
+             "verify": "cycle-accurate cocotb/Verilator verification against the C-sim",
+             "synth": "Yosys resource estimate", "report": "HTML/Markdown/JSON report"}
+    for name, text in helps.items():
+        s = sub.add_parser(name, help=text)
+        run_args(s)
+        if name == "train":
+            s.add_argument("--from-model", metavar="MODEL", help="import instead of training")
+            s.add_argument("--weights", metavar="H5", help="weights .h5 for a .json model")
+        s.set_defaults(func=cmd_stage)
+
+    s = sub.add_parser("sweep", help="run a grid of design points (Ray) and report the trade-offs")
+    s.add_argument("sweep", help="sweep YAML: base config, grid of dotted fields -> values, out")
+    s.add_argument("--address", help="Ray cluster address (default: a local Ray instance)")
+    s.add_argument("--out", help="sweep output directory (overrides the file's out)")
+    s.add_argument("--workers", type=int, help="parallel points (default: CPU count)")
+    s.set_defaults(func=cmd_sweep)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.verbose)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted; finished stages are kept", file=sys.stderr)
+        return 130
+    except ToolError as e:
+        if args.debug:
+            traceback.print_exc()
+        print(f"error: {e}", file=sys.stderr)
+        return 3
+    except CodesignError as e:
+        if args.debug:
+            traceback.print_exc()
+        print(f"error: {e}", file=sys.stderr)
+        if e.hint:
+            print(f"hint: {e.hint}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,145 @@
+"""The flow: a named list of stages, each ``run(cfg, run_dir) -> dict``, with input fingerprints.
+
+A stage is skipped when its fingerprint (the config fields it reads, the fingerprints of the stages
+it reads, and the source of the code that implements it) equals the one stored with its finished
+output. Each stage writes atomically (codesign.rundir.stage_dir), so a crash never leaves a stage
+that looks finished.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from codesign import config as cfgmod
+from codesign.config import Config
+from codesign.errors import ConfigError, StageError
+from codesign.rundir import fingerprint, read_json
+
+log = logging.getLogger(__name__)
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _model_stage(cfg: Config, run_dir: Path) -> dict[str, Any]:
+    if cfg.model.import_path:
+        from codesign.model_io import import_model
+
+        return import_model(cfg, run_dir)
+    from codesign.train import run
+
+    return run(cfg, run_dir)
+
+
+def _lazy(module: str) -> Callable[[Config, Path], dict[str, Any]]:
+    def call(cfg: Config, run_dir: Path) -> dict[str, Any]:
+        import importlib
+
+        return importlib.import_module(module).run(cfg, run_dir)
+
+    call.__name__ = f"{module}.run"
+    return call
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str  #: run-directory subfolder
+    command: str  #: CLI subcommand
+    fn: Callable[[Config, Path], dict[str, Any]]
+    reads_config: tuple[str, ...]  #: config sections that change its output
+    reads_stages: tuple[str, ...]  #: earlier stages it reads
+    code: tuple[str, ...]  #: source files/folders (repo-relative) whose change invalidates it
+
+
+FLOW: tuple[Stage, ...] = (
+    Stage("model", "train", _model_stage, ("data", "model", "pruning", "training"), (),
+          ("codesign/train.py", "codesign/model_io.py", "codesign/data.py")),
+    Stage("hls", "convert", _lazy("codesign.convert"), ("hls",), ("model",),
+          ("codesign/convert.py", "codesign/graph.py", "codesign/fixedpoint.py")),
+    Stage("rtl", "rtl", _lazy("codesign.rtlgen"), (), ("hls",), ("codesign/rtlgen", "hls_templates/rtl", "rtl")),
+    Stage("sim", "verify", _lazy("codesign.verify"), ("verify",), ("hls", "rtl"),
+          ("codesign/verify.py", "codesign/vectors.py", "codesign/golden.py", "sim")),
+    Stage("synth", "synth", _lazy("codesign.synth"), ("synth",), ("rtl",), ("codesign/synth.py",)),
+    Stage("report", "report", _lazy("codesign.report"), (), ("model", "hls", "rtl", "sim", "synth"),
+          ("codesign/report.py", "codesign/plots.py", "hls_templates")),
+)
+STAGE_NAMES = tuple(s.name for s in FLOW)
+COMMANDS = {s.command: s for s in FLOW}
+
+
+def stage_fingerprint(stage: Stage, cfg: Config, run_dir: Path) -> str:
+    data = cfgmod.to_dict(cfg)
+    parts: list[Any] = [stage.name, {k: data[k] for k in stage.reads_config}]
+    if stage.name == "model" and cfg.model.import_path:
+        parts += [Path(cfg.model.import_path)] + ([Path(cfg.model.weights_path)] if cfg.model.weights_path else [])
+    for up in stage.reads_stages:
+        fp = run_dir / up / "fingerprint.txt"
+        parts.append(fp.read_text().strip() if fp.is_file() else "missing")
+    parts += [REPO / c for c in stage.code]
+    return fingerprint(*parts)
+
+
+def is_current(stage: Stage, cfg: Config, run_dir: Path) -> bool:
+    fp = run_dir / stage.name / "fingerprint.txt"
+    return (run_dir / stage.name / "result.json").is_file() and fp.is_file() and \
+        fp.read_text().strip() == stage_fingerprint(stage, cfg, run_dir)
+
+
+def select(stages: str | list[str] | None) -> list[Stage]:
+    """Stages by run-dir or command name ("train,convert" or ["model", "hls"]); None: all."""
+    if stages is None:
+        return list(FLOW)
+    names = [s.strip() for s in (stages.split(",") if isinstance(stages, str) else stages) if s.strip()]
+    chosen = []
+    for n in names:
+        match = [s for s in FLOW if n in (s.name, s.command)]
+        if not match:
+            valid = ", ".join(s.command for s in FLOW)
+            raise ConfigError(f"--stages: unknown stage {n!r}; valid: {valid}")
+        chosen.append(match[0])
+    return [s for s in FLOW if s in chosen]
+
+
+def run_stage(stage: Stage, cfg: Config, run_dir: Path, force: bool = False) -> tuple[dict[str, Any], bool]:
+    """Run one stage unless it is current; return (its result.json, whether it ran)."""
+    run_dir = Path(run_dir)
+    if not force and is_current(stage, cfg, run_dir):
+        return read_json(run_dir / stage.name / "result.json"), False
+    fp = stage_fingerprint(stage, cfg, run_dir)
+    t0 = time.time()
+    result = stage.fn(cfg, run_dir)
+    out = run_dir / stage.name
+    if not (out / "result.json").is_file():
+        raise StageError(f"stage {stage.name} finished without writing {out / 'result.json'}")
+    (out / "fingerprint.txt").write_text(fp + "\n")
+    log.info("stage %s done in %.1f s", stage.name, time.time() - t0)
+    return result, True
+
+
+def run_flow(cfg: Config, run_dir: Path | None = None, stages: str | list[str] | None = None,
+             force: bool = False, progress: Callable[[str, str, float], None] | None = None) -> dict[str, Any]:
+    """Run the selected stages in order; return {stage: result} plus per-stage wall times.
+
+    ``progress(stage, state, seconds)`` is called with state "start", "done", "cached".
+    Raises the stage's CodesignError on failure (earlier stages stay finished).
+    """
+    run_dir = Path(run_dir if run_dir is not None else cfg.output_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cfgmod.dump(cfg, run_dir / "config.yaml")
+    results: dict[str, Any] = {"run_dir": str(run_dir), "seconds": {}, "ran": []}
+    for stage in select(stages):
+        if progress:
+            progress(stage.name, "start", 0.0)
+        t0 = time.time()
+        res, ran = run_stage(stage, cfg, run_dir, force)
+        dt = time.time() - t0
+        results[stage.name] = res
+        results["seconds"][stage.name] = round(dt, 2)
+        if ran:
+            results["ran"].append(stage.name)
+        if progress:
+            progress(stage.name, "done" if ran else "cached", dt)
+    return results
