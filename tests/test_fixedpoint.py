@@ -1,14 +1,17 @@
 """codesign.fixedpoint against real ap_fixed: every source code, every Q x O mode, integers equal.
 
 The reference is tests/apfixed_ref.cpp compiled with g++ against hls4ml's bundled ap_types headers
-(the headers hls4ml's C-sim uses). One compile (cached for the session) covers every combination.
+(the headers hls4ml's C-sim uses). One compile (cached in pytest's cache directory, keyed by a hash
+of its inputs) covers every combination.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -105,30 +108,42 @@ def _parse(out: str) -> dict[str, np.ndarray]:
 
 
 @pytest.fixture(scope="session")
-def apfixed_bins(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def apfixed_bins(pytestconfig: pytest.Config) -> dict[str, Path]:
     """Compile the harness twice, in parallel: as hls4ml's C-sim is compiled (asserts on), with
     every case; and with -DNDEBUG holding only the cases that assert, to see what ap_fixed's code
-    computes there once the assertion is out of the way."""
+    computes there once the assertion is out of the way.
+
+    The binaries are cached in pytest's cache directory under a hash of everything that goes into
+    them (harness, case list, flags, header directory), so only the first run pays the ~20 s."""
     gxx = shutil.which("g++")
     assert gxx is not None, "g++ is required (Debian package g++)"
-    work = tmp_path_factory.mktemp("apfixed")
-    procs = {}
+    cpp = HERE / "apfixed_ref.cpp"
+    root = pytestconfig.cache.mkdir("apfixed") if pytestconfig.cache else Path(tempfile.mkdtemp())
+    procs, bins = {}, {}
     for name, flags in (("asserts", []), ("ndebug", ["-DNDEBUG"])):
-        d = work / name
-        d.mkdir()
         lines = [
             _case_line(k, src, dst, by_default=(name == "asserts") != asserts_in_apfixed(src, dst))
             for k, (src, dst) in enumerate(CASES)
             if name == "asserts" or asserts_in_apfixed(src, dst)
         ]
-        (d / "apfixed_cases.inc").write_text("\n".join(lines) + "\n")
-        cmd = [gxx, "-O1", "-std=c++14", "-w", *flags, f"-I{ap_types_dir()}", f"-I{d}",
-               str(HERE / "apfixed_ref.cpp"), "-o", str(d / "apfixed_ref")]
+        inc = "\n".join(lines) + "\n"
+        key = hashlib.sha256("\0".join([cpp.read_text(), inc, " ".join(flags), str(ap_types_dir()), gxx])
+                             .encode()).hexdigest()[:16]
+        d = root / f"{name}-{key}"
+        bins[name] = d / "apfixed_ref"
+        if bins[name].is_file():
+            continue
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "apfixed_cases.inc").write_text(inc)
+        # -O0: the same results as hls4ml's -O3 for this well-defined code, and compiles faster.
+        cmd = [gxx, "-O0", "-std=c++14", "-w", *flags, f"-I{ap_types_dir()}", f"-I{d}",
+               str(cpp), "-o", str(d / "apfixed_ref.tmp")]
         procs[name] = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     for name, proc in procs.items():
         _, err = proc.communicate()
         assert proc.returncode == 0, f"g++ ({name}) failed:\n{err[-3000:]}"
-    return {name: work / name / "apfixed_ref" for name in procs}
+        (bins[name].parent / "apfixed_ref.tmp").rename(bins[name])
+    return bins
 
 
 @pytest.fixture(scope="session")
