@@ -111,6 +111,9 @@ def run_cocotb(
     from cocotb_tools.runner import get_runner
 
     env = sim_env(simulator)
+    # cocotb's runner calls sys.exit on a failed test when it sees it runs under pytest; we read
+    # the results file instead, so hide pytest from it.
+    env.pop("PYTEST_CURRENT_TEST", None)
     old_env = dict(os.environ)
     os.environ.clear()
     os.environ.update(env)
@@ -130,7 +133,7 @@ def run_cocotb(
                 always=False,
                 timescale=("1ns", "1ps"),
             )
-        except SystemExit as e:  # cocotb's runner exits on build errors
+        except (SystemExit, RuntimeError) as e:  # cocotb's runner exits or raises on build errors
             raise SimulationError(
                 f"{simulator} build of {toplevel} failed (exit {e.code}); see the output above "
                 f"and {build_dir}"
@@ -139,15 +142,21 @@ def run_cocotb(
         test_env["PYTHONPATH"] = os.pathsep.join(
             [str(test_dir), str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]
         )
-        xml = runner.test(
-            test_module=test_module,
-            hdl_toplevel=toplevel,
-            test_dir=str(test_dir),
-            build_dir=str(build_dir),
-            extra_env=test_env,
-            waves=waves,
-            results_xml=str(results_xml) if results_xml else None,
-        )
+        xml_path = Path(results_xml) if results_xml else Path(build_dir) / "results.xml"
+        try:
+            xml = runner.test(
+                test_module=test_module,
+                hdl_toplevel=toplevel,
+                test_dir=str(test_dir),
+                build_dir=str(build_dir),
+                extra_env=test_env,
+                waves=waves,
+                results_xml=str(xml_path),
+            )
+        except (SystemExit, RuntimeError) as e:
+            if not xml_path.is_file():
+                raise SimulationError(f"{simulator} run of {toplevel} failed ({e}) and wrote no results") from e
+            xml = xml_path
         return Path(xml)
     finally:
         os.environ.clear()
