@@ -213,3 +213,11 @@ def test_replace_unknown_field(dotted: str) -> None:
 def test_config_is_frozen() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         Config().training.epochs = 3  # type: ignore[misc]
+
+
+@pytest.mark.xfail(strict=True, reason="config.check_precision range-checks fixed<> widths only; int<0>, "
+                   "uint<200> pass (reported, config.py is not ours)")
+@pytest.mark.parametrize("text", ["int<0>", "uint<200>"])
+def test_integer_precision_width_range(text: str) -> None:
+    with pytest.raises(ConfigError, match="hls.input_precision"):
+        Config().replace(**{"hls.input_precision": text})
