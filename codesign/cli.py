@@ -141,7 +141,12 @@ def cmd_stage(args: argparse.Namespace) -> int:
 def cmd_sweep(args: argparse.Namespace) -> int:
     from codesign import sweep
 
-    return sweep.cli_main(args)
+    spec = sweep.load_spec(args.sweep, out=args.out)
+    rows = sweep.run_sweep(spec, address=args.address, executor="local" if args.local else "ray",
+                           num_cpus=args.workers, progress=lambda line: print(line, flush=True))
+    failed = [r for r in rows if r.get("status") != "ok"]
+    print(f"sweep: {len(rows) - len(failed)} points ok, {len(failed)} failed; results in {spec.out}")
+    return 1 if failed else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -190,6 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--address", help="Ray cluster address (default: a local Ray instance)")
     s.add_argument("--out", help="sweep output directory (overrides the file's out)")
     s.add_argument("--workers", type=int, help="parallel points (default: CPU count)")
+    s.add_argument("--local", action="store_true", help="run points in this process instead of on Ray")
     s.set_defaults(func=cmd_sweep)
     return p
 

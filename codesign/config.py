@@ -75,7 +75,7 @@ class TrainingConfig:
     #: Mini-batch size.
     batch_size: int = 64
     #: Adam learning rate.
-    learning_rate: float = 0.005
+    learning_rate: float = 0.01
     #: Seed for data split, initialisation and shuffling.
     seed: int = 0
 
@@ -140,13 +140,15 @@ class Config:
         """Return a copy with dotted-path fields changed: ``cfg.replace(**{"hls.reuse_factor": 4})``."""
         data = to_dict(self)
         for dotted, value in changes.items():
-            node = data
+            node, obj = data, self
             *parents, leaf = dotted.split(".")
             for p in parents:
                 if p not in node or not isinstance(node[p], dict):
                     raise ConfigError(f"unknown config field {dotted!r}")
                 node = node[p]
-            if leaf not in node:
+                obj = getattr(obj, p) if dataclasses.is_dataclass(obj) else obj[p]
+            # a mapping field (e.g. model.layer_bits) takes new keys; a section takes only its fields
+            if leaf not in node and dataclasses.is_dataclass(obj):
                 raise ConfigError(f"unknown config field {dotted!r}")
             node[leaf] = value
         return from_dict(data)
@@ -258,6 +260,10 @@ def check_precision(text: str, where: str) -> None:
         if o and o.upper().removeprefix("AP_") not in OVERFLOW_MODES:
             raise ConfigError(f"{where}: overflow mode {o!r} in {text!r}; valid: {', '.join(OVERFLOW_MODES)}")
         del integer
+    else:
+        width = int(m.group(8))
+        if width < 1 or width > 64:
+            raise ConfigError(f"{where}: width {width} in {text!r} must be between 1 and 64")
 
 
 def validate(cfg: Config) -> Config:

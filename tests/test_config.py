@@ -215,8 +215,6 @@ def test_config_is_frozen() -> None:
         Config().training.epochs = 3  # type: ignore[misc]
 
 
-@pytest.mark.xfail(strict=True, reason="config.check_precision range-checks fixed<> widths only; int<0>, "
-                   "uint<200> pass (reported, config.py is not ours)")
 @pytest.mark.parametrize("text", ["int<0>", "uint<200>"])
 def test_integer_precision_width_range(text: str) -> None:
     with pytest.raises(ConfigError, match="hls.input_precision"):
