@@ -173,7 +173,9 @@ def _script(rtl_dir: Path, top: str, files: Sequence[str], family: str, nodsp: b
         path = (rtl_dir / f).resolve()
         sv = " -sv" if path.suffix == ".sv" else ""
         lines.append(f"read_verilog{sv} -I {_q(rtl_dir.resolve())} {_q(path)}")
-    synth = f"synth_xilinx -family {family} -noiopad -top {top}" + (" -nodsp" if nodsp else "")
+    # -flatten: whole-design optimisation (as the da4ml comparison in issue 9 uses), and Yosys 0.23's
+    # `stat -json` writes invalid JSON for a hierarchy (its "design" section comes out as text).
+    synth = f"synth_xilinx -family {family} -flatten -noiopad -top {top}" + (" -nodsp" if nodsp else "")
     lines += [synth, f"tee -q -o {_q(stat_path)} stat -json", ""]
     return "\n".join(lines)
 
