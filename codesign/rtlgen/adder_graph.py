@@ -1,0 +1,467 @@
+"""Constant-coefficient Dense layers (reuse factor 1) as one shared adder graph per layer.
+
+``y_j = sum_i w_ij * x_i`` for a constant matrix W is a constant matrix-vector multiplication
+(CMVM). Instead of one shift-add tree per neuron (:func:`codesign.rtlgen.dense.parallel`), the
+whole matrix becomes one adder graph whose intermediate sums are shared between neurons:
+
+1. **Digits.** Every weight is written in canonical signed digits (non-adjacent form), so column j
+   is a list of terms ``±(x_i << k)``.
+2. **Common subexpressions** (Hartley's method, as in da4ml, arXiv:2507.04535). A *pattern* is a
+   pair of terms in the same column up to a common shift and sign: ``s1 ± (s2 << d)``. The most
+   frequent pattern over all columns (ties: the shallowest, then the lowest key) becomes a new
+   signal, every non-overlapping occurrence is replaced by one term of it, the pair counts are
+   updated incrementally, and this repeats while some pattern occurs at least twice. New signals
+   take part in later patterns, so sums of sums are shared as well. ``max_depth`` optionally caps
+   the adder depth of a shared signal.
+3. **Per-output trees.** The terms left in a column are summed in a tree that always combines
+   the two earliest-arriving terms (delay-optimal for given arrival times; Huffman-style).
+
+Every adder's width comes from the *exact* value range of its result: each signal is a linear form
+``sum c_i x_i`` of independent inputs, so its range is ``sum min/max(c_i*lo_i, c_i*hi_i)``. The
+``d`` low bits of ``a + (b << d)`` are a's bits and bypass the adder, which only spans the upper
+bits.
+
+Pipelining is by delay budget, not by adder levels. Delay model (UltraScale+, documented
+estimates, not timing analysis): an adder whose carry chain spans ``n`` bits takes
+``ADDER_BASE_NS + ADDER_PER_BIT_NS * n`` (LUT, carry-in and routing, plus ~0.12 ns per CARRY8);
+a stage may use ``clock_ns - FF_OVERHEAD_NS`` (clock-to-out, setup, clock uncertainty); the
+layer's inputs arrive ``INPUT_ARRIVAL_NS`` into the first stage (the element-wise ReLU cast in
+front of it). Adders are placed as soon as possible; an adder that would overrun the budget
+starts a new stage with registered operands. Signals consumed in later stages travel through
+register chains, and all outputs leave through the output register of the same final stage,
+after the bias add and the accum/result casts of :func:`codesign.rtlgen.dense._output_stage`.
+So every output of the layer has the same latency.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from codesign.graph import Layer
+from codesign.rtlgen.csd import csd
+from codesign.rtlgen.dense import DenseCost, _mark_unused_inputs, _output_stage, check_exact
+from codesign.rtlgen.netlist import Module, Net, ext, input_element, signed_width
+
+#: Target clock period (ns) of the delay budget (hls4ml's default 5 ns, 200 MHz).
+CLOCK_NS = 5.0
+#: Per-stage overhead: flip-flop clock-to-out + setup + clock uncertainty (ns).
+FF_OVERHEAD_NS = 0.5
+#: Fixed part of an adder's delay: LUT, entry into the carry chain, local routing (ns).
+ADDER_BASE_NS = 0.55
+#: Carry propagation per bit of an adder's carry chain (CARRY8: ~0.12 ns per 8 bits).
+ADDER_PER_BIT_NS = 0.015
+#: Arrival of a dense layer's inputs inside the first stage (the combinational ReLU cast before it).
+INPUT_ARRIVAL_NS = 0.8
+
+
+def adder_delay(carry_bits: int) -> float:
+    """Estimated delay (ns) of an adder whose carry chain spans ``carry_bits`` bits."""
+    return ADDER_BASE_NS + ADDER_PER_BIT_NS * max(carry_bits, 1)
+
+
+@dataclass(frozen=True)
+class Term:
+    """``±(signal << shift)``: one summand of an output."""
+
+    sig: int
+    shift: int
+    neg: bool
+
+
+@dataclass(frozen=True)
+class AddNode:
+    """``a + (b << shift)`` (or ``a - (b << shift)`` when ``sub``); a, b are signal ids."""
+
+    a: int
+    b: int
+    shift: int
+    sub: bool
+    lo: int  #: exact minimum of the node's value over the input box
+    hi: int  #: exact maximum
+
+    @property
+    def width(self) -> int:
+        return signed_width(self.lo, self.hi)
+
+    @property
+    def carry_bits(self) -> int:
+        """Bits the carry chain spans: the ``shift`` low bits are a's bits and bypass it."""
+        return max(self.width - self.shift, 1)
+
+
+@dataclass
+class AdderGraph:
+    """Signals ``0 .. n_in-1`` are the inputs, signal ``n_in + k`` is ``nodes[k]``."""
+
+    n_in: int
+    in_lo: tuple[int, ...]
+    in_hi: tuple[int, ...]
+    nodes: list[AddNode]
+    outputs: list[Term | None]  #: one per output; None: the output is 0 (all weights zero)
+    shared: int = 0  #: how many nodes are shared subexpressions (the rest are tree adders)
+
+    def range_of(self, sig: int) -> tuple[int, int]:
+        if sig < self.n_in:
+            return self.in_lo[sig], self.in_hi[sig]
+        node = self.nodes[sig - self.n_in]
+        return node.lo, node.hi
+
+    def width_of(self, sig: int) -> int:
+        return signed_width(*self.range_of(sig))
+
+    @property
+    def adders(self) -> int:
+        return len(self.nodes)
+
+    @property
+    def adder_bits(self) -> int:
+        """Sum of carry-chain widths: about the LUTs the adders cost."""
+        return sum(n.carry_bits for n in self.nodes)
+
+    def depth(self) -> int:
+        """Adder levels on the longest input -> output path."""
+        d = [0] * self.n_in
+        for n in self.nodes:
+            d.append(max(d[n.a], d[n.b]) + 1)
+        return max((d[t.sig] for t in self.outputs if t is not None), default=0)
+
+    def evaluate(self, x: np.ndarray) -> np.ndarray:
+        """Outputs (N x n_out, int64) for input codes ``x`` (N x n_in), exactly as the hardware adds."""
+        x = np.asarray(x, dtype=np.int64)
+        if x.ndim != 2 or x.shape[1] != self.n_in:
+            raise ValueError(f"expected N x {self.n_in} inputs, got shape {x.shape}")
+        vals = [x[:, i] for i in range(self.n_in)]
+        for n in self.nodes:
+            b = vals[n.b] << n.shift
+            vals.append(vals[n.a] - b if n.sub else vals[n.a] + b)
+        out = np.zeros((x.shape[0], len(self.outputs)), dtype=np.int64)
+        for j, t in enumerate(self.outputs):
+            if t is not None:
+                v = vals[t.sig] << t.shift
+                out[:, j] = -v if t.neg else v
+        return out
+
+
+# ----------------------------------------------------------------------------- construction
+
+_Key = tuple[int, int, int, int]  # (s1, s2, d, g): s1 + g * (s2 << d), or (s1 << -d) + g * s2
+
+
+class _Builder:
+    """Mutable state of the CSE search: signals with exact linear forms, columns of terms."""
+
+    def __init__(self, weights: np.ndarray, in_lo: Sequence[int], in_hi: Sequence[int]) -> None:
+        self.n_in, self.n_out = weights.shape
+        self.in_lo, self.in_hi = tuple(int(v) for v in in_lo), tuple(int(v) for v in in_hi)
+        if len(self.in_lo) != self.n_in or len(self.in_hi) != self.n_in:
+            raise ValueError(f"{self.n_in} inputs but {len(self.in_lo)} / {len(self.in_hi)} input bounds")
+        self.coef: list[dict[int, int]] = [{i: 1} for i in range(self.n_in)]  # sparse linear forms
+        self.lo: list[int] = list(self.in_lo)
+        self.hi: list[int] = list(self.in_hi)
+        self.depth: list[int] = [0] * self.n_in
+        self.time: list[float] = [0.0] * self.n_in
+        self.nodes: list[AddNode] = []
+        # column j: signal -> {shift: sign}
+        self.cols: list[dict[int, dict[int, int]]] = [{} for _ in range(self.n_out)]
+        self.sig_cols: dict[int, set[int]] = {}
+        for j in range(self.n_out):
+            for i in range(self.n_in):
+                for shift, sign in csd(int(weights[i, j])):
+                    self._add_term(j, i, shift, sign)
+
+    # -- signals
+    def new_node(self, a: int, b: int, shift: int, sub: bool) -> int:
+        g = -1 if sub else 1
+        coef = dict(self.coef[a])
+        for i, c in self.coef[b].items():
+            coef[i] = coef.get(i, 0) + g * (c << shift)
+        coef = {i: c for i, c in coef.items() if c}
+        lo = sum(min(c * self.in_lo[i], c * self.in_hi[i]) for i, c in coef.items())
+        hi = sum(max(c * self.in_lo[i], c * self.in_hi[i]) for i, c in coef.items())
+        if max(abs(lo), abs(hi)) >= 1 << 62:
+            raise ValueError("adder graph values exceed 62 bits")
+        node = AddNode(a, b, shift, sub, lo, hi)
+        sig = self.n_in + len(self.nodes)
+        self.nodes.append(node)
+        self.coef.append(coef)
+        self.lo.append(lo)
+        self.hi.append(hi)
+        self.depth.append(max(self.depth[a], self.depth[b]) + 1)
+        self.time.append(max(self.time[a], self.time[b]) + adder_delay(node.carry_bits))
+        return sig
+
+    # -- columns
+    def _add_term(self, j: int, sig: int, shift: int, sign: int) -> None:
+        col = self.cols[j].setdefault(sig, {})
+        assert shift not in col, "duplicate term"
+        col[shift] = sign
+        self.sig_cols.setdefault(sig, set()).add(j)
+
+    def _remove_term(self, j: int, sig: int, shift: int) -> None:
+        col = self.cols[j][sig]
+        del col[shift]
+        if not col:
+            del self.cols[j][sig]
+            self.sig_cols[sig].discard(j)
+
+    def terms(self, j: int) -> list[tuple[int, int, int]]:
+        return [(s, k, g) for s, ks in sorted(self.cols[j].items()) for k, g in sorted(ks.items())]
+
+
+def _key(t1: tuple[int, int, int], t2: tuple[int, int, int]) -> tuple[_Key, int] | None:
+    """The pattern of two terms and the sign of its occurrence (``sign * (pattern << min shift)``)."""
+    (s1, k1, g1), (s2, k2, g2) = t1, t2
+    if (s1, k1) > (s2, k2):
+        (s1, k1, g1), (s2, k2, g2) = (s2, k2, g2), (s1, k1, g1)
+    if s1 == s2 and k1 == k2:
+        return None
+    return (s1, s2, k2 - k1, g1 * g2), g1
+
+
+def _pattern_node(b: _Builder, key: _Key) -> tuple[int, int]:
+    """Create the signal of a pattern; return (signal, sign) so that pattern = sign * signal."""
+    s1, s2, d, g = key
+    if d >= 0:
+        return b.new_node(s1, s2, d, g < 0), 1
+    if g > 0:  # (s1 << e) + s2 = s2 + (s1 << e)
+        return b.new_node(s2, s1, -d, False), 1
+    # (s1 << e) - s2 = -(s2 - (s1 << e)): keep the unshifted operand positive
+    return b.new_node(s2, s1, -d, True), -1
+
+
+def _cse(b: _Builder, max_depth: int | None) -> int:
+    """Hartley-style common-subexpression elimination over all columns; returns nodes created."""
+    counts: dict[_Key, int] = {}
+    heap: list[tuple[int, int, _Key]] = []
+
+    def prio(key: _Key) -> int:
+        return max(b.depth[key[0]], b.depth[key[1]])
+
+    def bump(key: _Key, by: int) -> None:
+        c = counts.get(key, 0) + by
+        counts[key] = c
+        if by > 0 and c >= 2 and (max_depth is None or prio(key) < max_depth):
+            heapq.heappush(heap, (-c, prio(key), key))
+
+    for j in range(b.n_out):
+        ts = b.terms(j)
+        for x in range(len(ts)):
+            for y in range(x + 1, len(ts)):
+                kk = _key(ts[x], ts[y])
+                if kk is not None:
+                    bump(kk[0], 1)
+    created = 0
+    while heap:
+        negc, _, key = heapq.heappop(heap)
+        c = counts.get(key, 0)
+        if c < 2:
+            continue
+        if c != -negc:  # stale (counts only drop between pushes): re-queue with the current count
+            heapq.heappush(heap, (-c, prio(key), key))
+            continue
+        s1, s2, d, g = key
+        sig: int | None = None
+        sig_sign = 1
+        for j in sorted(b.sig_cols.get(s1, ())):
+            if s2 not in b.cols[j]:
+                continue
+            for k1 in sorted(b.cols[j].get(s1, {})):
+                col = b.cols[j]
+                k2 = k1 + d
+                if s1 not in col or k1 not in col[s1] or s2 not in col or k2 not in col[s2]:
+                    continue
+                if (s1, k1) == (s2, k2) or col[s1][k1] * col[s2][k2] != g:
+                    continue
+                g1 = col[s1][k1]
+                if sig is None:
+                    sig, sig_sign = _pattern_node(b, key)
+                    created += 1
+                a_t, b_t = (s1, k1, g1), (s2, k2, col[s2][k2])
+                b._remove_term(j, s1, k1)
+                b._remove_term(j, s2, k2)
+                rest = b.terms(j)
+                bump(key, -1)
+                for u in rest:
+                    for t in (a_t, b_t):
+                        kk = _key(t, u)
+                        if kk is not None:
+                            bump(kk[0], -1)
+                new_t = (sig, min(k1, k2), g1 * sig_sign)
+                b._add_term(j, *new_t)
+                for u in rest:
+                    kk = _key(new_t, u)
+                    if kk is not None:
+                        bump(kk[0], 1)
+    return created
+
+
+def _tree(b: _Builder, terms: list[tuple[int, int, int]]) -> Term | None:
+    """Sum the terms of one column, always adding the two earliest-arriving ones."""
+    if not terms:
+        return None
+    heap = [(b.time[s], k, s, n, g) for n, (s, k, g) in enumerate(terms)]
+    heapq.heapify(heap)
+    tie = len(terms)
+    while len(heap) > 1:
+        _, k1, s1, _, g1 = heapq.heappop(heap)
+        _, k2, s2, _, g2 = heapq.heappop(heap)
+        if (k1, s1) > (k2, s2):
+            k1, s1, g1, k2, s2, g2 = k2, s2, g2, k1, s1, g1
+        if k1 == k2 and g1 < 0 < g2:  # keep the unshifted operand positive
+            s1, g1, s2, g2 = s2, g2, s1, g1
+        # g1*(s1 << k1) + g2*(s2 << k2) = g1 * ((s1 + g1*g2*(s2 << (k2-k1))) << k1)
+        sig = b.new_node(s1, s2, k2 - k1, g1 * g2 < 0)
+        heapq.heappush(heap, (b.time[sig], k1, sig, tie, g1))
+        tie += 1
+    _, k, s, _, g = heap[0]
+    return Term(s, k, g < 0)
+
+
+def build(weights: np.ndarray, in_lo: Sequence[int], in_hi: Sequence[int], *, cse: bool = True,
+          max_depth: int | None = None) -> AdderGraph:
+    """The adder graph of ``y = W^T x`` for integer ``weights`` (n_in x n_out) and input bounds.
+
+    Args:
+        weights: integer weight codes, n_in x n_out.
+        in_lo, in_hi: bounds of every input code (inclusive).
+        cse: share subexpressions across outputs (False: plain CSD trees, for comparison).
+        max_depth: shared subexpressions are at most this many adders deep (None: no limit).
+    """
+    weights = np.asarray(weights)
+    if weights.ndim != 2:
+        raise ValueError(f"weights must be n_in x n_out, got shape {weights.shape}")
+    b = _Builder(weights.astype(np.int64), in_lo, in_hi)
+    shared = _cse(b, max_depth) if cse else 0
+    outputs = [_tree(b, b.terms(j)) for j in range(b.n_out)]
+    return AdderGraph(b.n_in, b.in_lo, b.in_hi, b.nodes, outputs, shared)
+
+
+# ----------------------------------------------------------------------------- pipelining
+
+@dataclass(frozen=True)
+class Schedule:
+    """Stage of every signal (stage s: computed from stage s-1's registers) and of the outputs."""
+
+    stage: tuple[int, ...]
+    arrival: tuple[float, ...]  #: ns into its stage
+    out_stage: int  #: the output registers' stage; latency = out_stage + 1
+
+
+def schedule(g: AdderGraph, out_delays: Sequence[float], clock_ns: float = CLOCK_NS,
+             input_arrival_ns: float = INPUT_ARRIVAL_NS) -> Schedule:
+    """Place pipeline registers by the delay budget (ASAP); see the module docstring."""
+    budget = clock_ns - FF_OVERHEAD_NS
+    stage = [0] * g.n_in
+    arr = [input_arrival_ns] * g.n_in
+    for n in g.nodes:
+        d = adder_delay(n.carry_bits)
+        s = max(stage[n.a], stage[n.b])
+        t = max(arr[x] if stage[x] == s else 0.0 for x in (n.a, n.b))
+        if t + d > budget and t > 0.0:
+            s, t = s + 1, 0.0
+        stage.append(s)
+        arr.append(t + d)
+    out_stage = 0
+    for t_out, dl in zip(g.outputs, out_delays):
+        if t_out is None:
+            continue
+        s = stage[t_out.sig]
+        if arr[t_out.sig] + dl > budget and arr[t_out.sig] > 0.0:
+            s += 1
+        out_stage = max(out_stage, s)
+    return Schedule(tuple(stage), tuple(arr), out_stage)
+
+
+def _output_delay(layer: Layer, root: Term | None, g: AdderGraph) -> float:
+    """Bias add (and a rounding/saturating result cast) after the tree root."""
+    assert layer.accum_type is not None
+    if root is None:
+        return 0.0
+    acc, out = layer.accum_type, layer.out_type
+    d = adder_delay(acc.width)
+    if (out.frac < acc.frac and out.rounding != "TRN") or (out.overflow != "WRAP" and out.integer < acc.integer):
+        d += adder_delay(out.width)
+    return d
+
+
+# ----------------------------------------------------------------------------- Verilog
+
+def _emit_node(m: Module, name: str, n: AddNode, a: str, wa: int, b: str, wb: int) -> None:
+    """``name = a ± (b << shift)`` in exactly ``n.width`` bits; the low ``shift`` bits bypass the adder."""
+    w, d, op = n.width, n.shift, "-" if n.sub else "+"
+    tmp = f"{name}_sum"
+    if d == 0 or w <= d:
+        wc = max(w, wa, wb + d)
+        m.wire(tmp, wc, f"{ext(a, wa, wc)} {op} {ext(b, wb, wc, d)}")
+        src = tmp
+        keep = w
+        m.wire(name, w, f"{tmp}[{w - 1}:0]")
+    else:
+        # a = (a >>> d) * 2^d + a[d-1:0]; the sum's high part fits in w - d bits (it is floor(value/2^d))
+        wh = w - d
+        if wa > d:
+            ah, wah, low = f"{a}[{wa - 1}:{d}]", wa - d, f"{a}[{d - 1}:0]"
+        else:  # a fits in its low d bits: its high part is its sign
+            ah, wah = f"{a}[{wa - 1}]", 1
+            low = a if wa == d else ext(a, wa, d)
+        wc = max(wh, wah, wb)
+        ah_name = f"{name}_ah"
+        m.wire(ah_name, wah, ah)
+        m.wire(tmp, wc, f"{ext(ah_name, wah, wc)} {op} {ext(b, wb, wc)}")
+        src, keep = tmp, wh
+        m.wire(name, w, "{" + f"{tmp}[{wh - 1}:0], {low}" + "}")
+    if wc > keep:  # the result fits in fewer bits than the operands (correlated operands)
+        m.decls.append(f"wire unused_{name};")
+        m.assigns.append(f"assign unused_{name} = ^{src}[{wc - 1}:{keep}];")
+
+
+def parallel_shared(layer: Layer, module_name: str, levels_per_stage: int = 2, *, clock_ns: float = CLOCK_NS,
+                    max_depth: int | None = None, cse: bool = True) -> tuple[Module, DenseCost]:
+    """Reuse factor 1 as a shared adder graph; same contract as :func:`codesign.rtlgen.dense.parallel`.
+
+    ``levels_per_stage`` is accepted for that contract and ignored: registers are placed by the
+    delay budget of ``clock_ns`` (module docstring). Render with ``dense_parallel.v.j2``.
+    """
+    del levels_per_stage
+    assert layer.weights is not None and layer.bias is not None
+    check_exact(layer)
+    m = Module(module_name)
+    xs = [input_element(m, "in_data", i, layer.in_type, f"x{i}") for i in range(layer.n_in)]
+    _mark_unused_inputs(m, layer, xs)
+    g = build(layer.weights, [x.lo for x in xs], [x.hi for x in xs], cse=cse, max_depth=max_depth)
+    sch = schedule(g, [_output_delay(layer, t, g) for t in g.outputs], clock_ns)
+    names = [x.name for x in xs] + [f"n{k}" for k in range(len(g.nodes))]
+    widths = [g.width_of(s) for s in range(g.n_in + len(g.nodes))]
+    # last stage whose combinational logic reads each signal
+    last_use = list(sch.stage)
+    for k, n in enumerate(g.nodes):
+        s = sch.stage[g.n_in + k]
+        last_use[n.a] = max(last_use[n.a], s)
+        last_use[n.b] = max(last_use[n.b], s)
+    for t in g.outputs:
+        if t is not None:
+            last_use[t.sig] = max(last_use[t.sig], sch.out_stage)
+
+    def at(sig: int, s: int) -> str:
+        """The name of ``sig`` as seen by combinational logic of stage s."""
+        return names[sig] if s == sch.stage[sig] else f"{names[sig]}_r{s - 1}"
+
+    for k, n in enumerate(g.nodes):
+        sig = g.n_in + k
+        s = sch.stage[sig]
+        _emit_node(m, names[sig], n, at(n.a, s), widths[n.a], at(n.b, s), widths[n.b])
+    for sig in range(g.n_in + len(g.nodes)):
+        for s in range(sch.stage[sig], last_use[sig]):
+            m.reg(s, f"{names[sig]}_r{s}", widths[sig], at(sig, s))
+    for j, t in enumerate(g.outputs):
+        root = None
+        if t is not None:
+            lo, hi = g.range_of(t.sig)
+            root = Net(at(t.sig, sch.out_stage), lo, hi, t.shift, t.neg)
+        _output_stage(m, layer, j, root, sch.out_stage, f"y{j}")
+    m.n_stages = sch.out_stage + 1
+    return m, DenseCost(latency=m.n_stages, ii=1, multipliers=layer.nonzero_weights, adders=len(g.nodes))
