@@ -1,0 +1,99 @@
+"""convert stage + hardware IR + golden model: golden == hls4ml C-sim, integer for integer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from codesign import convert, golden, graph, vectors
+from codesign.config import from_dict
+from codesign.csim import CSim
+from codesign.errors import ConversionError, ConfigError
+
+
+def small_model(seed: int = 0, softmax: bool = False, sparsity: float = 0.5):
+    from qkeras import QActivation, QDense, quantized_bits, quantized_relu
+    from tensorflow.keras.layers import Activation, Input
+    from tensorflow.keras.models import Model
+
+    x = Input((12,), name="x_in")
+    h = QActivation(quantized_bits(8, 1, keep_negative=False, alpha=1), name="inq")(x)
+    h = QDense(7, kernel_quantizer=quantized_bits(6, 0, alpha=1), bias_quantizer=quantized_bits(6, 0, alpha=1),
+               name="d1")(h)
+    h = QActivation(quantized_relu(6), name="r1")(h)
+    h = QDense(5, kernel_quantizer=quantized_bits(4, 0, alpha=1), bias_quantizer=quantized_bits(4, 0, alpha=1),
+               name="d2")(h)
+    if softmax:
+        h = Activation("softmax", name="sm")(h)
+    m = Model(x, h)
+    rng = np.random.default_rng(seed)
+    ws = [rng.normal(0, 0.5, w.shape) for w in m.get_weights()]
+    ws[0][rng.random(ws[0].shape) < sparsity] = 0
+    m.set_weights(ws)
+    return m
+
+
+def _convert(tmp: Path, model, **hls):
+    cfg = from_dict({"hls": hls})
+    hm, _, stripped = convert.convert_model(cfg, model, tmp)
+    g = graph.from_hls4ml(hm, softmax_stripped=stripped)
+    return hm, g, CSim(tmp, g.n_in, g.n_out, g.input_type, g.output_type)
+
+
+@pytest.mark.parametrize("hls", [{}, {"reuse_factor": 3},
+                                 {"layer_precision": {"d2": {"result": "fixed<9,3,RND_CONV,SAT>"}}},
+                                 {"layer_precision": {"d1": {"result": "fixed<10,4,RND_INF,SAT_SYM>"}}}])
+def test_golden_equals_csim_on_random_codes(tmp_path: Path, hls: dict) -> None:
+    _, g, cs = _convert(tmp_path, small_model(), **hls)
+    codes = vectors.random_codes(g, 3000, seed=3)
+    arrays = vectors.build(g, cs, codes)
+    agree = vectors.golden_agreement(g, arrays)
+    assert agree["vectors"] == 3000
+    assert agree["mismatched_outputs"] == 0
+    # the check is not vacuous: outputs vary
+    assert len(np.unique(arrays["expected"][:, 0])) > 10
+
+
+def test_graph_roundtrip_and_reuse_factor(tmp_path: Path) -> None:
+    _, g, _ = _convert(tmp_path, small_model(), reuse_factor=3)
+    g.save(tmp_path / "graph.json")
+    g2 = graph.load(tmp_path / "graph.json")
+    assert [layer.kind for layer in g2.layers] == ["dense", "relu", "dense"]
+    assert all(layer.reuse_factor == 3 for layer in g2.layers if layer.kind == "dense")
+    assert np.array_equal(g.layers[0].weights, g2.layers[0].weights)
+    assert g2.layers[0].nonzero_weights == int(np.count_nonzero(g.layers[0].weights))
+    codes = vectors.random_codes(g, 200, seed=1)
+    assert np.array_equal(golden.predict(g, codes), golden.predict(g2, codes))
+
+
+def test_softmax_is_stripped_and_said(tmp_path: Path) -> None:
+    hm, g, cs = _convert(tmp_path, small_model(softmax=True))
+    assert g.softmax_stripped
+    assert g.layers[-1].kind == "dense"
+    codes = vectors.random_codes(g, 500, seed=2)
+    assert np.array_equal(golden.predict(g, codes), cs.predict_codes(codes))
+
+
+def test_resource_strategy_invalid_reuse_factor_lists_valid_ones(tmp_path: Path) -> None:
+    with pytest.raises(ConversionError, match=r"layer d1: .*reuse factor 5.*valid for 12x7: 1, 2, 3, 4, 6"):
+        _convert(tmp_path, small_model(), strategy="Resource", reuse_factor=5)
+
+
+def test_reuse_factor_beyond_weights_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConversionError, match=r"layer d2: reuse factor 500 exceeds n_in\*n_out = 35"):
+        _convert(tmp_path, small_model(), layer_reuse_factor={"d2": 500})
+
+
+def test_unknown_layer_in_reuse_factors_names_layers(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"hls.layer_reuse_factor.dense_9: no layer named 'dense_9'; layers: .*d1"):
+        _convert(tmp_path, small_model(), layer_reuse_factor={"dense_9": 2})
+
+
+def test_agreement_counts() -> None:
+    ref = np.array([[1.0, 2.0], [3.0, 4.0], [0.5, 0.25]])
+    cs = np.array([[1.0, 2.0], [3.0, 4.5], [0.5, 0.0]])
+    a = convert.agreement(ref, cs)
+    assert a == {"rows": 3, "exact_rows": 1, "exact_outputs": 4, "outputs": 6, "argmax_agree": 3,
+                 "max_abs_err": 0.5}
