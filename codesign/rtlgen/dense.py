@@ -253,7 +253,10 @@ def folded(layer: Layer, module_name: str) -> tuple[Module, DenseCost, dict]:
                 cond = f"(p_t <= {tw}'d{t1})"
             elif t1 == R - 1 and t0 > 0:
                 cond = f"(p_t >= {tw}'d{t0})"
-            terms_expr.append(f"(({cond}) ? {ext(f'p{lane}', p_w, a_w)} : {a_w}'d0)")
+            # p{lane} also carries other neurons' (possibly wider) products; neuron j's own
+            # products fit in a_w bits, so its low a_w bits are exact while cond holds
+            p_val = f"p{lane}[{a_w - 1}:0]" if p_w > a_w else ext(f"p{lane}", p_w, a_w)
+            terms_expr.append(f"(({cond}) ? {p_val} : {a_w}'d0)")
         m.decls.append(f"reg signed [{a_w - 1}:0] acc{j};")
         m.accs.append(f"acc{j} <= (p_first ? {a_w}'d0 : acc{j}) + " + " + ".join(terms_expr) + ";")
         _output_stage(m, layer, j, Net(f"acc{j}", lo, hi), 0, f"y{j}")
