@@ -1,0 +1,490 @@
+"""Seeded random QKeras MLPs pushed through convert -> golden -> RTL -> lint -> simulation.
+
+Each case is drawn from ``numpy.random.default_rng([seed, index])``, so ``--seed S`` and a case
+index reproduce one model exactly. A case checks, in order:
+
+1. hls4ml conversion (Vitis, io_parallel, Latency strategy) and C-sim compilation;
+2. the integer golden model (:mod:`codesign.golden`) equals the C-sim on every output integer;
+3. :func:`codesign.rtlgen.generate` either builds the design or refuses with an
+   :class:`~codesign.errors.RtlGenError` that names one of the graph's layers ("refused");
+4. ``verilator --lint-only -Wall`` is clean;
+5. the cocotb testbench finds 0 mismatches and measures latency / II equal to design.json.
+
+The model space: 1-4 QDense layers of width 1-24, weight/bias quantized_bits of 2-10 bits with
+0-3 integer bits, 0-95 % of the weights zero, each followed by quantized_relu(bits, integer), a
+quantized_bits QActivation (a linear cast) or nothing; the input either quantized by a
+QActivation (signed or unsigned) or typed by ``hls.input_precision``; random per-layer reuse
+factors 1..n_in*n_out; random accum / result precision overrides with every rounding and
+overflow mode (some accum types are chosen so the RTL must refuse them).
+
+Command line: ``python -m codesign.fuzz --cases N --seed S [--simulator auto|verilator|icarus|both]``
+prints one line per case and ``fuzz: P passed, F failed, R refused (N cases, T s)``; exit code 1
+when any case failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import math
+import os
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from codesign.config import Config, from_dict
+from codesign.errors import CodesignError, RtlGenError
+from codesign.fixedpoint import OVERFLOW_MODES, QUANT_MODES, FixedType, parse_precision
+
+#: Cycles above which "auto" picks Verilator (Icarus simulates at ~2.6k cycles/s, TOOLCHAIN.md).
+ICARUS_MAX_CYCLES = 6000
+#: Verilog-relevant size above which "auto" picks Verilator regardless of cycles.
+ICARUS_MAX_TERMS = 400
+
+
+# ----------------------------------------------------------------------------- the case spec
+
+@dataclass(frozen=True)
+class DenseSpec:
+    name: str
+    n_out: int
+    w_bits: int
+    w_int: int
+    b_bits: int
+    b_int: int
+    sparsity: float
+    act: tuple[Any, ...] | None  #: ("relu", bits, int) | ("bits", bits, int) | None
+    reuse_factor: int
+    accum: str | None  #: hls4ml precision override or None (auto)
+    result: str | None
+    act_result: str | None  #: override of the activation layer's result
+
+
+@dataclass(frozen=True)
+class CaseSpec:
+    seed: int
+    index: int
+    n_in: int
+    input_q: tuple[int, int, bool] | None  #: (bits, integer, keep_negative) of an input QActivation
+    input_precision: str  #: cfg.hls.input_precision ("auto" or a type) when input_q is None
+    layers: tuple[DenseSpec, ...]
+
+    def describe(self) -> str:
+        if self.input_q:
+            b, i, kn = self.input_q
+            inp = f"q{'s' if kn else 'u'}<{b},{i}>"
+        else:
+            inp = self.input_precision
+        parts = [f"{self.n_in}x{inp}"]
+        for d in self.layers:
+            a = "lin" if d.act is None else f"{d.act[0]}<{d.act[1]},{d.act[2]}>"
+            extra = "".join(
+                f" {k}={v}" for k, v in (("acc", d.accum), ("res", d.result), ("ares", d.act_result)) if v
+            )
+            parts.append(f"{d.n_out}[w{d.w_bits}.{d.w_int} b{d.b_bits}.{d.b_int} sp{d.sparsity:.2f} "
+                         f"rf{d.reuse_factor} {a}{extra}]")
+        return " -> ".join(parts)
+
+
+def _prec(rng: np.random.Generator, width: int, integer: int, signed: bool = True) -> str:
+    q = QUANT_MODES[int(rng.integers(len(QUANT_MODES)))]
+    o = OVERFLOW_MODES[int(rng.integers(len(OVERFLOW_MODES)))]
+    return f"{'fixed' if signed else 'ufixed'}<{width},{integer},AP_{q},AP_{o}>"
+
+
+def _pick(rng: np.random.Generator, items: list[Any], p: list[float] | None = None) -> Any:
+    return items[int(rng.choice(len(items), p=p))]
+
+
+def make_case(seed: int, index: int, max_width: int = 24, max_layers: int = 4,
+              max_reuse: int | None = None) -> CaseSpec:
+    """Draw case ``index`` of campaign ``seed`` (deterministic)."""
+    rng = np.random.default_rng([seed, index])
+    n_layers = int(rng.integers(1, max_layers + 1))
+    n_in = int(rng.integers(1, max_width + 1))
+    kind = _pick(rng, ["signed", "unsigned", "none"])
+    input_q = None
+    input_precision = "auto"
+    if kind != "none":
+        bits = int(rng.integers(2, 11))
+        input_q = (bits, int(rng.integers(0, min(bits - 1, 4) + 1)), kind == "signed")
+        in_t = _qbits_type(*input_q)
+    else:
+        if rng.random() < 0.3:
+            in_t = FixedType(16, 6)  # hls4ml's default, used when input_precision is "auto"
+        else:
+            w = int(rng.integers(2, 13))
+            signed = bool(rng.random() < 0.6)
+            in_t = FixedType(w, int(rng.integers(-1, w + 2)), signed)
+            input_precision = f"{'fixed' if signed else 'ufixed'}<{in_t.width},{in_t.integer}>"
+    layers = []
+    prev_t, prev_n = in_t, n_in
+    for k in range(n_layers):
+        n_out = int(rng.integers(1, max_width + 1))
+        w_bits = int(rng.integers(2, 11))
+        w_int = int(rng.integers(0, min(w_bits - 1, 3) + 1))
+        b_bits = int(rng.integers(2, 11))
+        b_int = int(rng.integers(0, min(b_bits - 1, 3) + 1))
+        sparsity = float(_pick(rng, [0.0, float(rng.uniform(0, 0.95)), 0.95], [0.25, 0.6, 0.15]))
+        act_kind = _pick(rng, ["relu", "none", "bits"], [0.55, 0.3, 0.15])
+        act: tuple[Any, ...] | None = None
+        if act_kind == "relu":
+            ab = int(rng.integers(2, 11))
+            act = ("relu", ab, int(rng.integers(0, min(ab, 4) + 1)))
+        elif act_kind == "bits":
+            ab = int(rng.integers(2, 11))
+            act = ("bits", ab, int(rng.integers(0, min(ab - 1, 4) + 1)))
+        full = prev_n * n_out
+        cap = full if max_reuse is None else min(full, max_reuse)
+        reuse = int(_pick(rng, [1, int(rng.integers(1, cap + 1)), cap, min(2, cap)], [0.35, 0.4, 0.1, 0.15]))
+        # accum override: fractional bits around the product's, integer bits around what is needed
+        w_frac = w_bits - 1 - w_int
+        prod_frac = prev_t.frac + w_frac
+        max_x = max(abs(prev_t.min_code), prev_t.max_code) * 2.0 ** -prev_t.frac
+        need = max_x * 2.0 ** w_int * prev_n + 2.0 ** b_int
+        need_int = max(1, math.ceil(math.log2(need + 1e-12)) + 1)
+        accum = None
+        if rng.random() < 0.5:
+            a_frac = prod_frac + int(_pick(rng, [-2, -1, 0, 0, 1, 2, 3]))
+            a_int = need_int + int(_pick(rng, [-3, -1, 0, 0, 1, 2]))
+            a_w = max(2, min(a_frac + a_int, 48))
+            a_int = a_w - a_frac
+            ovf = _pick(rng, list(OVERFLOW_MODES), [0.55, 0.15, 0.15, 0.15])
+            q = _pick(rng, list(QUANT_MODES))
+            signed = bool(rng.random() < 0.9)
+            accum = f"{'fixed' if signed else 'ufixed'}<{a_w},{a_int},AP_{q},AP_{ovf}>"
+        # result override: always when nothing narrows the result (keeps codes far below 2**53)
+        result = None
+        if act is None or rng.random() < 0.3:
+            r_w = int(rng.integers(2, 19))
+            result = _prec(rng, r_w, int(rng.integers(-2, r_w + 3)), bool(rng.random() < 0.85))
+        act_result = None
+        if act is not None and rng.random() < 0.2:
+            a_w = int(rng.integers(2, 13))
+            act_result = _prec(rng, a_w, int(rng.integers(-1, a_w + 2)), bool(rng.random() < 0.5))
+        d = DenseSpec(f"fc{k}", n_out, w_bits, w_int, b_bits, b_int, sparsity, act, reuse, accum, result,
+                      act_result)
+        layers.append(d)
+        prev_t = _layer_out_type(d, prev_t, prod_frac, need_int)
+        prev_n = n_out
+    return CaseSpec(seed, index, n_in, input_q, input_precision, tuple(layers))
+
+
+def _qbits_type(bits: int, integer: int, keep_negative: bool) -> FixedType:
+    """The grid of quantized_bits(bits, integer, keep_negative) (hls4ml may widen it by a bit)."""
+    if keep_negative:
+        return FixedType(bits, integer + 1, True)
+    return FixedType(bits, integer, False)
+
+
+def _layer_out_type(d: DenseSpec, in_t: FixedType, prod_frac: int, need_int: int) -> FixedType:
+    """An estimate of the type the next layer sees (only used to pick its accum override)."""
+    if d.act_result:
+        return parse_precision(d.act_result)
+    if d.act is not None and d.act[0] == "relu":
+        return FixedType(d.act[1], d.act[2], False)
+    if d.act is not None:
+        return FixedType(d.act[1], d.act[2] + 1, True)
+    if d.result:
+        return parse_precision(d.result)
+    return FixedType(need_int + prod_frac, need_int)  # pragma: no cover - linear layers get a result
+
+
+# ----------------------------------------------------------------------------- model + config
+
+def weight_codes(rng: np.random.Generator, shape: tuple[int, ...], bits: int, sparsity: float) -> np.ndarray:
+    codes = rng.integers(-(1 << (bits - 1)), 1 << (bits - 1), size=shape, dtype=np.int64)
+    if sparsity > 0:
+        codes[rng.random(shape) < sparsity] = 0
+    return codes
+
+
+def build_model(spec: CaseSpec) -> Any:
+    """The QKeras model of ``spec``, with weights set directly on the quantizers' grids."""
+    import tensorflow as tf
+    from qkeras import QActivation, QDense, quantized_bits, quantized_relu
+
+    rng = np.random.default_rng([spec.seed, spec.index, 1])
+    x_in = tf.keras.Input(shape=(spec.n_in,), name="x_in")
+    x = x_in
+    if spec.input_q:
+        b, i, kn = spec.input_q
+        x = QActivation(quantized_bits(b, i, keep_negative=kn, alpha=1), name="inq")(x)
+    dense_layers = []
+    for k, d in enumerate(spec.layers):
+        layer = QDense(d.n_out, kernel_quantizer=quantized_bits(d.w_bits, d.w_int, alpha=1),
+                       bias_quantizer=quantized_bits(d.b_bits, d.b_int, alpha=1), name=d.name)
+        x = layer(x)
+        dense_layers.append(layer)
+        if d.act is not None:
+            kind, ab, ai = d.act
+            q = quantized_relu(ab, ai) if kind == "relu" else quantized_bits(ab, ai, alpha=1)
+            x = QActivation(q, name=f"act{k}")(x)
+    model = tf.keras.Model(x_in, x, name=f"fuzz_{spec.seed}_{spec.index}")
+    for d, layer in zip(spec.layers, dense_layers):
+        kernel_shape = tuple(int(s) for s in layer.kernel.shape)
+        kc = weight_codes(rng, kernel_shape, d.w_bits, d.sparsity)
+        bc = weight_codes(rng, (d.n_out,), d.b_bits, 0.2)
+        layer.set_weights([kc * 2.0 ** -(d.w_bits - 1 - d.w_int), bc * 2.0 ** -(d.b_bits - 1 - d.b_int)])
+    return model
+
+
+def case_config(spec: CaseSpec, vectors: int = 300) -> Config:
+    precision: dict[str, dict[str, str]] = {}
+    for k, d in enumerate(spec.layers):
+        p = {kk: v for kk, v in (("accum", d.accum), ("result", d.result)) if v}
+        if p:
+            precision[d.name] = p
+        if d.act_result:
+            precision[f"act{k}"] = {"result": d.act_result}
+    return from_dict({
+        "output_dir": "unused",
+        "hls": {"strategy": "Latency", "reuse_factor": 1,
+                "layer_reuse_factor": {d.name: d.reuse_factor for d in spec.layers},
+                "input_precision": spec.input_precision if spec.input_q is None else "auto",
+                "layer_precision": precision, "strip_softmax": True},
+        "verify": {"random_vectors": vectors, "seed": spec.index + 1},
+    })
+
+
+# ----------------------------------------------------------------------------- one case
+
+@dataclass
+class CaseResult:
+    spec: CaseSpec
+    status: str = "failed"  #: "passed", "failed", "refused"
+    stage: str = ""  #: where it ended
+    detail: str = ""
+    simulators: list[str] = field(default_factory=list)
+    latency: int | None = None
+    ii: int | None = None
+    golden_mismatches: int | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+    design: dict[str, Any] | None = None
+
+    def line(self) -> str:
+        t = sum(self.seconds.values())
+        head = f"case {self.spec.seed}/{self.spec.index}: {self.status.upper()}"
+        if self.status == "passed":
+            head += f" ({'+'.join(self.simulators) or 'no sim'}, latency {self.latency}, II {self.ii})"
+        elif self.detail:
+            head += f" at {self.stage}: {self.detail.splitlines()[0][:300]}"
+        return f"{head} [{t:.1f} s] {self.spec.describe()}"
+
+
+@contextlib.contextmanager
+def quiet(log_path: Path) -> Iterator[None]:
+    """Send this process's stdout/stderr (hls4ml's prints, g++) to ``log_path``."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with open(log_path, "ab") as f:
+        os.dup2(f.fileno(), 1)
+        os.dup2(f.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+
+
+def corner_codes(graph: Any) -> np.ndarray:
+    """All-min, all-max, all-zero, all-one-LSB and alternating min/max input vectors."""
+    t, n = graph.input_type, graph.n_in
+    rows = [np.full(n, t.min_code), np.full(n, t.max_code), np.zeros(n), np.full(n, min(1, t.max_code)),
+            np.where(np.arange(n) % 2 == 0, t.min_code, t.max_code),
+            np.where(np.arange(n) % 2 == 1, t.min_code, t.max_code)]
+    return np.array(rows, dtype=np.int64)
+
+
+def pick_simulator(design: dict[str, Any], n_vectors: int, simulator: str) -> list[str]:
+    if simulator == "both":
+        return ["icarus", "verilator"]
+    if simulator != "auto":
+        return [simulator]
+    cycles = (n_vectors + 8) * max(int(design["ii"]), 1) * 1.4 + design["latency"]
+    size = sum(layer["nonzero_weights"] for layer in design["layers"])
+    return ["icarus"] if cycles <= ICARUS_MAX_CYCLES and size <= ICARUS_MAX_TERMS else ["verilator"]
+
+
+def run_case(spec: CaseSpec, work_dir: Path, *, simulator: str = "auto", vectors: int = 300,
+             simulate: bool = True, lint: bool = True) -> CaseResult:
+    """Run one case in ``work_dir`` (created); never raises for a case failure."""
+    from codesign import golden, rtlgen, simtools, vectors as vec
+    from codesign import graph as hwgraph
+    from codesign.convert import convert_model
+    from codesign.csim import CSim
+    from codesign.verify import verify_design
+
+    res = CaseResult(spec)
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    log_path = work_dir / "case.log"
+
+    def clock(name: str, t0: float) -> None:
+        res.seconds[name] = round(res.seconds.get(name, 0.0) + time.monotonic() - t0, 3)
+
+    try:
+        res.stage = "build"
+        t0 = time.monotonic()
+        import tensorflow as tf
+
+        tf.keras.backend.clear_session()
+        cfg = case_config(spec, vectors)
+        with quiet(log_path):
+            model = build_model(spec)
+            res.stage = "convert"
+            hls_model, _, stripped = convert_model(cfg, model, work_dir / "hls")
+            graph = hwgraph.from_hls4ml(hls_model, softmax_stripped=stripped)
+        clock("convert", t0)
+
+        res.stage = "golden"
+        t0 = time.monotonic()
+        csim = CSim(work_dir / "hls", graph.n_in, graph.n_out, graph.input_type, graph.output_type)
+        inputs = np.concatenate([corner_codes(graph), vec.random_codes(graph, vectors, spec.index + 1)])
+        arrays = vec.build(graph, csim, inputs)
+        agree = vec.golden_agreement(graph, arrays)
+        res.golden_mismatches = agree["mismatched_outputs"]
+        clock("golden", t0)
+        if agree["mismatched_outputs"]:
+            last = arrays[f"golden_{graph.layers[-1].name}"]
+            bad = int(np.flatnonzero((last != arrays["expected"]).any(axis=1))[0])
+            res.detail = (f"golden != C-sim on {agree['mismatched_vectors']}/{agree['vectors']} vectors; first "
+                          f"vector {bad}: input {inputs[bad].tolist()} golden {last[bad].tolist()} "
+                          f"C-sim {arrays['expected'][bad].tolist()}")
+            return res
+
+        res.stage = "rtl"
+        t0 = time.monotonic()
+        try:
+            design = rtlgen.generate(graph, work_dir / "rtl")
+        except RtlGenError as e:
+            clock("rtl", t0)
+            names = [layer.name for layer in graph.layers]
+            if any(f"layer {n}:" in str(e) for n in names):
+                res.status, res.detail = "refused", str(e)
+            else:
+                res.detail = f"RtlGenError does not name a layer of {names}: {e}"
+            return res
+        res.design = design
+        from codesign.rundir import write_json
+
+        write_json(work_dir / "rtl" / "design.json", design)
+        res.latency, res.ii = design["latency"], design["ii"]
+        clock("rtl", t0)
+        again = work_dir / "rtl_again"
+        rtlgen.generate(graph, again)
+        for f in design["files"]:
+            if (again / f).read_bytes() != (work_dir / "rtl" / f).read_bytes():
+                res.detail = f"generate is not deterministic: {f} differs between two runs"
+                return res
+        shutil.rmtree(again)
+
+        if lint:
+            res.stage = "lint"
+            t0 = time.monotonic()
+            rtl = work_dir / "rtl"
+            simtools.verilator_lint([rtl / f for f in design["files"]], design["top"], work_dir / "lint.log")
+            clock("lint", t0)
+
+        if simulate:
+            res.stage = "simulate"
+            npz = work_dir / "vectors.npz"
+            np.savez(npz, **arrays)
+            for sim in pick_simulator(design, len(inputs), simulator):
+                t0 = time.monotonic()
+                out = verify_design(work_dir / "rtl", npz, work_dir / f"sim_{sim}", simulator=sim,
+                                    seed=spec.index + 1, waves_on_failure=False)
+                clock(sim, t0)
+                res.simulators.append(sim)
+                problems = list(out.get("failures") or [])
+                if out.get("mismatches"):
+                    problems.append(f"{out['mismatches']} mismatching vectors, first {out.get('first_mismatch')}")
+                lat = (out.get("latency_min"), out.get("latency_max"))
+                if lat != (design["latency"], design["latency"]):
+                    problems.append(f"measured latency {lat} != design.json {design['latency']}")
+                if out.get("ii") != design["ii"]:
+                    problems.append(f"measured II {out.get('ii')} != design.json {design['ii']}")
+                if out.get("vectors_checked") != len(inputs):
+                    problems.append(f"checked {out.get('vectors_checked')} of {len(inputs)} vectors")
+                if not out.get("passed") or problems:
+                    res.detail = f"{sim}: " + "; ".join(problems or ["testbench did not pass"])
+                    return res
+        res.status, res.stage = "passed", "done"
+        return res
+    except CodesignError as e:
+        res.detail = f"{type(e).__name__}: {e}"
+        return res
+    except Exception as e:  # a crash is a failed case, with its traceback in case.log
+        with open(log_path, "a") as f:
+            traceback.print_exc(file=f)
+        res.detail = f"{type(e).__name__}: {e} (traceback in {log_path})"
+        return res
+
+
+# ----------------------------------------------------------------------------- campaign
+
+def run_campaign(cases: int, seed: int, work_root: Path, *, simulator: str = "auto", vectors: int = 300,
+                 keep: bool = False, start: int = 0, print_fn: Any = print) -> list[CaseResult]:
+    results = []
+    t_all = time.monotonic()
+    for index in range(start, start + cases):
+        spec = make_case(seed, index)
+        work = Path(work_root) / f"case_{seed}_{index}"
+        if work.exists():
+            shutil.rmtree(work)
+        r = run_case(spec, work, simulator=simulator, vectors=vectors)
+        results.append(r)
+        print_fn(r.line())
+        if r.status != "failed" and not keep:
+            shutil.rmtree(work, ignore_errors=True)
+    print_fn(summary(results, time.monotonic() - t_all))
+    return results
+
+
+def summary(results: list[CaseResult], seconds: float | None = None) -> str:
+    n = {s: sum(r.status == s for r in results) for s in ("passed", "failed", "refused")}
+    sims: dict[str, int] = {}
+    for r in results:
+        for s in r.simulators:
+            sims[s] = sims.get(s, 0) + 1
+    tail = f" ({len(results)} cases" + (f", {seconds:.0f} s" if seconds is not None else "")
+    tail += "".join(f", {v} {k}" for k, v in sorted(sims.items())) + ")"
+    return f"fuzz: {n['passed']} passed, {n['failed']} failed, {n['refused']} refused{tail}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m codesign.fuzz", description=__doc__.split("\n")[0])
+    p.add_argument("--cases", type=int, default=20)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--start", type=int, default=0, help="first case index (re-run one case: --start K --cases 1)")
+    p.add_argument("--simulator", default="auto", choices=("auto", "verilator", "icarus", "both"))
+    p.add_argument("--vectors", type=int, default=300, help="random vectors per case (plus 6 corner vectors)")
+    p.add_argument("--work", help="work directory (default: a temporary one; failed cases are kept)")
+    p.add_argument("--keep", action="store_true", help="keep passed cases' files too")
+    args = p.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import logging
+
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="codesign-fuzz-"))
+    print(f"fuzz: seed {args.seed}, cases {args.start}..{args.start + args.cases - 1}, work {work}", flush=True)
+    results = run_campaign(args.cases, args.seed, work, simulator=args.simulator, vectors=args.vectors,
+                           keep=args.keep, start=args.start, print_fn=lambda s: print(s, flush=True))
+    return 1 if any(r.status == "failed" for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
