@@ -11,7 +11,9 @@
   testbench of the wrapper streaming up to :data:`TB_VECTORS` vectors (empty hex files and a
   testbench that fails saying so when no vectors were available).
 - ``datasheet.md``: ports, element types and bit layout, latency, II, clock, per-layer table,
-  resources and accuracy ("not measured yet" until :func:`update_datasheet` finds them).
+  resources and accuracy: the figures the run already holds (``model/result.json``; sim and synth
+  figures marked STALE when they were measured on another design.json), otherwise "not measured
+  yet" until :func:`update_datasheet` finds them.
 - ``tb_network.py`` (copy of the cocotb testbench), ``run_tb.py`` (runs it on this directory
   alone) and ``vectors.npz`` when vectors are available.
 
@@ -196,7 +198,7 @@ def _type_row(stream: str, n: int, t: dict[str, Any]) -> dict[str, Any]:
     else:
         parts.append(f"[{w - 1}:0] code, value = code x 2^{-f}")
     return {"stream": stream, "n": n, "text": t["text"], "width": w, "integer": i, "frac": f,
-            "signed": "yes" if signed else "no", "range": f"[{lo:g}, {hi:g}], step 2^{-f}",
+            "signed": "yes" if signed else "no", "range": f"[{lo!r}, {hi!r}], step 2^{-f}",
             "layout": "; ".join(parts)}
 
 
@@ -239,6 +241,11 @@ def _measured(run_dir: Path | None, design_path: Path) -> dict[str, Any]:
         if synth_res.is_file():
             sr = rundir.read_json(synth_res)
             out["synth_family"] = sr.get("family")
+            design = rundir.read_json(design_path)
+            synth_fp = rundir.fingerprint(design_path, *[design_path.parent / f for f in design.get("files", [])])
+            if sr.get("rtl_fingerprint") not in (None, synth_fp):
+                out["resources_note"] = ("STALE: these figures were synthesized from a different design.json or "
+                                         "Verilog. " + out["resources_note"])
     acc: list[dict[str, str]] = []
     ver_path = run_dir / "sim" / "verify.json"
     if ver_path.is_file():
@@ -296,7 +303,7 @@ def _render_datasheet(env: jinja2.Environment, rtl_dir: Path, design: dict[str, 
         top=top, vlnv=vlnv(design), description=_description(design), latency=design["latency"],
         ii=design["ii"], clock_period_ns=period if period is not None else "not given",
         fmax_mhz=f"{1000.0 / float(period):g}" if period else "unknown",
-        throughput=f"{1e9 / (float(period) * int(design['ii'])):.4g}" if period else "unknown",
+        throughput=f"{1e9 / (float(period) * int(design['ii'])):,.0f}" if period else "unknown",
         multipliers=design.get("multipliers", 0), nonzero_weights=design.get("nonzero_weights", 0),
         ports=_ports(design), in_bits=ib, out_bits=ob, in_tdata=tdata_bits(ib), out_tdata=tdata_bits(ob),
         in_pad=tdata_bits(ib) - ib, out_pad=tdata_bits(ob) - ob,
@@ -347,7 +354,9 @@ def package(rtl_dir: Path, design: dict[str, Any], vectors: Path | None = None) 
     written += ["tb_network.py", "run_tb.py", "datasheet.md"]
     design["ip_files"] = sorted(written)
     rundir.write_json(rtl_dir / "design.json", design)
-    (rtl_dir / "datasheet.md").write_text(_render_datasheet(env, rtl_dir, design, None, vectors is not None))
+    # figures the run already has (model accuracy; sim/synth ones are marked stale if they are)
+    (rtl_dir / "datasheet.md").write_text(_render_datasheet(env, rtl_dir, design, rtl_dir.resolve().parent,
+                                                            vectors is not None))
     return sorted(written)
 
 

