@@ -112,7 +112,8 @@ def fingerprint(*parts: Any) -> str:
         if isinstance(p, Path):
             if p.is_dir():
                 for f in sorted(p.rglob("*")):
-                    if f.is_file():
+                    # sources only: caches written while the flow runs must not change the hash
+                    if f.is_file() and "__pycache__" not in f.parts and f.suffix not in (".pyc", ".vcd", ".fst"):
                         h.update(str(f.relative_to(p)).encode())
                         h.update(f.read_bytes())
             elif p.is_file():

@@ -1,0 +1,95 @@
+"""End to end on the default digits model: train once, then convert -> rtl -> verify at several
+reuse factors; every output integer equals hls4ml's C-sim and latency/II are measured."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from codesign import graph as hwgraph
+from codesign import rtlgen
+from codesign.cli import main as cli_main
+from codesign.config import Config
+from codesign.flow import run_flow
+from codesign.rundir import read_json, write_json
+from codesign.verify import verify_design
+
+pytestmark = [pytest.mark.slow, pytest.mark.verilator]
+VECTORS = 1000
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Config, Path]:
+    run = tmp_path_factory.mktemp("digits")
+    cfg = Config().replace(**{"verify.random_vectors": VECTORS, "output_dir": str(run)})
+    res = run_flow(cfg, run, stages="train")
+    assert res["model"]["test_accuracy"] >= 0.96
+    return cfg, run
+
+
+def _run_at(trained: tuple[Config, Path], tmp: Path, rf: int) -> tuple[dict, Path]:
+    cfg, base = trained
+    run = tmp / f"rf{rf}"
+    run.mkdir()
+    shutil.copytree(base / "model", run / "model")
+    cfg = cfg.replace(**{"hls.reuse_factor": rf, "output_dir": str(run)})
+    return run_flow(cfg, run, stages="convert,rtl,verify"), run
+
+
+@pytest.mark.parametrize("rf", [1, 4, 32])
+def test_default_model_verifies_bit_exact(trained, tmp_path: Path, rf: int) -> None:
+    res, run = _run_at(trained, tmp_path, rf)
+    hls = res["hls"]
+    assert hls["csim_vs_qkeras"]["exact_rows"] == hls["csim_vs_qkeras"]["rows"] == 360
+    design = read_json(run / "rtl" / "design.json")
+    assert design["ii"] == rf
+    dense = [layer for layer in design["layers"] if layer["kind"] == "dense"]
+    for layer in dense:
+        if rf > 1:
+            assert layer["multipliers"] == -(-layer["nonzero_weights"] // rf)
+    sim = res["sim"]
+    assert sim["passed"], sim["failures"]
+    assert sim["mismatches"] == 0
+    assert sim["vectors_checked"] == 360 + VECTORS
+    assert sim["latency_min"] == sim["latency_max"] == design["latency"]
+    assert sim["ii"] == design["ii"]
+    assert sim["accuracy"] >= 0.96
+    assert sim["qkeras_agreement"] == 1.0
+
+
+def test_corrupted_weight_is_caught_and_layer_named(trained, tmp_path: Path) -> None:
+    res, run = _run_at(trained, tmp_path, 4)
+    assert res["sim"]["passed"]
+    g = json.loads((run / "hls" / "graph.json").read_text())
+    layer = next(layer for layer in g["layers"] if layer["name"] == "dense_1")
+    w = np.array(layer["weights"])
+    i, j = np.argwhere(w != 0)[0]
+    w[i, j] = -w[i, j]  # one weight flips sign in the RTL only; the C-sim reference is unchanged
+    layer["weights"] = w.tolist()
+    write_json(tmp_path / "bad_graph.json", g)
+    bad_rtl = tmp_path / "bad_rtl"
+    design = rtlgen.generate(hwgraph.load(tmp_path / "bad_graph.json"), bad_rtl)
+    design["clock_period_ns"] = 5.0
+    write_json(bad_rtl / "design.json", design)
+    out = verify_design(bad_rtl, run / "sim" / "vectors.npz", tmp_path / "bad_sim", waves_on_failure=True)
+    assert not out["passed"]
+    assert out["mismatches"] > 0
+    assert out["first_mismatch"]["layer"] == "dense_1"
+    assert (tmp_path / "bad_sim" / out["files"]["waves"]).is_file()
+
+
+def test_flow_is_cached_and_cli_summarises(trained, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    res, run = _run_at(trained, tmp_path, 32)
+    cfg = Config().replace(**{"hls.reuse_factor": 32, "verify.random_vectors": VECTORS, "output_dir": str(run)})
+    again = run_flow(cfg, run, stages="train,convert,rtl,verify")
+    assert again["ran"] == [], "unchanged stages must not be redone"
+    (run / "cfg.yaml").write_text(
+        f"output_dir: {run}\nhls: {{reuse_factor: 32}}\nverify: {{random_vectors: {VECTORS}}}\n")
+    code = cli_main(["flow", str(run / "cfg.yaml"), "--stages", "train,convert,rtl,verify"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "up to date" in out and "verify:  PASS" in out and "0 mismatches" in out
