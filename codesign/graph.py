@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from codesign.errors import RtlGenError
-from codesign.fixedpoint import FixedType
+from codesign.fixedpoint import FixedType, cast
 from codesign.fixedpoint import from_hls4ml as precision_to_type
 from codesign.rundir import read_json, write_json
 
@@ -149,8 +149,8 @@ def from_hls4ml(hls_model: Any, softmax_stripped: bool = False) -> Graph:
         rf = int(hl.get_attr("reuse_factor") or 1)
         strategy = str(hl.get_attr("strategy") or "latency").lower()
         if cls == "Dense":
-            w = hl.weights["weight"].data
-            b = hl.weights["bias"].data
+            w = _csim_values(hl.weights["weight"], f"layer {hl.name} weights")
+            b = _csim_values(hl.weights["bias"], f"layer {hl.name} biases")
             wc, wf = _grid_codes(w, f"layer {hl.name} weights")
             bc, bf = _grid_codes(b, f"layer {hl.name} biases")
             layers.append(Layer(
@@ -169,6 +169,43 @@ def from_hls4ml(hls_model: Any, softmax_stripped: bool = False) -> Graph:
                                 in_type=prev_type, out_type=out_t, source=source))
         prev_type, prev_n = out_t, n_out
     return Graph(in_type, n_in, tuple(layers), softmax_stripped)
+
+
+def _csim_values(var: Any, what: str) -> np.ndarray:
+    """The values hls4ml's C-sim holds for a weight variable.
+
+    hls4ml writes each value with the variable's ``precision_fmt`` (as many decimals as the type
+    has fractional bits), the C-sim reads it back as a double and converts it to the weight type
+    with that type's rounding and overflow modes. Values already on the type's grid (QKeras
+    quantizers) come back unchanged; float weights (plain Keras) are quantized here as in C++.
+    Non-ap_fixed types (power-of-two exponents, binary) keep their data as is.
+    """
+    data = np.asarray(var.data, dtype=np.float64)
+    try:
+        t = precision_to_type(var.type.precision)
+    except ValueError:
+        return data
+    fmt = getattr(var, "precision_fmt", "") or "{!r}"
+    flat = [float(fmt.format(v)) for v in data.ravel().tolist()]
+    codes = np.array([_double_to_code(d, t, what) for d in flat], dtype=np.int64)
+    return t.to_real(cast(codes, t.frac + 2, t)).reshape(data.shape)
+
+
+def _double_to_code(d: float, t: FixedType, what: str) -> int:
+    """``d`` as a code with ``t.frac + 2`` fractional bits: floor, then 2 guard bits (0: exact,
+    1: below half, 2: half, 3: above half of the dropped part), enough for every rounding mode."""
+    if not np.isfinite(d):
+        raise RtlGenError(f"{what}: value {d!r} is not finite")
+    num, den = d.as_integer_ratio()
+    k = den.bit_length() - 1
+    if k <= t.frac:
+        return (num << (t.frac - k)) << 2
+    shift = k - t.frac
+    floor = num >> shift
+    rem = num - (floor << shift)
+    half = 1 << (shift - 1)
+    guard = 0 if rem == 0 else 1 if rem < half else 2 if rem == half else 3
+    return (floor << 2) | guard
 
 
 def _layer_type(hl: Any, precision: Any, what: str) -> FixedType:
