@@ -1,0 +1,122 @@
+"""Benchmarks that print measured figures (``make bench`` / ``python -m codesign.bench``).
+
+Kept out of the test suite: they take minutes and their figures depend on the machine.
+
+  python -m codesign.bench flow     per-stage wall times of the default flow (cold, then cached)
+  python -m codesign.bench rtlgen   RTL generation time and Verilog line count, RF 1 / 4 / 32
+  python -m codesign.bench verify   Verilator build cold / cached, cycles/s, vectors/s
+  python -m codesign.bench sweep    a 12-point sweep (RF x bits x sparsity): per-point and total times
+  python -m codesign.bench all      flow, rtlgen, verify (the sweep is separate: it takes longest)
+
+Related long runs with their own commands: ``python -m codesign.conformance`` (every reuse factor,
+test set + 10,000 random vectors), ``python -m codesign.fuzz --cases 500`` (random models),
+``python -m codesign.bench_da4ml`` (adder graphs against da4ml).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def _line(name: str, **figures: Any) -> None:
+    print(f"{name}: " + ", ".join(f"{k}={v}" for k, v in figures.items()), flush=True)
+
+
+def bench_flow(work: Path) -> Path:
+    """The whole default flow from nothing, then again (every stage cached)."""
+    from codesign.config import Config
+    from codesign.flow import run_flow
+
+    run = work / "flow"
+    cfg = Config().replace(output_dir=str(run))
+    t0 = time.time()
+    res = run_flow(cfg, run)
+    total = time.time() - t0
+    _line("flow (cold)", total_seconds=round(total, 1), **{f"{k}_s": v for k, v in res["seconds"].items()})
+    sim = res["sim"]
+    _line("flow result", passed=sim["passed"], vectors=sim["vectors_checked"], mismatches=sim["mismatches"],
+          latency=sim["latency_min"], ii=sim["ii"], accuracy=sim["accuracy"], LUT=res["synth"].get("LUT"))
+    t0 = time.time()
+    again = run_flow(cfg, run)
+    _line("flow (cached)", total_seconds=round(time.time() - t0, 1), stages_rerun=len(again["ran"]))
+    return run
+
+
+def bench_rtlgen(run: Path) -> None:
+    """Generation time and size of the default model's RTL at several reuse factors."""
+    from dataclasses import replace
+
+    from codesign import graph as hwgraph
+    from codesign import rtlgen
+
+    g = hwgraph.load(run / "hls" / "graph.json")
+    for rf in (1, 4, 32):
+        layers = tuple(replace(layer, reuse_factor=rf) if layer.kind == "dense" else layer for layer in g.layers)
+        g_rf = replace(g, layers=layers)
+        with tempfile.TemporaryDirectory() as tmp:
+            t0 = time.perf_counter()
+            design = rtlgen.generate(g_rf, Path(tmp))
+            dt = time.perf_counter() - t0
+            lines = sum(len((Path(tmp) / f).read_text().splitlines()) for f in design["files"])
+        _line(f"rtlgen rf={rf}", seconds=round(dt, 3), verilog_lines=lines, latency=design["latency"],
+              ii=design["ii"], multipliers=design["multipliers"])
+
+
+def bench_verify_default(run: Path, work: Path) -> None:
+    from codesign.verify import bench_verify
+
+    bench_verify(run / "rtl", run / "sim" / "vectors.npz", work / "verify_bench",
+                 print_fn=lambda s: print(s, flush=True))
+
+
+def bench_sweep(work: Path) -> None:
+    from codesign import sweep
+
+    spec = sweep.spec_from_dict({
+        "base": {},
+        "grid": {"hls.reuse_factor": [1, 4, 16], "model.bits": [4, 6], "pruning.target_sparsity": [0.5, 0.8]},
+    }, out=work / "sweep")
+    t0 = time.time()
+    rows = sweep.run_sweep(spec, progress=lambda s: print(s, flush=True))
+    ok = [r for r in rows if r.get("status") == "ok"]
+    _line("sweep", points=len(rows), ok=len(ok), total_seconds=round(time.time() - t0, 1),
+          report=str(work / "sweep" / "report.html"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m codesign.bench", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("what", choices=["all", "flow", "rtlgen", "verify", "sweep"])
+    p.add_argument("--work", help="work directory (default: a fresh temporary one, removed afterwards)")
+    p.add_argument("--run", help="an existing run directory for rtlgen/verify (default: run the flow first)")
+    args = p.parse_args(argv)
+    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="codesign-bench-"))
+    try:
+        run = Path(args.run) if args.run else None
+        if args.what in ("all", "flow") or (run is None and args.what in ("rtlgen", "verify")):
+            run = bench_flow(work)
+        if args.what in ("all", "rtlgen"):
+            assert run is not None
+            bench_rtlgen(run)
+        if args.what in ("all", "verify"):
+            assert run is not None
+            bench_verify_default(run, work)
+        if args.what == "sweep":
+            bench_sweep(work)
+    finally:
+        if not args.work:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
