@@ -26,6 +26,8 @@ from codesign.rundir import require, stage_dir, write_json
 log = logging.getLogger(__name__)
 
 PROJECT = "myproject"
+#: Random on-grid vectors for the C-sim vs Keras agreement of a model imported without data.
+AGREEMENT_VECTORS = 1000
 #: hls4ml's default precision when nothing better is known (TOOLCHAIN.md).
 DEFAULT_INPUT_PRECISION = "fixed<16,6>"
 
@@ -120,8 +122,8 @@ def _check_reuse_factors(hls_model: Any, hls_cfg: dict[str, Any]) -> None:
             )
 
 
-#: Layer names hls4ml's ModelGraph reserves for itself.
-RESERVED_NAMES = ("input", "output")
+#: Layer names hls4ml's ModelGraph reserves for itself (hls4ml/model/layers.py).
+RESERVED_NAMES = ("input",)
 
 
 def _check_reserved_names(model: Any) -> None:
@@ -129,7 +131,7 @@ def _check_reserved_names(model: Any) -> None:
     for layer in model.layers:
         if layer.name in RESERVED_NAMES:
             raise ConversionError(
-                f"layer {layer.name!r} ({type(layer).__name__}): hls4ml reserves the names "
+                f"layer {layer.name!r} ({type(layer).__name__}): hls4ml reserves the name(s) "
                 f"{', '.join(RESERVED_NAMES)}", hint="rename that layer in the model and save it again",
             )
 
@@ -184,6 +186,17 @@ def on_grid_inputs(graph: hwgraph.Graph, x: np.ndarray) -> np.ndarray:
     return cast(hi, 40, t.with_modes("TRN", "SAT"))
 
 
+def in_range_codes(graph: hwgraph.Graph, n: int, seed: int) -> np.ndarray:
+    """Inputs a model trained elsewhere expects: N(0, 1) features for a signed input type (as
+    normalised features are), uniform over the type for an unsigned one; on the input grid."""
+    t = graph.input_type
+    rng = np.random.default_rng(seed)
+    if t.signed:
+        x = rng.standard_normal((n, graph.n_in))
+        return on_grid_inputs(graph, np.clip(x, t.to_real(t.min_code), t.to_real(t.max_code)))
+    return rng.integers(t.min_code, t.max_code + 1, size=(n, graph.n_in), dtype=np.int64)
+
+
 def run(cfg: Config, run_dir: Path) -> dict[str, Any]:
     """The 'hls' stage."""
     from codesign.model_io import load_model
@@ -209,16 +222,20 @@ def run(cfg: Config, run_dir: Path) -> dict[str, Any]:
             ],
         }
         data_file = Path(run_dir) / "model" / "data.npz"
+        keras_model, _ = strip_softmax(model) if stripped else (model, False)
+        labels = None
         if model_res.get("has_data") and data_file.is_file():
             data = np.load(data_file)
-            codes = on_grid_inputs(graph, data["X_test"])
-            x = graph.input_type.to_real(codes)
-            keras_model, _ = strip_softmax(model) if stripped else (model, False)
-            ref = keras_model.predict(x, verbose=0, batch_size=1024)
-            cs = hls_model.predict(np.ascontiguousarray(x))
-            result["csim_vs_qkeras"] = agreement(ref, cs)
-            result["csim_accuracy"] = float(np.mean(np.asarray(cs).reshape(len(x), -1).argmax(1) == data["y_test"]))
-            result["qkeras_accuracy_on_grid"] = float(np.mean(ref.argmax(1) == data["y_test"]))
+            codes, labels, inputs = on_grid_inputs(graph, data["X_test"]), data["y_test"], "test set"
+        else:  # an imported model without data: random in-range codes
+            codes, inputs = in_range_codes(graph, AGREEMENT_VECTORS, seed=0), "random in-range on-grid"
+        x = graph.input_type.to_real(codes)
+        ref = keras_model.predict(x, verbose=0, batch_size=1024)
+        cs = np.asarray(hls_model.predict(np.ascontiguousarray(x))).reshape(len(x), -1)
+        result["csim_vs_qkeras"] = dict(agreement(ref, cs), inputs=inputs)
+        if labels is not None:
+            result["csim_accuracy"] = float(np.mean(cs.argmax(1) == labels))
+            result["qkeras_accuracy_on_grid"] = float(np.mean(ref.argmax(1) == labels))
         result["convert_seconds"] = round(time.time() - t0, 2)
         write_json(out / "result.json", result)
     return result
