@@ -98,6 +98,13 @@ def _render_layer(env: jinja2.Environment, layer: Layer, module: str, levels_per
     )
 
 
+def _layer_ii(layer: Layer) -> int:
+    """Cycles between vectors the layer accepts: R for a folded Dense, 1 otherwise."""
+    if layer.kind == "dense" and layer.reuse_factor > 1 and layer.nonzero_weights > 0:
+        return layer.reuse_factor
+    return 1
+
+
 def generate(graph: Graph, out_dir: Path, top: str = "codesign_top", levels_per_stage: int = 2) -> dict[str, Any]:
     """Write the Verilog, filelist.f and design.json for ``graph`` into ``out_dir``; return design.json."""
     if not graph.layers:
@@ -105,7 +112,8 @@ def generate(graph: Graph, out_dir: Path, top: str = "codesign_top", levels_per_
     env = _env()
     out_dir.mkdir(parents=True, exist_ok=True)
     rendered, layer_info, prims = [], [], []
-    src = "in"
+    ii = max(1, *(_layer_ii(layer) for layer in graph.layers))
+    src = "paced" if ii > 1 else "in"
     for layer in graph.layers:
         name = verilog_name(layer.name)
         r = _render_layer(env, layer, f"{top}_{name}", levels_per_stage)
@@ -129,12 +137,12 @@ def generate(graph: Graph, out_dir: Path, top: str = "codesign_top", levels_per_
         info["_src"], info["_vname"] = src, name
         src = f"{name}_out"
     latency = sum(r.latency for r in rendered)
-    ii = max(r.ii for r in rendered)
+    assert ii == max(r.ii for r in rendered)
     in_bits, out_bits = graph.n_in * graph.input_type.width, graph.n_out * graph.output_type.width
     top_text = env.get_template("top.v.j2").render(
         top=top, description=f"{len(graph.layers)}-layer network, {graph.n_in} -> {graph.n_out}",
         n_in=graph.n_in, n_out=graph.n_out, in_type=str(graph.input_type), out_type=str(graph.output_type),
-        latency=latency, ii=ii, in_bits=in_bits, out_bits=out_bits,
+        latency=latency, ii=ii, in_bits=in_bits, out_bits=out_bits, pace_bits=max(1, (ii - 1).bit_length()),
         layers=[{"name": i["_vname"], "module": r.module, "src": i["_src"], "clocked": r.clocked,
                  "out_bits": i["n_out"] * graph.layers[k].out_type.width,
                  "summary": f"{i['name']}: {i['source']}, latency {r.latency}, II {r.ii}"}
