@@ -96,7 +96,7 @@ module fxp_cast #(
       wire [WFL-1:0] fl = xe[WE-1:SHIFT];  // floor
       if (RNDING == 0) begin : g_trn
         assign q = fl;
-        wire unused_dropped = ^{1'b0, xe[SHIFT-1:0]};
+        wire unused_dropped = ^{neg, xe[SHIFT-1:0]};  // TRN reads neither the dropped bits nor the sign
       end else begin : g_round
         wire half = xe[SHIFT-1];  // first dropped bit: remainder >= half an LSB
         wire rest;                // any later dropped bit set: remainder is not exactly half

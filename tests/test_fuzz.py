@@ -64,8 +64,6 @@ def test_simulated_cases_cover_both_simulators(results: list[fuzz.CaseResult]) -
         assert r.status == "passed" or (r.stage == "lint" and r.detail.endswith("simulation passed")), r.line()
 
 
-@pytest.mark.xfail(strict=True, reason="rtl/fxp_cast.v leaves 'neg' unused for TRN casts that drop bits "
-                   "(UNUSEDSIGNAL under -Wall); see tests/test_rtlgen.py::test_lint_trn_result_cast_that_drops_bits")
 def test_every_generated_design_is_lint_clean(results: list[fuzz.CaseResult]) -> None:
     bad = [r.line() for r in results if r.stage == "lint"]
     assert not bad, "\n".join(bad)

@@ -85,8 +85,6 @@ def test_folded_lane_shared_by_wide_and_narrow_neuron(tmp_path: Path) -> None:
 
 
 @pytest.mark.verilator
-@pytest.mark.xfail(strict=True, reason="rtl/fxp_cast.v: wire 'neg' is unused when ROUND=TRN and no sign "
-                   "extension is needed (SHIFT+1 <= WX): UNUSEDSIGNAL under -Wall (not an rtlgen file)")
 def test_lint_trn_result_cast_that_drops_bits(tmp_path: Path) -> None:
     """Reproducer for a lint warning in the fxp_cast primitive: a TRN result that drops 3 bits."""
     in_t = FixedType(5, 2)
@@ -286,9 +284,6 @@ def _accum(d: Layer, x: np.ndarray) -> np.ndarray:
     return golden.dense(ident, x)
 
 
-@pytest.mark.xfail(strict=True, reason="a fast layer in front of a slower one accepts vectors early, so "
-                   "latency at full rate exceeds design.json's sum of layer latencies (top/handshake issue, "
-                   "found by python -m codesign.fuzz --seed 2024 --start 1 --cases 1)")
 def test_multirate_chain_latency_matches_design_json(tmp_path: Path) -> None:
     rng = np.random.default_rng(5)
     d0 = random_dense(rng, 3, 4, rf=2, name="fc0")
