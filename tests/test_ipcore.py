@@ -1,10 +1,7 @@
 """Tests of the IP-core packaging (codesign/ipcore.py, hls_templates/ip/).
 
-The design under test is a tiny network built here (7 x fixed<6,2> -> Dense 5, ReLU -> Dense 3,
-reuse factor 1): its 42-bit input and 3 x 13 = 39-bit output both need byte padding. (With reuse
-factor 2 on the last layer the bare core itself fails the testbench's full-rate latency check:
-upstream stages queue vectors, latency grows 8 -> 11; that is an rtlgen/testbench matter, not the
-wrapper's.) Its
+The design under test is a tiny network built here (7 x fixed<6,2> -> Dense 5, ReLU -> Dense 3
+with reuse factor 2, so II = 2): its 42-bit input and 3 x 13 = 39-bit output both need byte padding. Its
 vectors come from codesign.golden (the integer model of the same graph the RTL is generated from).
 The AXI4-Stream wrapper is checked with the project's cocotb testbench through a test-only shim
 that gives it the bare core's port names; the FuseSoC core is run with the fusesoc in the venv.
@@ -46,7 +43,7 @@ def tiny_graph() -> Graph:
               rng.integers(-16, 16, size=5).astype(np.int64), 3, 1),
         Layer("relu_0", "relu", 5, 5, acc0, t_h, "Activation(relu)"),
         Layer("dense_1", "dense", 5, 3, t_h, acc1, "Dense(linear)", acc1, w1.astype(np.int64), 3,
-              rng.integers(-16, 16, size=3).astype(np.int64), 3, 1),
+              rng.integers(-16, 16, size=3).astype(np.int64), 3, 2),
     ))
 
 
@@ -120,7 +117,7 @@ def test_axis_widths_padding_and_ports(core: tuple[Path, dict[str, Any], Path]) 
     assert "| `s_axis_tdata` | in | 48 |" in sheet and "| `m_axis_tdata` | out | 40 |" in sheet
     assert "bits [47:42] ignored" in sheet and "bits [39:39] driven 0" in sheet
     assert f"| Latency | {design['latency']} clock cycles" in sheet
-    assert "| 2 | dense_1 | dense (Dense(linear)) | 5 | 3 | 1 |" in sheet
+    assert "| 2 | dense_1 | dense (Dense(linear)) | 5 | 3 | 2 |" in sheet
     assert sheet.count("Not measured yet") == 2
 
 
