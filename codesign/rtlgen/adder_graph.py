@@ -35,6 +35,7 @@ So every output of the layer has the same latency.
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -43,8 +44,9 @@ import numpy as np
 
 from codesign.graph import Layer
 from codesign.rtlgen.csd import csd
-from codesign.rtlgen.dense import DenseCost, _mark_unused_inputs, _output_stage, check_exact
-from codesign.rtlgen.netlist import Module, Net, ext, input_element, signed_width
+from codesign.rtlgen.dense import (DenseCost, _bias_acc, _mark_unused_inputs, _output_stage, _product_frac,
+                                   check_exact)
+from codesign.rtlgen.netlist import Module, Net, const, ext, input_element, signed_width
 
 #: Target clock period (ns) of the delay budget (hls4ml's default 5 ns, 200 MHz).
 CLOCK_NS = 5.0
@@ -129,8 +131,8 @@ class AdderGraph:
             d.append(max(d[n.a], d[n.b]) + 1)
         return max((d[t.sig] for t in self.outputs if t is not None), default=0)
 
-    def evaluate(self, x: np.ndarray) -> np.ndarray:
-        """Outputs (N x n_out, int64) for input codes ``x`` (N x n_in), exactly as the hardware adds."""
+    def signal_values(self, x: np.ndarray) -> list[np.ndarray]:
+        """Every signal's value (inputs, then nodes) for input codes ``x`` (N x n_in)."""
         x = np.asarray(x, dtype=np.int64)
         if x.ndim != 2 or x.shape[1] != self.n_in:
             raise ValueError(f"expected N x {self.n_in} inputs, got shape {x.shape}")
@@ -138,7 +140,12 @@ class AdderGraph:
         for n in self.nodes:
             b = vals[n.b] << n.shift
             vals.append(vals[n.a] - b if n.sub else vals[n.a] + b)
-        out = np.zeros((x.shape[0], len(self.outputs)), dtype=np.int64)
+        return vals
+
+    def evaluate(self, x: np.ndarray) -> np.ndarray:
+        """Outputs (N x n_out, int64) for input codes ``x`` (N x n_in), exactly as the hardware adds."""
+        vals = self.signal_values(x)
+        out = np.zeros((len(vals[0]) if vals else 0, len(self.outputs)), dtype=np.int64)
         for j, t in enumerate(self.outputs):
             if t is not None:
                 v = vals[t.sig] << t.shift
@@ -299,11 +306,17 @@ def _cse(b: _Builder, max_depth: int | None) -> int:
     return created
 
 
-def _tree(b: _Builder, terms: list[tuple[int, int, int]]) -> Term | None:
+def _tree(b: _Builder, terms: list[tuple[int, int, int]], order: str = "time") -> Term | None:
     """Sum the terms of one column, always adding the two earliest-arriving ones."""
     if not terms:
         return None
-    heap = [(b.time[s], k, s, n, g) for n, (s, k, g) in enumerate(terms)]
+
+    def prio(s: int, k: int) -> float:
+        if order == "time":
+            return b.time[s]
+        return float((max(abs(b.lo[s]), abs(b.hi[s])) << k).bit_length())
+
+    heap = [(prio(s, k), k, s, n, g) for n, (s, k, g) in enumerate(terms)]
     heapq.heapify(heap)
     tie = len(terms)
     while len(heap) > 1:
@@ -315,14 +328,14 @@ def _tree(b: _Builder, terms: list[tuple[int, int, int]]) -> Term | None:
             s1, g1, s2, g2 = s2, g2, s1, g1
         # g1*(s1 << k1) + g2*(s2 << k2) = g1 * ((s1 + g1*g2*(s2 << (k2-k1))) << k1)
         sig = b.new_node(s1, s2, k2 - k1, g1 * g2 < 0)
-        heapq.heappush(heap, (b.time[sig], k1, sig, tie, g1))
+        heapq.heappush(heap, (prio(sig, k1), k1, sig, tie, g1))
         tie += 1
     _, k, s, _, g = heap[0]
     return Term(s, k, g < 0)
 
 
 def build(weights: np.ndarray, in_lo: Sequence[int], in_hi: Sequence[int], *, cse: bool = True,
-          max_depth: int | None = None) -> AdderGraph:
+          max_depth: int | None = None, tree: str = "time") -> AdderGraph:
     """The adder graph of ``y = W^T x`` for integer ``weights`` (n_in x n_out) and input bounds.
 
     Args:
@@ -336,7 +349,7 @@ def build(weights: np.ndarray, in_lo: Sequence[int], in_hi: Sequence[int], *, cs
         raise ValueError(f"weights must be n_in x n_out, got shape {weights.shape}")
     b = _Builder(weights.astype(np.int64), in_lo, in_hi)
     shared = _cse(b, max_depth) if cse else 0
-    outputs = [_tree(b, b.terms(j)) for j in range(b.n_out)]
+    outputs = [_tree(b, b.terms(j), tree) for j in range(b.n_out)]
     return AdderGraph(b.n_in, b.in_lo, b.in_hi, b.nodes, outputs, shared)
 
 
@@ -347,16 +360,31 @@ class Schedule:
     """Stage of every signal (stage s: computed from stage s-1's registers) and of the outputs."""
 
     stage: tuple[int, ...]
-    arrival: tuple[float, ...]  #: ns into its stage
+    arrival: tuple[float, ...]  #: ns into its stage at which the signal is ready
     out_stage: int  #: the output registers' stage; latency = out_stage + 1
+    kind: str = "asap"
+
+    def last_use(self, g: AdderGraph) -> list[int]:
+        """The last stage whose combinational logic reads each signal."""
+        last = list(self.stage)
+        for k, n in enumerate(g.nodes):
+            s = self.stage[g.n_in + k]
+            last[n.a] = max(last[n.a], s)
+            last[n.b] = max(last[n.b], s)
+        for t in g.outputs:
+            if t is not None:
+                last[t.sig] = max(last[t.sig], self.out_stage)
+        return last
+
+    def register_bits(self, g: AdderGraph) -> int:
+        """Flip-flops of the pipeline registers between adders (output registers excluded)."""
+        last = self.last_use(g)
+        return sum(g.width_of(sig) * (last[sig] - self.stage[sig]) for sig in range(len(self.stage)))
 
 
-def schedule(g: AdderGraph, out_delays: Sequence[float], clock_ns: float = CLOCK_NS,
-             input_arrival_ns: float = INPUT_ARRIVAL_NS) -> Schedule:
-    """Place pipeline registers by the delay budget (ASAP); see the module docstring."""
-    budget = clock_ns - FF_OVERHEAD_NS
+def _asap(g: AdderGraph, out_delays: Sequence[float], budget: float, input_arrival: float) -> Schedule:
     stage = [0] * g.n_in
-    arr = [input_arrival_ns] * g.n_in
+    arr = [input_arrival] * g.n_in
     for n in g.nodes:
         d = adder_delay(n.carry_bits)
         s = max(stage[n.a], stage[n.b])
@@ -373,7 +401,57 @@ def schedule(g: AdderGraph, out_delays: Sequence[float], clock_ns: float = CLOCK
         if arr[t_out.sig] + dl > budget and arr[t_out.sig] > 0.0:
             s += 1
         out_stage = max(out_stage, s)
-    return Schedule(tuple(stage), tuple(arr), out_stage)
+    return Schedule(tuple(stage), tuple(arr), out_stage, "asap")
+
+
+def _alap(g: AdderGraph, out_delays: Sequence[float], budget: float, input_arrival: float,
+          out_stage: int) -> Schedule | None:
+    """Every adder as late as the same output stage allows (None when that is not feasible)."""
+    n_sig = g.n_in + len(g.nodes)
+    need: list[tuple[int, float]] = [(out_stage + 1, 0.0)] * n_sig  # latest (stage, ready time)
+    for t_out, dl in zip(g.outputs, out_delays):
+        if t_out is not None:
+            need[t_out.sig] = min(need[t_out.sig], (out_stage, budget - dl) if dl <= budget else (out_stage - 1, budget))
+    stage = [0] * n_sig
+    arr = [input_arrival] * n_sig
+    for k in range(len(g.nodes) - 1, -1, -1):
+        n, sig = g.nodes[k], g.n_in + k
+        d = adder_delay(n.carry_bits)
+        s, f = need[sig]
+        if s > out_stage:  # unused (cannot happen: every node feeds an output)
+            s, f = out_stage, budget
+        f = min(f, budget)
+        if f - d < 0.0 and d <= budget:
+            s, f = s - 1, budget
+        if s < 0:
+            return None
+        stage[sig], arr[sig] = s, f
+        for x in (n.a, n.b):
+            need[x] = min(need[x], (s, f - d))
+    for k, n in enumerate(g.nodes):  # check: operands are ready in time
+        sig = g.n_in + k
+        start = arr[sig] - adder_delay(n.carry_bits)
+        for x in (n.a, n.b):
+            if stage[x] > stage[sig] or (stage[x] == stage[sig] and arr[x] > start + 1e-9):
+                return None
+    return Schedule(tuple(stage), tuple(arr), out_stage, "alap")
+
+
+def schedule(g: AdderGraph, out_delays: Sequence[float], clock_ns: float = CLOCK_NS,
+             input_arrival_ns: float = INPUT_ARRIVAL_NS) -> Schedule:
+    """Place pipeline registers by the delay budget (see the module docstring).
+
+    The number of stages is the as-soon-as-possible one; between the as-soon-as-possible and the
+    as-late-as-possible placement of the adders (same number of stages) the one with fewer
+    pipeline register bits wins: late placement registers the narrow inputs and shared sums
+    instead of the wide partial sums of the output trees.
+    """
+    budget = clock_ns - FF_OVERHEAD_NS
+    asap = _asap(g, out_delays, budget, input_arrival_ns)
+    alap = _alap(g, out_delays, budget, input_arrival_ns, asap.out_stage)
+    if alap is not None and alap.register_bits(g) < asap.register_bits(g):
+        return alap
+    return asap
 
 
 def _output_delay(layer: Layer, root: Term | None, g: AdderGraph) -> float:
@@ -419,6 +497,32 @@ def _emit_node(m: Module, name: str, n: AddNode, a: str, wa: int, b: str, wb: in
         m.assigns.append(f"assign unused_{name} = ^{src}[{wc - 1}:{keep}];")
 
 
+def _trailing_zeros(v: int) -> int:
+    return (v & -v).bit_length() - 1 if v else 1 << 30
+
+
+def _emit_const_add(m: Module, name: str, c: int, d: int, neg: bool, src: str, lo: int, hi: int) -> Net:
+    """``name = c ± (src << d)`` (src in [lo, hi]); the low ``d`` bits are c's and bypass the adder."""
+    slo, shi = (-hi, -lo) if neg else (lo, hi)
+    vlo, vhi = c + (slo << d), c + (shi << d)
+    w, ws, op = signed_width(vlo, vhi), signed_width(lo, hi), "-" if neg else "+"
+    tmp = f"{name}_sum"
+    if d == 0 or w <= d:
+        keep = w
+        wc = max(w, ws + d, signed_width(c, c))
+        m.wire(tmp, wc, f"{const(c, wc)} {op} {ext(src, ws, wc, d)}")
+        m.wire(name, w, f"{tmp}[{w - 1}:0]")
+    else:
+        keep, ch = w - d, c >> d
+        wc = max(keep, ws, signed_width(ch, ch))
+        m.wire(tmp, wc, f"{const(ch, wc)} {op} {ext(src, ws, wc)}")
+        m.wire(name, w, "{" + f"{tmp}[{keep - 1}:0], {d}'h{c & ((1 << d) - 1):x}" + "}")
+    if wc > keep:
+        m.decls.append(f"wire unused_{name};")
+        m.assigns.append(f"assign unused_{name} = ^{tmp}[{wc - 1}:{keep}];")
+    return Net(name, vlo, vhi)
+
+
 def parallel_shared(layer: Layer, module_name: str, levels_per_stage: int = 2, *, clock_ns: float = CLOCK_NS,
                     max_depth: int | None = None, cse: bool = True) -> tuple[Module, DenseCost]:
     """Reuse factor 1 as a shared adder graph; same contract as :func:`codesign.rtlgen.dense.parallel`.
@@ -436,15 +540,7 @@ def parallel_shared(layer: Layer, module_name: str, levels_per_stage: int = 2, *
     sch = schedule(g, [_output_delay(layer, t, g) for t in g.outputs], clock_ns)
     names = [x.name for x in xs] + [f"n{k}" for k in range(len(g.nodes))]
     widths = [g.width_of(s) for s in range(g.n_in + len(g.nodes))]
-    # last stage whose combinational logic reads each signal
-    last_use = list(sch.stage)
-    for k, n in enumerate(g.nodes):
-        s = sch.stage[g.n_in + k]
-        last_use[n.a] = max(last_use[n.a], s)
-        last_use[n.b] = max(last_use[n.b], s)
-    for t in g.outputs:
-        if t is not None:
-            last_use[t.sig] = max(last_use[t.sig], sch.out_stage)
+    last_use = sch.last_use(g)
 
     def at(sig: int, s: int) -> str:
         """The name of ``sig`` as seen by combinational logic of stage s."""
@@ -457,11 +553,23 @@ def parallel_shared(layer: Layer, module_name: str, levels_per_stage: int = 2, *
     for sig in range(g.n_in + len(g.nodes)):
         for s in range(sch.stage[sig], last_use[sig]):
             m.reg(s, f"{names[sig]}_r{s}", widths[sig], at(sig, s))
+    bias_acc = _bias_acc(layer)
+    no_bias = dataclasses.replace(layer, bias=np.zeros_like(layer.bias), bias_frac=0)
+    sh = layer.accum_type.frac - _product_frac(layer)  # product lsb -> accum lsb (>= 0: check_exact)
     for j, t in enumerate(g.outputs):
-        root = None
-        if t is not None:
-            lo, hi = g.range_of(t.sig)
-            root = Net(at(t.sig, sch.out_stage), lo, hi, t.shift, t.neg)
-        _output_stage(m, layer, j, root, sch.out_stage, f"y{j}")
+        if t is None:
+            _output_stage(m, layer, j, None, sch.out_stage, f"y{j}")
+            continue
+        lo, hi = g.range_of(t.sig)
+        src = at(t.sig, sch.out_stage)
+        bias = int(bias_acc[j])
+        lsb = min(t.shift + sh, _trailing_zeros(bias)) - sh
+        if bias == 0 or lsb < 0:
+            _output_stage(m, layer, j, Net(src, lo, hi, t.shift, t.neg), sch.out_stage, f"y{j}")
+            continue
+        # bias + (±root << K) with its zero low bits bypassing the adder; then the casts of
+        # _output_stage with a zero bias (its "0 + x" is the identity)
+        root = _emit_const_add(m, f"b{j}", bias >> (lsb + sh), t.shift - lsb, t.neg, src, lo, hi)
+        _output_stage(m, no_bias, j, Net(root.name, root.lo, root.hi, lsb, False), sch.out_stage, f"y{j}")
     m.n_stages = sch.out_stage + 1
     return m, DenseCost(latency=m.n_stages, ii=1, multipliers=layer.nonzero_weights, adders=len(g.nodes))
