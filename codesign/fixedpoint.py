@@ -109,8 +109,10 @@ def from_hls4ml(precision: Any) -> FixedType:
     """Convert an hls4ml FixedPrecisionType / IntegerPrecisionType (or its text) to FixedType."""
     if isinstance(precision, str):
         return parse_precision(precision)
-    from hls4ml.model.types import FixedPrecisionType, IntegerPrecisionType
+    from hls4ml.model.types import ExponentPrecisionType, FixedPrecisionType, IntegerPrecisionType
 
+    if isinstance(precision, ExponentPrecisionType):  # an exponent field, not a fixed-point value
+        raise ValueError(f"{type(precision).__name__} is not an ap_fixed type")
     if isinstance(precision, IntegerPrecisionType):
         return FixedType(int(precision.width), int(precision.width), bool(precision.signed))
     if isinstance(precision, FixedPrecisionType):

@@ -13,14 +13,42 @@ from codesign.fixedpoint import cast
 from codesign.graph import Graph, Layer
 
 
+def po2_products(layer: Layer, x_col: np.ndarray, w_row: np.ndarray) -> np.ndarray:
+    """hls4ml's ``weight_exponential``: ``y = (r_T)x << e`` (a right shift for e < 0 drops bits:
+    floor), then ``sign ? y : (r_T)(-y)``; codes of ``product_type``. x_col: N x 1, w_row: n_out."""
+    r_t = layer.product_type
+    assert r_t is not None
+    xr = cast(x_col, layer.in_type.frac, r_t)
+    w_real = w_row.astype(np.float64) * 2.0 ** -layer.weight_frac
+    with np.errstate(divide="ignore"):
+        e = np.rint(np.log2(np.abs(np.where(w_row == 0, 1.0, w_real)))).astype(np.int64)
+    # hls4ml writes a zero weight as exponent int(log2(0)) = INT64_MIN, which the E-bit exponent
+    # field wraps to 0, with the sign bit of a non-negative value: the C-sim multiplies by +1.
+    e = np.where(w_row == 0, po2_zero_exponent(layer), e)
+    left = np.where(e > 0, e, 0)[None, :]
+    right = np.where(e < 0, -e, 0)[None, :]
+    y = cast((xr << left) >> right, r_t.frac, r_t)  # same type: only the wrap of a left shift
+    return np.where(w_row[None, :] >= 0, y, cast(-y, r_t.frac, r_t))
+
+
+def po2_zero_exponent(layer: Layer) -> int:
+    """The exponent hls4ml's C-sim ends up with for a zero power-of-two weight (see po2_products)."""
+    assert layer.product_type is not None
+    e_bits = layer.product_type.integer - layer.in_type.width
+    code = (-(1 << 63)) & ((1 << e_bits) - 1)
+    return code - (1 << e_bits) if code >> (e_bits - 1) else code
+
+
 def dense(layer: Layer, x: np.ndarray) -> np.ndarray:
     assert layer.weights is not None and layer.bias is not None and layer.accum_type is not None
     acc_t = layer.accum_type
-    prod_frac = layer.in_type.frac + layer.weight_frac
+    po2 = layer.product == "po2"
+    prod_frac = layer.product_type.frac if po2 and layer.product_type else layer.in_type.frac + layer.weight_frac
     acc = np.broadcast_to(cast(layer.bias, layer.bias_frac, acc_t), (len(x), layer.n_out)).copy()
     wrap = acc_t.overflow == "WRAP"
     for i in range(layer.n_in):  # hls4ml's order: input by input, all outputs
-        prod = cast(x[:, i : i + 1] * layer.weights[i][None, :], prod_frac, acc_t)
+        raw = po2_products(layer, x[:, i : i + 1], layer.weights[i]) if po2 else x[:, i : i + 1] * layer.weights[i][None, :]
+        prod = cast(raw, prod_frac, acc_t)
         acc = acc + prod
         if not wrap:  # saturating accumulators depend on the order: apply after every add
             acc = cast(acc, acc_t.frac, acc_t)

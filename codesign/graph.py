@@ -41,6 +41,10 @@ class Layer:
     bias_frac: int = 0
     reuse_factor: int = 1
     strategy: str = "latency"
+    #: "exact" (x*w computed exactly) or "po2" (hls4ml's weight_exponential: x shifted by the
+    #: weight's exponent inside ``product_type``, truncating, then negated for negative weights).
+    product: str = "exact"
+    product_type: FixedType | None = None
 
     @property
     def nonzero_weights(self) -> int:
@@ -57,8 +61,10 @@ class Layer:
             d.update(
                 accum_type=self.accum_type.to_json(), weights=self.weights.tolist(),
                 weight_frac=self.weight_frac, bias=self.bias.tolist(), bias_frac=self.bias_frac,
-                nonzero_weights=self.nonzero_weights,
+                nonzero_weights=self.nonzero_weights, product=self.product,
             )
+            if self.product_type is not None:
+                d["product_type"] = self.product_type.to_json()
         return d
 
 
@@ -108,6 +114,8 @@ def load(path: Path) -> Graph:
                 accum_type=_type(d["accum_type"]), weights=np.array(d["weights"], dtype=np.int64).reshape(
                     d["n_in"], d["n_out"]), weight_frac=d["weight_frac"],
                 bias=np.array(d["bias"], dtype=np.int64), bias_frac=d["bias_frac"],
+                product=d.get("product", "exact"),
+                product_type=_type(d["product_type"]) if d.get("product_type") else None,
             )
         layers.append(Layer(
             name=d["name"], kind=d["kind"], n_in=d["n_in"], n_out=d["n_out"], in_type=_type(d["in_type"]),
@@ -151,13 +159,16 @@ def from_hls4ml(hls_model: Any, softmax_stripped: bool = False) -> Graph:
         if cls == "Dense":
             w = _csim_values(hl.weights["weight"], f"layer {hl.name} weights")
             b = _csim_values(hl.weights["bias"], f"layer {hl.name} biases")
+            if hl.get_attr("_weights_transposed", False):  # hls4ml's resource strategy stores W^T
+                w = np.transpose(w)
             wc, wf = _grid_codes(w, f"layer {hl.name} weights")
             bc, bf = _grid_codes(b, f"layer {hl.name} biases")
+            product, product_type = _product(hl, prev_type, wc)
             layers.append(Layer(
                 name=hl.name, kind="dense", n_in=prev_n, n_out=n_out, in_type=prev_type, out_type=out_t,
                 source=source, accum_type=_layer_type(hl, hl.types["accum_t"].precision, "accum"),
                 weights=wc.reshape(prev_n, n_out), weight_frac=wf, bias=bc.reshape(n_out), bias_frac=bf,
-                reuse_factor=rf, strategy=strategy,
+                reuse_factor=rf, strategy=strategy, product=product, product_type=product_type,
             ))
         elif cls in ("Activation", "ReLU") and act in ("relu", "linear"):
             kind = "relu" if act == "relu" else "cast"
@@ -169,6 +180,21 @@ def from_hls4ml(hls_model: Any, softmax_stripped: bool = False) -> Graph:
                                 in_type=prev_type, out_type=out_t, source=source))
         prev_type, prev_n = out_t, n_out
     return Graph(in_type, n_in, tuple(layers), softmax_stripped)
+
+
+def _product(hl: Any, in_type: FixedType, weight_codes: np.ndarray) -> tuple[str, FixedType | None]:
+    """How hls4ml multiplies this layer's weights (``nnet_mult.h``): exactly, or by exponent."""
+    from hls4ml.model.types import ExponentPrecisionType, FixedPrecisionType, IntegerPrecisionType
+
+    prec = hl.weights["weight"].type.precision
+    if isinstance(prec, ExponentPrecisionType):
+        # weight_exponential<x_T, w_T>::r_T = ap_fixed<2*(E + W_x), E + W_x>, E = exponent width
+        e_w = int(prec.width)
+        return "po2", FixedType(2 * (e_w + in_type.width), e_w + in_type.width)
+    if not isinstance(prec, (FixedPrecisionType, IntegerPrecisionType)):
+        raise RtlGenError(f"layer {hl.name}: weight type {type(prec).__name__} ({prec}) is not supported; "
+                          f"supported: ap_fixed / ap_int weights and power-of-two (quantized_po2) weights")
+    return "exact", None
 
 
 def _csim_values(var: Any, what: str) -> np.ndarray:

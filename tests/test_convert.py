@@ -42,7 +42,7 @@ def _convert(tmp: Path, model, **hls):
     return hm, g, CSim(tmp, g.n_in, g.n_out, g.input_type, g.output_type)
 
 
-@pytest.mark.parametrize("hls", [{}, {"reuse_factor": 3},
+@pytest.mark.parametrize("hls", [{}, {"reuse_factor": 3}, {"strategy": "Resource", "reuse_factor": 2, "layer_reuse_factor": {"d2": 7}},
                                  {"layer_precision": {"d2": {"result": "fixed<9,3,RND_CONV,SAT>"}}},
                                  {"layer_precision": {"d1": {"result": "fixed<10,4,RND_INF,SAT_SYM>"}}}])
 def test_golden_equals_csim_on_random_codes(tmp_path: Path, hls: dict) -> None:

@@ -155,16 +155,26 @@ def test_keras_3layer_lint(tmp_path: Path) -> None:
     flow(load("KERAS_3layer"), from_dict({}), tmp_path, n=10, simulate=False)
 
 
-@pytest.mark.slow
-@pytest.mark.verilator
-@pytest.mark.xfail(strict=True, reason="golden != C-sim on every vector (999/1000 outputs): the quantized_po2 "
-                   "weights of q_dense_2 (and/or its Resource strategy) are not modelled by graph/golden, "
-                   "and rtlgen does not refuse the layer either")
 def test_qkeras_mnist_dense_upstream_config(tmp_path: Path) -> None:
-    """784 -> 20 -> 10, quantized_po2 weights in q_dense_2, RF 112 and Resource strategy there."""
+    """784 -> 20 -> 10, quantized_po2 weights in q_dense_2, RF 112 and Resource strategy there.
+
+    golden == C-sim holds (po2 products as hls4ml's weight_exponential computes them); the RTL backend
+    implements po2 products at reuse factor 1 only and says so.
+    """
+    from codesign.errors import RtlGenError
+
     hls = upstream_config("qkeras_mnist_dense")
     assert hls["layer_reuse_factor"] == {"q_dense_2": 112, "q_dense_3": 1}
     assert hls["strategy"] == "Resource" and hls["layer_strategy"] == {"q_dense_3": "Latency"}
     hls["layer_precision"] = {k: v for k, v in hls["layer_precision"].items() if k.startswith("q_")}
-    design = flow(load("qkeras_mnist_dense"), from_dict({"hls": hls}), tmp_path, n=100)
-    assert design["ii"] == 112
+    with pytest.raises(RtlGenError, match=r"layer q_dense_2: power-of-two .* reuse factor 1 only, got 112"):
+        flow(load("qkeras_mnist_dense"), from_dict({"hls": hls}), tmp_path, n=100)
+
+
+@pytest.mark.slow
+@pytest.mark.verilator
+def test_qkeras_mnist_dense_po2_rf1_verifies(tmp_path: Path) -> None:
+    """Automatic config (RF 1): po2 products become wire shifts; bit-exact under the testbench."""
+    design = flow(load("qkeras_mnist_dense"), from_dict({}), tmp_path, n=200)
+    po2 = next(layer for layer in design["layers"] if layer["name"] == "q_dense_2")
+    assert po2["architecture"] == "parallel" and po2["multipliers"] == 0

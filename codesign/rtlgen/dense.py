@@ -39,14 +39,53 @@ class DenseCost:
 
 
 def _product_frac(layer: Layer) -> int:
+    if layer.product == "po2":
+        assert layer.product_type is not None
+        return layer.product_type.frac
     return layer.in_type.frac + layer.weight_frac
+
+
+def _contributes(layer: Layer, w: int) -> bool:
+    """Whether a weight adds a term: a pruned zero does not; a po2 zero is +1 in hls4ml's C-sim."""
+    return layer.product == "po2" or w != 0
+
+
+def _po2_shift(layer: Layer, w: int) -> tuple[int, bool]:
+    """A power-of-two product as (s, negate): code = x << s (s >= 0) or floor(x / 2**-s), in r_T."""
+    from codesign.golden import po2_zero_exponent
+
+    assert layer.product_type is not None
+    if w == 0:
+        e, neg = po2_zero_exponent(layer), False
+    else:
+        e, neg = int(round(np.log2(abs(w)))) - layer.weight_frac, w < 0
+    return layer.product_type.frac - layer.in_type.frac + e, neg
+
+
+def _po2_range(layer: Layer, w: int) -> tuple[int, int]:
+    r_t, t = layer.product_type, layer.in_type
+    assert r_t is not None
+    s, neg = _po2_shift(layer, w)
+    lo, hi = (t.min_code << s, t.max_code << s) if s >= 0 else (t.min_code >> -s, t.max_code >> -s)
+    if neg:
+        lo, hi = -hi, -lo
+    if lo < r_t.min_code or hi > r_t.max_code:
+        raise RtlGenError(f"layer {layer.name}: power-of-two product x*{w}*2^-{layer.weight_frac} wraps in "
+                          f"hls4ml's product type {r_t}; the RTL backend does not reproduce that wrap")
+    return lo, hi
 
 
 def check_exact(layer: Layer) -> None:
     """Refuse what the RTL cannot reproduce exactly, naming the layer and the type."""
     assert layer.accum_type is not None and layer.weights is not None and layer.bias is not None
     acc = layer.accum_type
-    if acc.frac < _product_frac(layer) and np.any(layer.weights != 0):
+    if layer.product == "po2" and layer.reuse_factor > 1:
+        raise RtlGenError(
+            f"layer {layer.name}: power-of-two (quantized_po2) weights are supported at reuse factor 1 only, "
+            f"got {layer.reuse_factor}", hint=f"set hls.layer_reuse_factor.{layer.name}: 1")
+    if layer.product not in ("exact", "po2"):
+        raise RtlGenError(f"layer {layer.name}: product kind {layer.product!r} is not supported")
+    if acc.frac < _product_frac(layer) and any(_contributes(layer, int(w)) for w in layer.weights.ravel()):
         raise RtlGenError(
             f"layer {layer.name}: accum type {acc} keeps {acc.frac} fractional bits but products x*w have "
             f"{_product_frac(layer)}; per-product rounding in accum_t is not supported by the RTL backend",
@@ -69,6 +108,8 @@ def _bias_acc(layer: Layer) -> np.ndarray:
 
 
 def _term_range(layer: Layer, w: int) -> tuple[int, int]:
+    if layer.product == "po2":
+        return _po2_range(layer, w)
     t = layer.in_type
     a, b = t.min_code * w, t.max_code * w
     return min(a, b), max(a, b)
@@ -83,7 +124,7 @@ def _partial_sum_bounds(layer: Layer) -> tuple[int, int]:
     for j in range(layer.n_out):
         lo, hi = int(bias[j]), int(bias[j])
         for w in layer.weights[:, j]:
-            if w:
+            if _contributes(layer, int(w)):
                 a, b = _term_range(layer, int(w))
                 lo += min(a, 0) << max(shift, 0)
                 hi += max(b, 0) << max(shift, 0)
@@ -126,10 +167,13 @@ def _output_stage(m: Module, layer: Layer, j: int, root: Net | None, stage: int,
 
 
 def _mark_unused_inputs(m: Module, layer: Layer, xs: list[Net]) -> None:
-    """Inputs whose weights are all pruned feed nothing; name them so -Wall knows it is deliberate."""
+    """Inputs whose weights are all pruned feed nothing; name them so -Wall knows it is deliberate.
+
+    Power-of-two products read only some bits of an input (or none, when the shift drops them all).
+    """
     assert layer.weights is not None
     for i, x in enumerate(xs):
-        if not np.any(layer.weights[i] != 0):
+        if layer.product == "po2" or not np.any(layer.weights[i] != 0):
             m.decls.append(f"wire unused_{x.name};")
             m.assigns.append(f"assign unused_{x.name} = ^{x.name};")
 
@@ -156,6 +200,26 @@ def _register(m: Module, n: Net, stage: int) -> Net:
     return Net(name, n.lo, n.hi, n.lsb, n.neg)
 
 
+def _po2_leaf(m: Module, layer: Layer, x: Net, w: int, truncated: dict[tuple[str, int], Net]) -> Net | None:
+    """x * 2^e as hls4ml's weight_exponential computes it: a wire shift (floor when bits drop)."""
+    _po2_range(layer, w)  # refuses a product that would wrap in r_T
+    s, neg = _po2_shift(layer, w)
+    if s >= 0:
+        return Net(x.name, x.lo, x.hi, s, neg)
+    k = -s
+    lo, hi = x.lo >> k, x.hi >> k
+    if lo == hi == 0:
+        return None  # every bit of x is shifted out: the product is 0
+    key = (x.name, k)
+    if key not in truncated:
+        name = f"{x.name}_f{k}"
+        width = signed_width(lo, hi)
+        m.wire(name, width, f"{x.name}[{k + width - 1}:{k}]" if width > 1 else f"{x.name}[{k}]")
+        truncated[key] = Net(name, lo, hi)
+    t = truncated[key]
+    return Net(t.name, t.lo, t.hi, 0, neg)
+
+
 def parallel(layer: Layer, module_name: str, levels_per_stage: int = 2) -> tuple[Module, DenseCost]:
     """Reuse factor 1: constant-coefficient shift-add trees, pipelined."""
     assert layer.weights is not None
@@ -164,11 +228,17 @@ def parallel(layer: Layer, module_name: str, levels_per_stage: int = 2) -> tuple
     xs = [input_element(m, "in_data", i, layer.in_type, f"x{i}") for i in range(layer.n_in)]
     _mark_unused_inputs(m, layer, xs)
     trees: list[list[Net]] = []
+    truncated: dict[tuple[str, int], Net] = {}
     adders = 0
     for j in range(layer.n_out):
         leaves = []
         for i in range(layer.n_in):
             w = int(layer.weights[i, j])
+            if layer.product == "po2":
+                leaf = _po2_leaf(m, layer, xs[i], w, truncated)
+                if leaf is not None:
+                    leaves.append(leaf)
+                continue
             for shift, sign in csd(w):
                 x = xs[i]
                 leaves.append(Net(x.name, x.lo, x.hi, shift, sign < 0))
@@ -193,7 +263,9 @@ def parallel(layer: Layer, module_name: str, levels_per_stage: int = 2) -> tuple
         _output_stage(m, layer, j, root, n_tree_stages, f"y{j}")
     n_stages = n_tree_stages + 1
     m.n_stages = n_stages
-    return m, DenseCost(latency=n_stages, ii=1, multipliers=layer.nonzero_weights, adders=adders)
+    # po2 products are wire shifts: no multiplier at all
+    mults = 0 if layer.product == "po2" else layer.nonzero_weights
+    return m, DenseCost(latency=n_stages, ii=1, multipliers=mults, adders=adders)
 
 
 def folded(layer: Layer, module_name: str) -> tuple[Module, DenseCost, dict]:
