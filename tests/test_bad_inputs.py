@@ -12,7 +12,7 @@ from codesign import cli
 from codesign.config import from_dict
 from codesign.errors import ConfigError, ConversionError, ModelImportError, RtlGenError, StageError
 
-REF = Path("/work/shared/reference-models")
+from conftest import REFERENCE_MODELS as REF  # noqa: E402
 
 
 def tiny_model(act: str = "relu", extra: Any = None) -> Any:

@@ -17,7 +17,7 @@ from codesign.model_io import SUPPORTED_LAYERS, import_model, load_model
 tf = pytest.importorskip("tensorflow")
 qkeras = pytest.importorskip("qkeras")
 
-REF = Path("/work/shared/reference-models")
+from conftest import REFERENCE_MODELS as REF  # noqa: E402
 REFERENCE = {
     # name: (layer classes in order, input size, output size)
     "KERAS_3layer": (["InputLayer", "Dense", "Dense", "Dense", "Dense"], 16, 5),

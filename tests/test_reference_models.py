@@ -20,7 +20,7 @@ from codesign.config import Config, from_dict
 from codesign.errors import ConversionError
 from codesign.rundir import write_json
 
-REF = Path("/work/shared/reference-models")
+from conftest import REFERENCE_MODELS as REF  # noqa: E402
 pytestmark = pytest.mark.skipif(not REF.is_dir(), reason=f"{REF} is not present")
 
 
