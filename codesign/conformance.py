@@ -65,13 +65,18 @@ def check_rf(cfg: Any, rf_dir: Path, base_dir: Path, *, simulator: str = "verila
 
     from codesign import fastsim, vectors
     from codesign import graph as hwgraph
-    from codesign.flow import run_flow
+    from codesign.flow import COMMANDS, run_flow, run_stage
 
     rf_dir.mkdir(parents=True, exist_ok=True)
     if not (rf_dir / "model").exists():
         shutil.copytree(base_dir / "model", rf_dir / "model")
     t0 = time.monotonic()
-    run_flow(cfg, rf_dir, stages="train,convert,rtl")
+    run_flow(cfg, rf_dir, stages="train")
+    # Always convert in this process: the compiled C-sim library loads its weights from the
+    # <run>/.hls.partial directory it was built in (renamed to hls/ afterwards), so a cached hls
+    # stage's library exits the process when called from a new one. Loaded here, it keeps them.
+    run_stage(COMMANDS["convert"], cfg, rf_dir, force=True)
+    run_stage(COMMANDS["rtl"], cfg, rf_dir)
     flow_s = time.monotonic() - t0
     t0 = time.monotonic()
     work = rf_dir / "conformance"
@@ -102,7 +107,7 @@ def check_rf(cfg: Any, rf_dir: Path, base_dir: Path, *, simulator: str = "verila
         failures.append(f"latency {sim['latency_min']} measured, design.json says {sim['latency_expected']}")
     if sim["ii_min"] is not None and sim["ii_min"] != sim["ii_expected"]:
         failures.append(f"II {sim['ii_min']} measured, design.json says {sim['ii_expected']}")
-    sim_public = {k: v for k, v in sim.items() if k not in ("outputs", "files")}
+    sim_public = {k: v for k, v in sim.items() if k not in ("outputs", "latencies", "files")}
     return {"rf_dir": str(rf_dir), "vectors": int(len(arrays["inputs"])), "golden": golden, "rtl": cmp,
             "sim": sim_public, "flow_seconds": round(flow_s, 2), "vectors_seconds": round(vectors_s, 2),
             "failures": failures, "passed": not failures}

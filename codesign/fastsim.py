@@ -169,8 +169,8 @@ def run_stream(rtl_dir: Path, inputs: np.ndarray, *, simulator: str = "verilator
         timeout_cycles: watchdog; default 8 x (N x II + latency) + 10,000.
 
     Returns:
-        outputs (N x n_out int64 codes, signed per design.json), latency_min/max (output edge -
-        accept edge), ii_min (smallest distance between accept edges), cycles, accepted, received,
+        outputs (N x n_out int64 codes, signed per design.json), latencies (per received vector:
+        output edge - accept edge) and their min/max, ii_min (smallest distance between accept edges), cycles, accepted, received,
         protocol_violations (hold-rule and X on out_valid), spurious_outputs (an output with no
         accepted input), extra_outputs (after the last one), timeout, build_seconds, built,
         run_seconds, cycles_per_second, simulator, and the files used.
@@ -190,7 +190,7 @@ def run_stream(rtl_dir: Path, inputs: np.ndarray, *, simulator: str = "verilator
     for name, v in (("gap_pct", gap_pct), ("bp_pct", bp_pct)):
         if not 0 <= v <= 99:
             raise ValueError(f"{name}={v} is outside 0..99")
-    build_dir = Path(build_dir) if build_dir is not None else rtl_dir.parent / ".cache" / "fastsim" / simulator
+    build_dir = (Path(build_dir) if build_dir is not None else rtl_dir.parent / ".cache" / "fastsim" / simulator).resolve()
     run_prefix, build_s, built = build(rtl_dir, design, build_dir, len(inputs), simulator)
 
     w_in = int(design["input"]["type"]["width"])
@@ -234,7 +234,7 @@ def run_stream(rtl_dir: Path, inputs: np.ndarray, *, simulator: str = "verilator
     acc_edges = np.asarray(acc, dtype=np.int64)
     cycles = summary["cycles"]
     return {
-        "outputs": outputs, "vectors": n, "accepted": summary["sent"], "received": summary["received"],
+        "outputs": outputs, "latencies": lat, "vectors": n, "accepted": summary["sent"], "received": summary["received"],
         "latency_expected": latency, "ii_expected": int(design["ii"]),
         "latency_min": int(lat.min()) if len(lat) else None, "latency_max": int(lat.max()) if len(lat) else None,
         "ii_min": int(np.diff(acc_edges).min()) if len(acc_edges) > 1 else None,

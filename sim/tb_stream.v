@@ -66,7 +66,7 @@ module tb_stream;
   reg [8*1024-1:0] in_file;
   reg [8*1024-1:0] out_file;
   integer n_vec, gap_pct, bp_pct, seed, drain, fo;
-  reg [63:0] timeout;
+  integer timeout;
   reg [31:0] rng_gap, rng_bp;
   reg [63:0] edge_no, start_edge;
   integer rst_left, sent, recv, violations, spurious, extra, drain_left;
@@ -141,6 +141,8 @@ module tb_stream;
 
   // Everything happens at the rising edge: DUT outputs are read as they were before the edge (the
   // values the DUT samples too), signals to the DUT change through non-blocking assignments.
+  // Bookkeeping variables are only read inside this block, so blocking assignments are intended.
+  /* verilator lint_off BLKSEQ */
   always @(posedge clk) begin
     edge_no = edge_no + 64'd1;
     if (finished) begin
@@ -194,11 +196,12 @@ module tb_stream;
         if (drain_left == 0) finish_run(0);
         drain_left = drain_left - 1;
       end
-      if (!finished && edge_no - start_edge >= timeout) begin
+      if (!finished && edge_no - start_edge >= {32'd0, timeout}) begin
         $display("tb_stream: TIMEOUT after %0d cycles (%0d of %0d outputs)", edge_no - start_edge, recv, n_vec);
         finish_run(1);
       end
     end
   end
+  /* verilator lint_on BLKSEQ */
 endmodule
 `default_nettype wire
