@@ -236,6 +236,37 @@ def run(cfg: Config, run_dir: Path) -> dict[str, Any]:
         if labels is not None:
             result["csim_accuracy"] = float(np.mean(cs.argmax(1) == labels))
             result["qkeras_accuracy_on_grid"] = float(np.mean(ref.argmax(1) == labels))
+        build_portable_csim(out, Path(run_dir).resolve() / "hls")
+        result["csim_library"] = f"firmware/{PROJECT}-csim.so"
         result["convert_seconds"] = round(time.time() - t0, 2)
         write_json(out / "result.json", result)
     return result
+
+
+def build_portable_csim(tmp: Path, final: Path) -> None:
+    """Compile the C-sim library for the stage's final place.
+
+    hls4ml's build_lib.sh bakes the absolute weights directory into the library; compiled inside the
+    stage's temporary directory, a later process (``codesign verify`` alone) would look for weights
+    in a directory that no longer exists and the C++ code would exit. So the library is compiled
+    again with the final directory baked in, under a fixed name, and the stamped one is removed.
+    """
+    import re
+    import subprocess
+
+    script = (tmp / "build_lib.sh").read_text()
+    script, n = re.subn(r"^BASEDIR=.*$", f'BASEDIR="{final}"', script, flags=re.M)
+    script = script.replace("-o firmware/${PROJECT}-${LIB_STAMP}.so", "-o firmware/${PROJECT}-csim.so")
+    if n != 1 or "-csim.so" not in script:
+        raise ConversionError(f"unexpected hls4ml build_lib.sh in {tmp}: cannot rebuild the C-sim library")
+    builder = tmp / ".build_csim.sh"
+    builder.write_text(script)
+    log_path = tmp / "csim_build.log"
+    with open(log_path, "w") as log_file:
+        proc = subprocess.run(["bash", builder.name], cwd=tmp, stdout=log_file, stderr=subprocess.STDOUT)
+    builder.unlink()
+    if proc.returncode != 0:
+        raise ConversionError(f"C-sim library build failed (exit {proc.returncode}); see {log_path}")
+    for stamped in (tmp / "firmware").glob(f"{PROJECT}-*.so"):
+        if stamped.name != f"{PROJECT}-csim.so":
+            stamped.unlink()

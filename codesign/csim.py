@@ -18,6 +18,10 @@ from codesign.fixedpoint import FixedType
 
 
 def find_library(hls_dir: Path, project: str = "myproject") -> Path:
+    """The convert stage's portable library (see convert.build_portable_csim), else hls4ml's own."""
+    portable = Path(hls_dir) / "firmware" / f"{project}-csim.so"
+    if portable.is_file():
+        return portable
     libs = sorted((Path(hls_dir) / "firmware").glob(f"{project}-*.so"))
     if not libs:
         raise StageError(
