@@ -14,25 +14,9 @@ from codesign.errors import ConversionError, ConfigError
 
 
 def small_model(seed: int = 0, softmax: bool = False, sparsity: float = 0.5):
-    from qkeras import QActivation, QDense, quantized_bits, quantized_relu
-    from tensorflow.keras.layers import Activation, Input
-    from tensorflow.keras.models import Model
+    from conftest import small_qkeras_mlp
 
-    x = Input((12,), name="x_in")
-    h = QActivation(quantized_bits(8, 1, keep_negative=False, alpha=1), name="inq")(x)
-    h = QDense(7, kernel_quantizer=quantized_bits(6, 0, alpha=1), bias_quantizer=quantized_bits(6, 0, alpha=1),
-               name="d1")(h)
-    h = QActivation(quantized_relu(6), name="r1")(h)
-    h = QDense(5, kernel_quantizer=quantized_bits(4, 0, alpha=1), bias_quantizer=quantized_bits(4, 0, alpha=1),
-               name="d2")(h)
-    if softmax:
-        h = Activation("softmax", name="sm")(h)
-    m = Model(x, h)
-    rng = np.random.default_rng(seed)
-    ws = [rng.normal(0, 0.5, w.shape) for w in m.get_weights()]
-    ws[0][rng.random(ws[0].shape) < sparsity] = 0
-    m.set_weights(ws)
-    return m
+    return small_qkeras_mlp(seed, softmax, sparsity)
 
 
 def _convert(tmp: Path, model, **hls):

@@ -1,10 +1,8 @@
 """codesign.fastsim and sim/tb_stream.v: the compiled, file-driven stream testbench.
 
-The main design under test is the default digits MLP 64-32-32-10 of the finished demo run
-(/tmp/runs/demo/model/model.h5), converted here by hls4ml with every Dense layer at reuse factor 4
-(II 4), its RTL generated, and checked against the C-sim compiled by that conversion. (The demo
-run's own C-sim library cannot be reused: it loads its weights from the ``.hls.partial`` directory
-it was compiled in, which the stage renamed away, and exits the process when they are missing.)
+The main design under test is a small QKeras MLP (tests/conftest.py), converted here by hls4ml with
+every Dense layer at reuse factor 4 (II 4), its RTL generated, and checked against the C-sim
+compiled by that conversion.
 Small hand-written DUTs check the protocol monitor, the watchdog and the element packing.
 """
 
@@ -21,13 +19,11 @@ import pytest
 from codesign import fastsim
 from codesign import graph as hwgraph
 from codesign.config import Config
-from codesign.convert import convert_model, on_grid_inputs
+from codesign.convert import convert_model
 from codesign.csim import CSim
-from codesign.model_io import load_model
 from codesign.rtlgen import generate
 from codesign.vectors import random_codes
 
-DEMO = Path("/tmp/runs/demo")
 RF = 4
 N_TEST, N_RANDOM = 40, 60
 
@@ -46,14 +42,15 @@ class Demo:
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Demo:
     tmp = tmp_path_factory.mktemp("fastsim")
     cfg = Config().replace(**{"hls.reuse_factor": RF})
-    hls_model, _, stripped = convert_model(cfg, load_model(DEMO / "model" / "model.h5"), tmp / "hls")
+    from conftest import small_qkeras_mlp
+
+    hls_model, _, stripped = convert_model(cfg, small_qkeras_mlp(seed=4), tmp / "hls")
     g = hwgraph.from_hls4ml(hls_model, softmax_stripped=stripped)
     assert all(layer.reuse_factor == RF for layer in g.layers if layer.kind == "dense")
     design = generate(g, tmp / "rtl")
     (tmp / "rtl" / "design.json").write_text(json.dumps(design, indent=1, sort_keys=True) + "\n")
     csim = CSim(tmp / "hls", g.n_in, g.n_out, g.input_type, g.output_type)
-    with np.load(DEMO / "model" / "data.npz") as data:
-        test_codes = on_grid_inputs(g, data["X_test"][:N_TEST])
+    test_codes = random_codes(g, N_TEST, seed=4)
     inputs = np.concatenate([test_codes, random_codes(g, N_RANDOM, seed=5)]).astype(np.int64)
     return Demo(tmp / "rtl", design, inputs, csim.predict_codes(inputs), tmp / "build", {})
 
