@@ -2,7 +2,7 @@
 
 ``python -m codesign.bench_da4ml [--rf 1,2,4,8,16] [--skip-da4ml] [--work DIR]``
 
-1. Imports ``/work/shared/reference-models/qkeras_3layer`` (16->64->32->32->5, QKeras 6-bit),
+1. Imports ``../shared/reference-models/qkeras_3layer`` (16->64->32->32->5, QKeras 6-bit),
    strips the softmax and converts it with the automatic hls4ml configuration (input
    ``fixed<16,6>``, Latency strategy) once per reuse factor, compiling hls4ml's C-sim.
 2. RF=1: generates our RTL with :func:`codesign.rtlgen.adder_graph.parallel_shared` for every
@@ -40,7 +40,8 @@ from typing import Any
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
-MODEL_DIR = Path("/work/shared/reference-models")
+#: ../shared/reference-models beside the repository.
+MODEL_DIR = Path(__file__).resolve().parents[2] / "shared" / "reference-models"
 MODEL = "qkeras_3layer"
 DA4ML_VENV = REPO / ".venv-da4ml"
 DA4ML_VERSION = "0.6.0"

@@ -103,6 +103,15 @@ class HlsConfig:
 
 
 @dataclass(frozen=True)
+class RtlConfig:
+    #: Reuse factor 1: share common subexpressions across the whole weight matrix (adder graph,
+    #: registers placed by a 5 ns delay budget) instead of one shift-add tree per neuron.
+    adder_graph: bool = True
+    #: Adder levels between pipeline registers in per-neuron trees (when adder_graph is false).
+    levels_per_stage: int = 2
+
+
+@dataclass(frozen=True)
 class VerifyConfig:
     #: Random on-grid input vectors streamed after the test set.
     random_vectors: int = 10000
@@ -133,6 +142,7 @@ class Config:
     pruning: PruningConfig = field(default_factory=PruningConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     hls: HlsConfig = field(default_factory=HlsConfig)
+    rtl: RtlConfig = field(default_factory=RtlConfig)
     verify: VerifyConfig = field(default_factory=VerifyConfig)
     synth: SynthConfig = field(default_factory=SynthConfig)
 
@@ -303,6 +313,7 @@ def validate(cfg: Config) -> Config:
                 f"hls.layer_precision.{name}", kind, "result, accum, weight, bias",
             )
             check_precision(text, f"hls.layer_precision.{name}.{kind}")
+    _require(1 <= cfg.rtl.levels_per_stage <= 16, "rtl.levels_per_stage", cfg.rtl.levels_per_stage, "1 .. 16")
     _require(0 <= v.random_vectors <= 10_000_000, "verify.random_vectors", v.random_vectors, "0 .. 1e7")
     _require(v.simulator in SIMULATORS, "verify.simulator", v.simulator, ", ".join(SIMULATORS))
     _require(0 <= v.input_gap_prob < 1, "verify.input_gap_prob", v.input_gap_prob, "0 <= p < 1")

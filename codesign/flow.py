@@ -59,7 +59,7 @@ FLOW: tuple[Stage, ...] = (
           ("codesign/train.py", "codesign/model_io.py", "codesign/data.py")),
     Stage("hls", "convert", _lazy("codesign.convert"), ("hls",), ("model",),
           ("codesign/convert.py", "codesign/graph.py", "codesign/fixedpoint.py")),
-    Stage("rtl", "rtl", _lazy("codesign.rtlgen"), (), ("hls",), ("codesign/rtlgen", "codesign/ipcore.py", "hls_templates/rtl", "hls_templates/ip", "rtl")),
+    Stage("rtl", "rtl", _lazy("codesign.rtlgen"), ("rtl",), ("hls",), ("codesign/rtlgen", "codesign/ipcore.py", "hls_templates/rtl", "hls_templates/ip", "rtl")),
     Stage("sim", "verify", _lazy("codesign.verify"), ("verify",), ("hls", "rtl"),
           ("codesign/verify.py", "codesign/vectors.py", "codesign/golden.py", "sim")),
     Stage("synth", "synth", _lazy("codesign.synth"), ("synth",), ("rtl",), ("codesign/synth.py",)),

@@ -22,6 +22,7 @@ from codesign.config import Config
 from codesign.errors import RtlGenError
 from codesign.fixedpoint import OVERFLOW_CODE, QUANT_CODE
 from codesign.graph import Graph, Layer
+from codesign.rtlgen import adder_graph as adder_graph_mod
 from codesign.rtlgen import dense
 from codesign.rundir import require, stage_dir, write_json
 from codesign.simtools import RTL_LIB
@@ -56,7 +57,8 @@ class _Rendered:
     extra: dict[str, Any]
 
 
-def _render_layer(env: jinja2.Environment, layer: Layer, module: str, levels_per_stage: int) -> _Rendered:
+def _render_layer(env: jinja2.Environment, layer: Layer, module: str, levels_per_stage: int,
+                  shared: bool) -> _Rendered:
     common = dict(
         name=module, in_bits=layer.n_in * layer.in_type.width, out_bits=layer.n_out * layer.out_type.width,
         n_out=layer.n_out,
@@ -69,9 +71,13 @@ def _render_layer(env: jinja2.Environment, layer: Layer, module: str, levels_per
                 f"(n_in*n_out)"
             )
         if layer.reuse_factor == 1 or layer.nonzero_weights == 0:
-            m, cost = dense.parallel(layer, module, levels_per_stage)
+            # power-of-two products are wire shifts already: nothing for an adder graph to share
+            use_graph = shared and layer.product == "exact"
+            build = adder_graph_mod.parallel_shared if use_graph else dense.parallel
+            m, cost = build(layer, module, levels_per_stage)
             text = env.get_template("dense_parallel.v.j2").render(m=m, n_stages=m.n_stages, **common)
-            extra = {"architecture": "parallel", "adders": cost.adders, "pipeline_stages": m.n_stages}
+            extra = {"architecture": "parallel", "adder_graph": use_graph, "adders": cost.adders,
+                     "pipeline_stages": m.n_stages}
         else:
             m, cost, info = dense.folded(layer, module)
             text = env.get_template("dense_folded.v.j2").render(m=m, R=info["R"], lanes=info["lanes"],
@@ -105,7 +111,8 @@ def _layer_ii(layer: Layer) -> int:
     return 1
 
 
-def generate(graph: Graph, out_dir: Path, top: str = "codesign_top", levels_per_stage: int = 2) -> dict[str, Any]:
+def generate(graph: Graph, out_dir: Path, top: str = "codesign_top", levels_per_stage: int = 2,
+             adder_graph: bool = True) -> dict[str, Any]:
     """Write the Verilog, filelist.f and design.json for ``graph`` into ``out_dir``; return design.json."""
     if not graph.layers:
         raise RtlGenError("the model has no layers after the input")
@@ -116,7 +123,7 @@ def generate(graph: Graph, out_dir: Path, top: str = "codesign_top", levels_per_
     src = "paced" if ii > 1 else "in"
     for layer in graph.layers:
         name = verilog_name(layer.name)
-        r = _render_layer(env, layer, f"{top}_{name}", levels_per_stage)
+        r = _render_layer(env, layer, f"{top}_{name}", levels_per_stage, adder_graph)
         (out_dir / f"{r.module}.v").write_text(r.text)
         rendered.append(r)
         for p in r.primitives:
@@ -166,7 +173,7 @@ def generate(graph: Graph, out_dir: Path, top: str = "codesign_top", levels_per_
         "latency": latency, "ii": ii, "softmax_stripped": graph.softmax_stripped,
         "multipliers": sum(i["multipliers"] for i in layer_info if i["kind"] == "dense"),
         "nonzero_weights": sum(i["nonzero_weights"] for i in layer_info),
-        "levels_per_stage": levels_per_stage, "layers": layer_info,
+        "levels_per_stage": levels_per_stage, "adder_graph": adder_graph, "layers": layer_info,
     }
     return design
 
@@ -177,7 +184,7 @@ def run(cfg: Config, run_dir: Path) -> dict[str, Any]:
     g = hwgraph.load(Path(run_dir) / "hls" / "graph.json")
     with stage_dir(run_dir, "rtl") as out:
         t0 = time.time()
-        design = generate(g, out)
+        design = generate(g, out, levels_per_stage=cfg.rtl.levels_per_stage, adder_graph=cfg.rtl.adder_graph)
         design["clock_period_ns"] = hls_res.get("clock_period_ns", cfg.hls.clock_period_ns)
         write_json(out / "design.json", design)
         ipcore.package(out, design)
