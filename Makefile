@@ -14,7 +14,7 @@ demo: setup
 
 # The whole test suite (CI runs this through .ci/run).
 test: setup
-	$(PY) -m pytest -q -rs
+	$(PY) -m pytest -q -rs -n 2 --dist loadfile --durations=15
 
 # Unit tests only: no training, no simulation.
 test-fast: setup
