@@ -161,6 +161,8 @@ def from_hls4ml(hls_model: Any, softmax_stripped: bool = False) -> Graph:
             b = _csim_values(hl.weights["bias"], f"layer {hl.name} biases")
             if hl.get_attr("_weights_transposed", False):  # hls4ml's resource strategy stores W^T
                 w = np.transpose(w)
+            if _is_binary(hl):  # weight_binary: bit 0 means -1 (the product is w == 0 ? -a : a)
+                w = np.where(w == 0, -1.0, 1.0)
             wc, wf = _grid_codes(w, f"layer {hl.name} weights")
             bc, bf = _grid_codes(b, f"layer {hl.name} biases")
             product, product_type = _product(hl, prev_type, wc)
@@ -182,6 +184,12 @@ def from_hls4ml(hls_model: Any, softmax_stripped: bool = False) -> Graph:
     return Graph(in_type, n_in, tuple(layers), softmax_stripped)
 
 
+def _is_binary(hl: Any) -> bool:
+    from hls4ml.model.types import XnorPrecisionType
+
+    return isinstance(hl.weights["weight"].type.precision, XnorPrecisionType)
+
+
 def _product(hl: Any, in_type: FixedType, weight_codes: np.ndarray) -> tuple[str, FixedType | None]:
     """How hls4ml multiplies this layer's weights (``nnet_mult.h``): exactly, or by exponent."""
     from hls4ml.model.types import ExponentPrecisionType, FixedPrecisionType, IntegerPrecisionType
@@ -191,9 +199,11 @@ def _product(hl: Any, in_type: FixedType, weight_codes: np.ndarray) -> tuple[str
         # weight_exponential<x_T, w_T>::r_T = ap_fixed<2*(E + W_x), E + W_x>, E = exponent width
         e_w = int(prec.width)
         return "po2", FixedType(2 * (e_w + in_type.width), e_w + in_type.width)
+    if _is_binary(hl):  # -a or a: exact, like a multiplication by -1 or +1
+        return "exact", None
     if not isinstance(prec, (FixedPrecisionType, IntegerPrecisionType)):
         raise RtlGenError(f"layer {hl.name}: weight type {type(prec).__name__} ({prec}) is not supported; "
-                          f"supported: ap_fixed / ap_int weights and power-of-two (quantized_po2) weights")
+                          f"supported: ap_fixed / ap_int (incl. ternary), binary and power-of-two (quantized_po2) weights")
     return "exact", None
 
 

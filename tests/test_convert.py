@@ -81,3 +81,34 @@ def test_agreement_counts() -> None:
     a = convert.agreement(ref, cs)
     assert a == {"rows": 3, "exact_rows": 1, "exact_outputs": 4, "outputs": 6, "argmax_agree": 3,
                  "max_abs_err": 0.5}
+
+
+@pytest.mark.parametrize("kind", ["binary", "ternary"])
+def test_binary_and_ternary_weights_bit_exact_through_rtl(tmp_path: Path, kind: str) -> None:
+    """hls4ml's binary product is ``w == 0 ? -a : a`` (bit 0 is -1); ternary weights are int<2>."""
+    from qkeras import QActivation, QDense, binary, quantized_bits, ternary
+    from tensorflow.keras.layers import Input
+    from tensorflow.keras.models import Model
+
+    from codesign import rtlgen
+    from codesign.rundir import write_json
+    from codesign.verify import verify_design
+
+    q = binary(alpha=1) if kind == "binary" else ternary(alpha=1)
+    x = Input((6,), name="x_in")
+    h = QActivation(quantized_bits(6, 2, alpha=1), name="inq")(x)
+    h = QDense(4, kernel_quantizer=q, bias_quantizer=quantized_bits(6, 2, alpha=1), name="d1")(h)
+    model = Model(x, h)
+    rng = np.random.default_rng(0)
+    model.set_weights([rng.normal(0, 1, w.shape) for w in model.get_weights()])
+    _, g, cs = _convert(tmp_path / "hls", model)
+    weights = g.layers[0].weights
+    assert set(np.unique(weights)) <= ({-1, 1} if kind == "binary" else {-1, 0, 1})
+    arrays = vectors.build(g, cs, vectors.random_codes(g, 200, seed=5))
+    assert vectors.golden_agreement(g, arrays)["mismatched_outputs"] == 0
+    design = rtlgen.generate(g, tmp_path / "rtl")
+    write_json(tmp_path / "rtl" / "design.json", design)
+    np.savez(tmp_path / "vectors.npz", **arrays)
+    res = verify_design(tmp_path / "rtl", tmp_path / "vectors.npz", tmp_path / "sim", simulator="icarus",
+                        waves_on_failure=False)
+    assert res["passed"] and res["mismatches"] == 0, res["failures"]
