@@ -135,7 +135,7 @@ def _render_axis(env: jinja2.Environment, design: dict[str, Any]) -> str:
     it, ot = design["input"]["type"], design["output"]["type"]
     return env.get_template("axis.v.j2").render(
         top=design["top"], description=_description(design), n_in=design["input"]["n"],
-        n_out=design["output"]["n"], in_type=it["text"], out_type=ot["text"], w_in=it["width"],
+        n_out=design["output"]["n"], in_type=_type_text(it), out_type=_type_text(ot), w_in=it["width"],
         w_out=ot["width"], in_bits=ib, out_bits=ob, in_tdata=tdata_bits(ib), out_tdata=tdata_bits(ob),
         in_pad=tdata_bits(ib) - ib, out_pad=tdata_bits(ob) - ob, latency=design["latency"], ii=design["ii"],
     )
@@ -188,7 +188,7 @@ def _render_core(env: jinja2.Environment, design: dict[str, Any]) -> str:
 
 
 def _type_row(stream: str, n: int, t: dict[str, Any]) -> dict[str, Any]:
-    w, i, f, signed = int(t["width"]), int(t["integer"]), int(t["frac"]), bool(t["signed"])
+    w, i, f, signed = int(t["width"]), int(t["integer"]), int(t.get("frac", int(t["width"]) - int(t["integer"]))), bool(t["signed"])
     lsb = 2.0 ** -f
     lo, hi = (-(2.0 ** (i - 1)), 2.0 ** (i - 1) - lsb) if signed else (0.0, 2.0 ** i - lsb)
     parts = [f"bit {w - 1}: sign (two's complement)"] if signed else []
@@ -197,9 +197,17 @@ def _type_row(stream: str, n: int, t: dict[str, Any]) -> dict[str, Any]:
         parts.append(f"[{f - 1}:0] fraction")
     else:
         parts.append(f"[{w - 1}:0] code, value = code x 2^{-f}")
-    return {"stream": stream, "n": n, "text": t["text"], "width": w, "integer": i, "frac": f,
+    return {"stream": stream, "n": n, "text": _type_text(t), "width": w, "integer": i, "frac": f,
             "signed": "yes" if signed else "no", "range": f"[{lo!r}, {hi!r}], step 2^{-f}",
             "layout": "; ".join(parts)}
+
+
+def _type_text(t: dict[str, Any]) -> str:
+    """A type's hls4ml-style text (design.json carries it; built from the fields when absent)."""
+    if t.get("text"):
+        return str(t["text"])
+    kind = "fixed" if t.get("signed", True) else "ufixed"
+    return f"{kind}<{t['width']},{t['integer']},{t.get('rounding', 'TRN')},{t.get('overflow', 'WRAP')}>"
 
 
 def _ports(design: dict[str, Any]) -> list[dict[str, Any]]:
@@ -211,11 +219,11 @@ def _ports(design: dict[str, Any]) -> list[dict[str, Any]]:
         {"name": "s_axis_tvalid", "direction": "in", "width": 1, "meaning": "input vector valid"},
         {"name": "s_axis_tready", "direction": "out", "width": 1, "meaning": "core accepts an input vector"},
         {"name": "s_axis_tdata", "direction": "in", "width": tdata_bits(ib),
-         "meaning": f"input vector: {it['n']} x `{it['type']['text']}` in bits [{ib - 1}:0]"},
+         "meaning": f"input vector: {it['n']} x `{_type_text(it['type'])}` in bits [{ib - 1}:0]"},
         {"name": "m_axis_tvalid", "direction": "out", "width": 1, "meaning": "output vector valid"},
         {"name": "m_axis_tready", "direction": "in", "width": 1, "meaning": "downstream accepts the output vector"},
         {"name": "m_axis_tdata", "direction": "out", "width": tdata_bits(ob),
-         "meaning": f"output vector: {ot['n']} x `{ot['type']['text']}` in bits [{ob - 1}:0]"},
+         "meaning": f"output vector: {ot['n']} x `{_type_text(ot['type'])}` in bits [{ob - 1}:0]"},
     ]
 
 

@@ -135,7 +135,7 @@ def run_cocotb(
             )
         except (SystemExit, RuntimeError) as e:  # cocotb's runner exits or raises on build errors
             raise SimulationError(
-                f"{simulator} build of {toplevel} failed (exit {e.code}); see the output above "
+                f"{simulator} build of {toplevel} failed ({getattr(e, 'code', e)}); see the output above "
                 f"and {build_dir}"
             ) from e
         test_env = dict(extra_env or {})
