@@ -40,22 +40,10 @@ _SUMMARY = re.compile(r"^# done (.*)$")
 
 
 def load_design(rtl_dir: Path) -> dict[str, Any]:
-    """design.json of ``rtl_dir`` with the fields this module needs checked (StageError names it)."""
-    path = Path(rtl_dir) / "design.json"
-    if not path.is_file():
-        raise StageError(f"fastsim needs {path}, which does not exist", hint="run `codesign rtl` first")
-    design = json.loads(path.read_text())
-    for key in ("top", "files", "input", "output", "latency", "ii"):
-        if key not in design:
-            raise StageError(f"{path} has no {key!r} field")
-    for side in ("input", "output"):
-        for key in ("n", "type"):
-            if key not in design[side]:
-                raise StageError(f"{path}: {side!r} has no {key!r} field")
-    for f in design["files"]:
-        if not (Path(rtl_dir) / f).is_file():
-            raise StageError(f"{path} lists {f!r}, but {Path(rtl_dir) / f} does not exist")
-    return design
+    """design.json of ``rtl_dir``, checked (StageError names what is missing)."""
+    from codesign.verify import load_design as checked_design
+
+    return checked_design(rtl_dir)
 
 
 def pack_hex(codes: np.ndarray, width: int) -> list[str]:

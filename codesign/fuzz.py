@@ -25,7 +25,6 @@ when any case failed.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import math
 import os
 import shutil
@@ -33,7 +32,6 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -280,26 +278,6 @@ class CaseResult:
         return f"{head} [{t:.1f} s] {self.spec.describe()}"
 
 
-@contextlib.contextmanager
-def quiet(log_path: Path) -> Iterator[None]:
-    """Send this process's stdout/stderr (hls4ml's prints, g++) to ``log_path``."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = [os.dup(1), os.dup(2)]
-    with open(log_path, "ab") as f:
-        os.dup2(f.fileno(), 1)
-        os.dup2(f.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            os.close(saved[0])
-            os.close(saved[1])
-
-
 def corner_codes(graph: Any) -> np.ndarray:
     """All-min, all-max, all-zero, all-one-LSB and alternating min/max input vectors."""
     t, n = graph.input_type, graph.n_in
@@ -343,7 +321,7 @@ def run_case(spec: CaseSpec, work_dir: Path, *, simulator: str = "auto", vectors
 
         tf.keras.backend.clear_session()
         cfg = case_config(spec, vectors)
-        with quiet(log_path):
+        with simtools.redirect_output(log_path):
             model = build_model(spec)
             res.stage = "convert"
             hls_model, _, stripped = convert_model(cfg, model, work_dir / "hls")

@@ -15,14 +15,13 @@ unchanged design rebuilds in about a second (ccache).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import shutil
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -69,26 +68,6 @@ def load_design(rtl_dir: Path) -> dict[str, Any]:
     return design
 
 
-@contextlib.contextmanager
-def _fd_log(path: Path) -> Iterator[None]:
-    """Send this process's stdout/stderr file descriptors (and so the simulator's) to ``path``."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = [os.dup(1), os.dup(2)]
-    with open(path, "ab") as f:
-        os.dup2(f.fileno(), 1)
-        os.dup2(f.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            os.close(saved[0])
-            os.close(saved[1])
-
-
 def _tail(path: Path, n: int = 20) -> str:
     if not path.is_file():
         return ""
@@ -109,7 +88,7 @@ def _run_tb(design: dict[str, Any], rtl_dir: Path, vectors: Path, out_dir: Path,
     sources = [(rtl_dir / f).resolve() for f in design["files"]]
     t0 = time.monotonic()
     error: BaseException | None = None
-    with _fd_log(log_path):
+    with simtools.redirect_output(log_path):
         try:
             simtools.run_cocotb(
                 sources=sources, toplevel=str(design["top"]), test_module=_ENTRY_MODULE,
