@@ -30,6 +30,8 @@ from typing import Any
 from codesign.errors import StageError
 
 STAGES = ("model", "hls", "rtl", "sim", "synth", "report")
+#: Files of a source folder that count for a stage's fingerprint.
+SOURCE_SUFFIXES = (".py", ".v", ".sv", ".vh", ".j2", ".yaml", ".yml", ".cpp", ".h")
 
 
 def _json_default(o: Any) -> Any:
@@ -112,8 +114,8 @@ def fingerprint(*parts: Any) -> str:
         if isinstance(p, Path):
             if p.is_dir():
                 for f in sorted(p.rglob("*")):
-                    # sources only: caches written while the flow runs must not change the hash
-                    if f.is_file() and "__pycache__" not in f.parts and f.suffix not in (".pyc", ".vcd", ".fst"):
+                    # sources only: caches and results written while the flow runs must not change it
+                    if f.is_file() and "__pycache__" not in f.parts and f.suffix in SOURCE_SUFFIXES:
                         h.update(str(f.relative_to(p)).encode())
                         h.update(f.read_bytes())
             elif p.is_file():
