@@ -189,11 +189,12 @@ def test_unsupported_layer_is_refused_by_name(tmp_path: Path) -> None:
         rtlgen.generate(Graph(d.in_type, 3, (d, sig)), tmp_path)
 
 
-def test_accum_with_fewer_fractional_bits_than_products_is_refused(tmp_path: Path) -> None:
+def test_saturating_accum_with_fewer_fractional_bits_than_products_is_refused(tmp_path: Path) -> None:
+    """Per-product rounding is reproduced for a wrapping accum_t only (see the per_product tests)."""
     in_t = FixedType(6, 2)  # frac 4; weights frac 4 -> products frac 8
-    d = dense_layer("fc_q", [[3, 1]], [0, 0], in_t, FixedType(8, 4), FixedType(16, 10, True, "RND", "WRAP"),
+    d = dense_layer("fc_q", [[3, 1]], [0, 0], in_t, FixedType(8, 4), FixedType(16, 10, True, "RND", "SAT"),
                     weight_frac=4)
-    with pytest.raises(RtlGenError, match=r"layer fc_q: accum type fixed<16,10,RND,WRAP> keeps 6 fractional"):
+    with pytest.raises(RtlGenError, match=r"layer fc_q: accum type fixed<16,10,RND,SAT> keeps 6 fractional"):
         rtlgen.generate(Graph(in_t, 1, (d,)), tmp_path)
 
 
@@ -289,3 +290,26 @@ def test_multirate_chain_latency_matches_design_json(tmp_path: Path) -> None:
     d0 = random_dense(rng, 3, 4, rf=2, name="fc0")
     d1 = random_dense(rng, 4, 2, rf=8, in_t=d0.out_type, name="fc1")
     simulate_against_golden(tmp_path, Graph(d0.in_type, 3, (d0, d1)), n=40)
+
+
+@pytest.mark.parametrize("rounding", ["TRN", "TRN_ZERO", "RND", "RND_ZERO", "RND_MIN_INF", "RND_INF", "RND_CONV"])
+def test_per_product_rounding_into_narrow_accum(tmp_path: Path, rounding: str) -> None:
+    """accum_t with fewer fractional bits than x*w: hls4ml rounds every product on its own; the
+    parallel architecture does the same (RF 1, wrapping accum), bit-exact with the golden model."""
+    rng = np.random.default_rng(11)
+    w = rng.integers(-31, 32, size=(5, 4))
+    w[rng.random((5, 4)) < 0.3] = 0
+    in_t = FixedType(6, 2)  # 4 fractional bits; weights 4: products have 8, accum keeps 3
+    acc_t = FixedType(12, 9, True, rounding, "WRAP")
+    layer = dense_layer("fc", w, rng.integers(-20, 21, size=4), in_t, FixedType(10, 6, True, "RND", "SAT"),
+                        acc_t, weight_frac=4, bias_frac=4)
+    design = simulate_against_golden(tmp_path, Graph(in_t, 5, (layer,)), n=150)
+    assert design["layers"][0]["architecture"] == "parallel"
+    lint(tmp_path / "rtl", design)
+
+
+def test_per_product_rounding_refused_when_folded(tmp_path: Path) -> None:
+    layer = dense_layer("fc", [[3, 5], [7, -9]], [0, 0], FixedType(6, 2), FixedType(10, 6),
+                        FixedType(12, 9, True, "RND", "WRAP"), rf=2, weight_frac=4)
+    with pytest.raises(RtlGenError, match=r"layer fc: accum type .* per-product rounding .* reuse factor 1"):
+        rtlgen.generate(Graph(FixedType(6, 2), 2, (layer,)), tmp_path)

@@ -72,7 +72,7 @@ def _render_layer(env: jinja2.Environment, layer: Layer, module: str, levels_per
             )
         if layer.reuse_factor == 1 or layer.nonzero_weights == 0:
             # power-of-two products are wire shifts already: nothing for an adder graph to share
-            use_graph = shared and layer.product == "exact"
+            use_graph = shared and layer.product == "exact" and not dense.needs_product_rounding(layer)
             build = adder_graph_mod.parallel_shared if use_graph else dense.parallel
             m, cost = build(layer, module, levels_per_stage)
             text = env.get_template("dense_parallel.v.j2").render(m=m, n_stages=m.n_stages, **common)

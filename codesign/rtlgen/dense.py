@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from codesign.errors import RtlGenError
-from codesign.fixedpoint import cast
+from codesign.fixedpoint import FixedType, cast
 from codesign.graph import Layer
 from codesign.rtlgen.csd import csd
 from codesign.rtlgen.netlist import Module, Net, cast_instance, const, ext, input_element, signed_width
@@ -75,8 +75,19 @@ def _po2_range(layer: Layer, w: int) -> tuple[int, int]:
     return lo, hi
 
 
-def check_exact(layer: Layer) -> None:
-    """Refuse what the RTL cannot reproduce exactly, naming the layer and the type."""
+def needs_product_rounding(layer: Layer) -> bool:
+    """accum_t keeps fewer fractional bits than x*w: hls4ml rounds every product on its own."""
+    assert layer.accum_type is not None and layer.weights is not None
+    return layer.accum_type.frac < _product_frac(layer) and any(
+        _contributes(layer, int(w)) for w in layer.weights.ravel())
+
+
+def check_exact(layer: Layer, product_rounding: bool = False) -> None:
+    """Refuse what the RTL cannot reproduce exactly, naming the layer and the type.
+
+    ``product_rounding``: the caller rounds every product into accum_t on its own (the parallel
+    architecture does, for a wrapping accum_t, where summing rounded products in any order is exact).
+    """
     assert layer.accum_type is not None and layer.weights is not None and layer.bias is not None
     acc = layer.accum_type
     if layer.product == "po2" and layer.reuse_factor > 1:
@@ -85,10 +96,11 @@ def check_exact(layer: Layer) -> None:
             f"got {layer.reuse_factor}", hint=f"set hls.layer_reuse_factor.{layer.name}: 1")
     if layer.product not in ("exact", "po2"):
         raise RtlGenError(f"layer {layer.name}: product kind {layer.product!r} is not supported")
-    if acc.frac < _product_frac(layer) and any(_contributes(layer, int(w)) for w in layer.weights.ravel()):
+    if needs_product_rounding(layer) and not (product_rounding and acc.overflow == "WRAP"):
         raise RtlGenError(
             f"layer {layer.name}: accum type {acc} keeps {acc.frac} fractional bits but products x*w have "
-            f"{_product_frac(layer)}; per-product rounding in accum_t is not supported by the RTL backend",
+            f"{_product_frac(layer)}; per-product rounding in accum_t is supported at reuse factor 1 with a "
+            f"wrapping accum_t only (reuse factor {layer.reuse_factor}, overflow {acc.overflow})",
             hint=f"give {layer.name} an accum precision with at least {_product_frac(layer)} fractional bits",
         )
     if acc.overflow != "WRAP":
@@ -132,11 +144,14 @@ def _partial_sum_bounds(layer: Layer) -> tuple[int, int]:
     return lo_all, hi_all
 
 
-def _output_stage(m: Module, layer: Layer, j: int, root: Net | None, stage: int, out_name: str) -> None:
-    """out_j = (result_t)(accum_t)(bias + root): bias add, accum wrap, result cast, one register."""
+def _output_stage(m: Module, layer: Layer, j: int, root: Net | None, stage: int, out_name: str,
+                  tree_frac: int | None = None) -> None:
+    """out_j = (result_t)(accum_t)(bias + root): bias add, accum wrap, result cast, one register.
+
+    ``tree_frac``: fractional bits of the root's units (default: the products')."""
     assert layer.accum_type is not None
     acc_t = layer.accum_type
-    shift_to_acc = acc_t.frac - _product_frac(layer)
+    shift_to_acc = acc_t.frac - (_product_frac(layer) if tree_frac is None else tree_frac)
     bias = int(_bias_acc(layer)[j])
     if root is None:
         lo = hi = bias
@@ -220,10 +235,42 @@ def _po2_leaf(m: Module, layer: Layer, x: Net, w: int, truncated: dict[tuple[str
     return Net(t.name, t.lo, t.hi, 0, neg)
 
 
+def _rounded_product(m: Module, layer: Layer, terms: list[Net]) -> tuple[Net | None, int]:
+    """One product x*w (its shift-add terms, summed combinationally) cast into accum_t's fractional
+    bits with accum_t's rounding, as hls4ml's ``(accum_t)(x*w)``; wrap is left to the final cast.
+    Returns the product in accum_t units and the adders spent."""
+    assert layer.accum_type is not None
+    acc = layer.accum_type
+    adders = 0
+    while len(terms) > 1:
+        adders += len(terms) // 2
+        terms = [_combine(m, terms[k], terms[k + 1]) for k in range(0, len(terms) - 1, 2)] + (
+            [terms[-1]] if len(terms) % 2 else [])
+    if not terms:
+        return None, adders
+    net = terms[0]
+    src, lo, hi, width = net.name, net.lo, net.hi, net.width
+    if net.neg:  # materialise the sign before rounding: round(-v) != -round(v)
+        lo, hi = -net.hi, -net.lo
+        width = signed_width(lo, hi)
+        src = m.fresh("n")
+        m.wire(src, width, f"{const(0, width)} - {ext(net.name, net.width, width)}")
+        adders += 1
+    f_in = _product_frac(layer) - net.lsb
+    if f_in <= acc.frac:  # this product is already on accum_t's grid
+        return Net(src, lo, hi, acc.frac - f_in), adders
+    wide = FixedType(62, 62 - acc.frac, True, acc.rounding, "WRAP")
+    rlo, rhi = (int(v) for v in cast(np.array([lo, hi]), f_in, wide))
+    wq = signed_width(rlo, rhi)
+    q = cast_instance(m, m.fresh("pr"), src, width, f_in, FixedType(wq, wq - acc.frac, True, acc.rounding, "WRAP"))
+    return Net(q, rlo, rhi), adders + 1
+
+
 def parallel(layer: Layer, module_name: str, levels_per_stage: int = 2) -> tuple[Module, DenseCost]:
     """Reuse factor 1: constant-coefficient shift-add trees, pipelined."""
     assert layer.weights is not None
-    check_exact(layer)
+    check_exact(layer, product_rounding=True)
+    rounding = needs_product_rounding(layer)
     m = Module(module_name)
     xs = [input_element(m, "in_data", i, layer.in_type, f"x{i}") for i in range(layer.n_in)]
     _mark_unused_inputs(m, layer, xs)
@@ -236,12 +283,15 @@ def parallel(layer: Layer, module_name: str, levels_per_stage: int = 2) -> tuple
             w = int(layer.weights[i, j])
             if layer.product == "po2":
                 leaf = _po2_leaf(m, layer, xs[i], w, truncated)
-                if leaf is not None:
-                    leaves.append(leaf)
-                continue
-            for shift, sign in csd(w):
+                terms = [leaf] if leaf is not None else []
+            else:
                 x = xs[i]
-                leaves.append(Net(x.name, x.lo, x.hi, shift, sign < 0))
+                terms = [Net(x.name, x.lo, x.hi, shift, sign < 0) for shift, sign in csd(w)]
+            if rounding and terms:
+                rounded, spent = _rounded_product(m, layer, terms)
+                adders += spent
+                terms = [rounded] if rounded is not None else []
+            leaves.extend(terms)
         leaves.sort(key=lambda n: (n.lsb, n.neg))
         trees.append(leaves)
     depth = max((int(np.ceil(np.log2(len(t)))) if len(t) > 1 else 0) for t in trees) if trees else 0
@@ -260,7 +310,7 @@ def parallel(layer: Layer, module_name: str, levels_per_stage: int = 2) -> tuple
             if level % levels_per_stage == 0 or level == depth:
                 nodes = [_register(m, n, (level - 1) // levels_per_stage) for n in nodes]
         root = nodes[0] if nodes else None
-        _output_stage(m, layer, j, root, n_tree_stages, f"y{j}")
+        _output_stage(m, layer, j, root, n_tree_stages, f"y{j}", layer.accum_type.frac if rounding else None)
     n_stages = n_tree_stages + 1
     m.n_stages = n_stages
     # po2 products are wire shifts: no multiplier at all
