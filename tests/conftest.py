@@ -35,3 +35,18 @@ def small_qkeras_mlp(seed: int = 0, softmax: bool = False, sparsity: float = 0.5
     ws[0][rng.random(ws[0].shape) < sparsity] = 0
     m.set_weights(ws)
     return m
+
+
+def assert_verifies(rtl, design, arrays, tmp, simulator: str = "verilator") -> None:
+    """Simulate ``rtl`` against ``arrays`` (vectors.npz contents): 0 mismatches, and latency/II
+    measured by the testbench equal to what design.json promises."""
+    import numpy as np
+
+    from codesign.verify import verify_design
+
+    np.savez(tmp / "vectors.npz", **arrays)
+    res = verify_design(rtl, tmp / "vectors.npz", tmp / "sim", simulator=simulator, waves_on_failure=False)
+    assert res["mismatches"] == 0, res.get("first_mismatch")
+    assert res["passed"], res["failures"]
+    assert res["latency_min"] == res["latency_max"] == design["latency"]
+    assert res["ii"] == design["ii"]

@@ -71,7 +71,6 @@ def flow(model: Any, cfg: Config, tmp: Path, n: int = 300, simulate: bool = True
     from codesign.convert import convert_model
     from codesign.csim import CSim
     from codesign.graph import from_hls4ml
-    from codesign.verify import verify_design
 
     hls_model, _, stripped = convert_model(cfg, model, tmp / "hls")
     assert stripped
@@ -95,12 +94,9 @@ def flow(model: Any, cfg: Config, tmp: Path, n: int = 300, simulate: bool = True
     if lint:
         simtools.verilator_lint([rtl / f for f in design["files"]], design["top"], tmp / "lint.log")
     if simulate:
-        np.savez(tmp / "vectors.npz", **arrays)
-        res = verify_design(rtl, tmp / "vectors.npz", tmp / "sim", simulator=simulator, waves_on_failure=False)
-        assert res["mismatches"] == 0, res.get("first_mismatch")
-        assert res["passed"], res["failures"]
-        assert res["latency_min"] == res["latency_max"] == design["latency"]
-        assert res["ii"] == design["ii"]
+        from conftest import assert_verifies
+
+        assert_verifies(rtl, design, arrays, tmp, simulator)
     return design
 
 

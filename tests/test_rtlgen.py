@@ -44,7 +44,6 @@ def lint(rtl: Path, design: dict[str, Any]) -> None:
 def simulate_against_golden(tmp: Path, graph: Graph, n: int = 200, seed: int = 0,
                             simulator: str = "icarus") -> dict[str, Any]:
     """Generate, write design.json, and verify the RTL against the golden model on random inputs."""
-    from codesign.verify import verify_design
 
     rtl = tmp / "rtl"
     design = rtlgen.generate(graph, rtl)
@@ -56,12 +55,9 @@ def simulate_against_golden(tmp: Path, graph: Graph, n: int = 200, seed: int = 0
     outs = golden.layer_outputs(graph, x)
     arrays = {"inputs": x, "expected": outs[graph.layers[-1].name]}
     arrays.update({f"golden_{k}": v for k, v in outs.items()})
-    np.savez(tmp / "vectors.npz", **arrays)
-    res = verify_design(rtl, tmp / "vectors.npz", tmp / "sim", simulator=simulator, waves_on_failure=False)
-    assert res["mismatches"] == 0, res.get("first_mismatch")
-    assert res["passed"], res["failures"]
-    assert res["latency_min"] == res["latency_max"] == design["latency"]
-    assert res["ii"] == design["ii"]
+    from conftest import assert_verifies
+
+    assert_verifies(rtl, design, arrays, tmp, simulator)
     return design
 
 
