@@ -17,7 +17,7 @@ QActivation (signed or unsigned) or typed by ``hls.input_precision``; random per
 factors 1..n_in*n_out; random accum / result precision overrides with every rounding and
 overflow mode (some accum types are chosen so the RTL must refuse them).
 
-Command line: ``python -m codesign.fuzz --cases N --seed S [--simulator auto|verilator|icarus|both]``
+Command line: ``python -m codesign.fuzz --cases N --seed S [--jobs J] [--simulator auto|verilator|icarus|both]``
 prints one line per case and ``fuzz: P passed, F failed, R refused (N cases, T s)``; exit code 1
 when any case failed.
 """
@@ -422,20 +422,51 @@ def run_case(spec: CaseSpec, work_dir: Path, *, simulator: str = "auto", vectors
 
 # ----------------------------------------------------------------------------- campaign
 
+def _run_one(seed: int, index: int, work_root: str, simulator: str, vectors: int, keep: bool) -> CaseResult:
+    """One campaign case in its own directory; passed/refused cases are cleaned up unless ``keep``."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    spec = make_case(seed, index)
+    work = Path(work_root) / f"case_{seed}_{index}"
+    if work.exists():
+        shutil.rmtree(work)
+    r = run_case(spec, work, simulator=simulator, vectors=vectors)
+    r.design = None  # keep results small when they cross a process boundary
+    if r.status != "failed" and not keep:
+        shutil.rmtree(work, ignore_errors=True)
+    return r
+
+
 def run_campaign(cases: int, seed: int, work_root: Path, *, simulator: str = "auto", vectors: int = 300,
-                 keep: bool = False, start: int = 0, print_fn: Any = print) -> list[CaseResult]:
-    results = []
+                 keep: bool = False, start: int = 0, jobs: int = 1, print_fn: Any = print) -> list[CaseResult]:
+    """Run cases ``start .. start+cases-1``; ``jobs`` > 1 runs them in worker processes.
+
+    Lines are printed as cases finish (so a killed campaign has still reported every finished case);
+    the returned list is in case order.
+    """
     t_all = time.monotonic()
-    for index in range(start, start + cases):
-        spec = make_case(seed, index)
-        work = Path(work_root) / f"case_{seed}_{index}"
-        if work.exists():
-            shutil.rmtree(work)
-        r = run_case(spec, work, simulator=simulator, vectors=vectors)
-        results.append(r)
-        print_fn(r.line())
-        if r.status != "failed" and not keep:
-            shutil.rmtree(work, ignore_errors=True)
+    indices = range(start, start + cases)
+    args = (str(work_root), simulator, vectors, keep)
+    done: dict[int, CaseResult] = {}
+    if jobs <= 1:
+        for index in indices:
+            done[index] = _run_one(seed, index, *args)
+            print_fn(done[index].line())
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        # spawn, not fork: TensorFlow's threads do not survive a fork
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, max_tasks_per_child=25) as pool:
+            futures = {pool.submit(_run_one, seed, i, *args): i for i in indices}
+            for fut in as_completed(futures):
+                i = futures[fut]
+                try:
+                    done[i] = fut.result()
+                except Exception as e:  # a worker that died still counts as a failed case
+                    done[i] = CaseResult(make_case(seed, i), detail=f"worker crashed: {type(e).__name__}: {e}")
+                print_fn(done[i].line())
+    results = [done[i] for i in indices]
     print_fn(summary(results, time.monotonic() - t_all))
     return results
 
@@ -460,6 +491,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--vectors", type=int, default=300, help="random vectors per case (plus 6 corner vectors)")
     p.add_argument("--work", help="work directory (default: a temporary one; failed cases are kept)")
     p.add_argument("--keep", action="store_true", help="keep passed cases' files too")
+    p.add_argument("--jobs", type=int, default=1, help="cases run in parallel worker processes")
     args = p.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import logging
@@ -468,7 +500,7 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="codesign-fuzz-"))
     print(f"fuzz: seed {args.seed}, cases {args.start}..{args.start + args.cases - 1}, work {work}", flush=True)
     results = run_campaign(args.cases, args.seed, work, simulator=args.simulator, vectors=args.vectors,
-                           keep=args.keep, start=args.start, print_fn=lambda s: print(s, flush=True))
+                           keep=args.keep, start=args.start, jobs=args.jobs, print_fn=lambda s: print(s, flush=True))
     return 1 if any(r.status == "failed" for r in results) else 0
 
 
