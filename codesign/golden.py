@@ -3,6 +3,13 @@
 Dense (``nnet_dense_latency.h``): every product ``x*w`` is exact, then converted to accum_t; the
 accumulator starts at ``(accum_t)bias`` and adds the products in accum_t, input by input; the
 result is ``(result_t)acc``. ReLU is ``x > 0 ? (result_t)x : 0``; linear is ``(result_t)x``.
+
+Conv1D/2D (``nnet_conv*_latency.h``): the same product/accumulate per output pixel over its
+im2col window, so it is computed as its Dense equivalent (:func:`codesign.graph.dense_equivalent`).
+Pooling (``nnet_pooling.h``): max returns the window's largest input converted to accum_t;
+average adds the inputs one by one in accum_t, then divides by the tap count (truncating toward
+zero, as ap_fixed's ``/=`` by an integer); both then convert to result_t. Padded taps hold
+hls4ml's ``pad_val``: 0 for average, the code with only the top bit set for max.
 """
 
 from __future__ import annotations
@@ -10,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from codesign.fixedpoint import cast
-from codesign.graph import Graph, Layer
+from codesign.graph import Graph, Layer, dense_equivalent
 
 
 def po2_products(layer: Layer, x_col: np.ndarray, w_row: np.ndarray) -> np.ndarray:
@@ -57,10 +64,43 @@ def dense(layer: Layer, x: np.ndarray) -> np.ndarray:
     return cast(acc, acc_t.frac, layer.out_type)
 
 
+def pool_pad_code(layer: Layer) -> int:
+    """hls4ml's ``pad_val`` for a padded tap of max pooling: a code with only the top bit set
+    (the most negative value of a signed type, but half the range of an unsigned one)."""
+    t = layer.in_type
+    return t.min_code if t.signed else 1 << (t.width - 1)
+
+
+def pool(layer: Layer, x: np.ndarray) -> np.ndarray:
+    g, acc_t, in_t = layer.geometry, layer.accum_type, layer.in_type
+    assert g is not None and acc_t is not None
+    c = g.n_chan
+    out = np.zeros((len(x), layer.n_out), dtype=np.int64)
+    for p, taps in enumerate(g.windows()):
+        length = len(taps) if g.count_pad else int(np.count_nonzero(taps >= 0))
+        for ch in range(c):
+            if layer.pool_op == "max":
+                cols = [x[:, t * c + ch] if t >= 0 else np.full(len(x), pool_pad_code(layer)) for t in taps]
+                y = cast(np.max(np.stack(cols), axis=0), in_t.frac, acc_t)
+            else:
+                frac = max(acc_t.frac, in_t.frac)
+                y = np.zeros(len(x), dtype=np.int64)
+                for t in taps:
+                    xi = x[:, t * c + ch] if t >= 0 else np.zeros(len(x), dtype=np.int64)
+                    y = cast((y << (frac - acc_t.frac)) + (xi << (frac - in_t.frac)), frac, acc_t)
+                y = np.where(y >= 0, y // length, -((-y) // length))
+            out[:, p * c + ch] = cast(y, acc_t.frac, layer.out_type)
+    return out
+
+
 def run_layer(layer: Layer, x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, dtype=np.int64)
     if layer.kind == "dense":
         return dense(layer, x)
+    if layer.kind == "conv":
+        return dense(dense_equivalent(layer), x)
+    if layer.kind == "pool":
+        return pool(layer, x)
     if layer.kind == "relu":
         return np.where(x > 0, cast(x, layer.in_type.frac, layer.out_type), 0)
     if layer.kind == "cast":

@@ -7,7 +7,7 @@ and the report read only this file, so they never depend on hls4ml internals.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,50 @@ from codesign.rundir import read_json, write_json
 
 GRAPH_FORMAT = 1
 #: Layer kinds the RTL backend implements.
-KINDS = ("dense", "relu", "cast")
+KINDS = ("dense", "conv", "pool", "relu", "cast")
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """A sliding window over a channel-last image (hls4ml io_parallel layout: index (h*W + w)*C + c).
+
+    Conv1D / Pooling1D use ``in_h = k_h = out_h = 1``. ``pad_*`` are hls4ml's computed paddings.
+    """
+
+    in_h: int
+    in_w: int
+    n_chan: int
+    k_h: int
+    k_w: int
+    stride_h: int
+    stride_w: int
+    pad_top: int
+    pad_left: int
+    out_h: int
+    out_w: int
+    count_pad: bool = False  #: average pooling: divide by the full window, padding included
+
+    @property
+    def pixels(self) -> int:
+        return self.out_h * self.out_w
+
+    def windows(self) -> np.ndarray:
+        """pixels x (k_h*k_w): input pixel index of each window tap, -1 where it falls in padding.
+
+        Taps are in hls4ml's im2col order (row of the window, then column)."""
+        out = np.full((self.pixels, self.k_h * self.k_w), -1, dtype=np.int64)
+        for oh in range(self.out_h):
+            for ow in range(self.out_w):
+                for kh in range(self.k_h):
+                    for kw in range(self.k_w):
+                        h = oh * self.stride_h + kh - self.pad_top
+                        w = ow * self.stride_w + kw - self.pad_left
+                        if 0 <= h < self.in_h and 0 <= w < self.in_w:
+                            out[oh * self.out_w + ow, kh * self.k_w + kw] = h * self.in_w + w
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
 @dataclass(frozen=True)
@@ -45,6 +88,10 @@ class Layer:
     #: weight's exponent inside ``product_type``, truncating, then negated for negative weights).
     product: str = "exact"
     product_type: FixedType | None = None
+    #: conv / pool: the sliding window (conv weights are then the k_h*k_w*n_chan x n_filt kernel)
+    geometry: Geometry | None = None
+    #: pool: "max" or "avg"
+    pool_op: str = ""
 
     @property
     def nonzero_weights(self) -> int:
@@ -56,7 +103,12 @@ class Layer:
             "in_type": self.in_type.to_json(), "out_type": self.out_type.to_json(), "source": self.source,
             "reuse_factor": self.reuse_factor, "strategy": self.strategy,
         }
-        if self.kind == "dense":
+        if self.geometry is not None:
+            d["geometry"] = self.geometry.to_json()
+        if self.kind == "pool":
+            assert self.accum_type is not None
+            d.update(pool_op=self.pool_op, accum_type=self.accum_type.to_json())
+        if self.kind in ("dense", "conv"):
             assert self.weights is not None and self.bias is not None and self.accum_type is not None
             d.update(
                 accum_type=self.accum_type.to_json(), weights=self.weights.tolist(),
@@ -66,6 +118,28 @@ class Layer:
             if self.product_type is not None:
                 d["product_type"] = self.product_type.to_json()
         return d
+
+
+def dense_equivalent(layer: Layer) -> Layer:
+    """A conv layer as the Dense layer it computes: one weight-shared kernel per output pixel.
+
+    Output (pixel p, filter f) sums kernel[(tap*C + c), f] * x[window[p, tap]*C + c] over the
+    taps inside the image, in hls4ml's im2col order; padded taps multiply zero and drop out (a
+    zero product leaves wrapping and saturating accumulators alike unchanged). Input index order
+    follows tap order, so the golden model's input-by-input accumulation keeps hls4ml's order.
+    """
+    if layer.kind != "conv":
+        return layer
+    g, k = layer.geometry, layer.weights
+    assert g is not None and k is not None and layer.bias is not None
+    n_filt = k.shape[1]
+    w = np.zeros((layer.n_in, g.pixels * n_filt), dtype=np.int64)
+    for p, taps in enumerate(g.windows()):
+        for t, pix in enumerate(taps):
+            if pix >= 0:
+                rows = slice(t * g.n_chan, (t + 1) * g.n_chan)
+                w[pix * g.n_chan : (pix + 1) * g.n_chan, p * n_filt : (p + 1) * n_filt] = k[rows]
+    return replace(layer, kind="dense", weights=w, bias=np.tile(layer.bias, g.pixels))
 
 
 @dataclass(frozen=True)
@@ -109,10 +183,14 @@ def load(path: Path) -> Graph:
     layers = []
     for d in data["layers"]:
         extra: dict[str, Any] = {}
-        if d["kind"] == "dense":
-            extra = dict(
-                accum_type=_type(d["accum_type"]), weights=np.array(d["weights"], dtype=np.int64).reshape(
-                    d["n_in"], d["n_out"]), weight_frac=d["weight_frac"],
+        if "geometry" in d:
+            extra["geometry"] = Geometry(**d["geometry"])
+        if d["kind"] == "pool":
+            extra.update(pool_op=d["pool_op"], accum_type=_type(d["accum_type"]))
+        if d["kind"] in ("dense", "conv"):
+            w = np.array(d["weights"], dtype=np.int64)
+            extra.update(
+                accum_type=_type(d["accum_type"]), weights=w.reshape(-1, len(d["bias"])), weight_frac=d["weight_frac"],
                 bias=np.array(d["bias"], dtype=np.int64), bias_frac=d["bias_frac"],
                 product=d.get("product", "exact"),
                 product_type=_type(d["product_type"]) if d.get("product_type") else None,
@@ -172,6 +250,17 @@ def from_hls4ml(hls_model: Any, softmax_stripped: bool = False) -> Graph:
                 weights=wc.reshape(prev_n, n_out), weight_frac=wf, bias=bc.reshape(n_out), bias_frac=bf,
                 reuse_factor=rf, strategy=strategy, product=product, product_type=product_type,
             ))
+        elif cls in CONV_CLASSES:
+            layers.append(_conv(hl, prev_type, prev_n, out_t, n_out, source, rf, strategy))
+        elif cls in ("Pooling1D", "Pooling2D"):
+            layers.append(_pool(hl, prev_type, prev_n, out_t, n_out, source))
+        elif cls in ("Reshape", "Flatten"):
+            # io_parallel arrays are flat and channel-last: Flatten / Reshape move no data
+            if n_out != prev_n:
+                raise RtlGenError(f"layer {hl.name}: {cls} changes the element count {prev_n} -> {n_out}")
+            continue
+        elif cls == "BatchNormalization":
+            layers.append(_batchnorm(hl, prev_type, prev_n, out_t, n_out, source))
         elif cls in ("Activation", "ReLU") and act in ("relu", "linear"):
             kind = "relu" if act == "relu" else "cast"
             layers.append(Layer(name=hl.name, kind=kind, n_in=prev_n, n_out=n_out, in_type=prev_type,
@@ -182,6 +271,88 @@ def from_hls4ml(hls_model: Any, softmax_stripped: bool = False) -> Graph:
                                 in_type=prev_type, out_type=out_t, source=source))
         prev_type, prev_n = out_t, n_out
     return Graph(in_type, n_in, tuple(layers), softmax_stripped)
+
+
+#: hls4ml classes computed by conv_1d/2d_latency_cl (im2col + the Dense product/accumulate).
+CONV_CLASSES = ("Conv1D", "Conv2D", "PointwiseConv1D", "PointwiseConv2D", "Conv2DBatchnorm")
+
+
+def _geometry(hl: Any, two_d: bool, k_h: int, k_w: int, n_chan: int, count_pad: bool = False) -> Geometry:
+    a = hl.get_attr
+    if two_d:
+        return Geometry(int(a("in_height")), int(a("in_width")), n_chan, k_h, k_w, int(a("stride_height")),
+                        int(a("stride_width")), int(a("pad_top")), int(a("pad_left")), int(a("out_height")),
+                        int(a("out_width")), count_pad)
+    in_w = int(a("in_width") if a("in_width") is not None else a("n_in"))
+    out_w = int(a("out_width") if a("out_width") is not None else a("n_out"))
+    return Geometry(1, in_w, n_chan, 1, k_w, 1, int(a("stride_width")), 0, int(a("pad_left")), 1, out_w, count_pad)
+
+
+def _conv(hl: Any, in_t: FixedType, n_in: int, out_t: FixedType, n_out: int, source: str, rf: int,
+          strategy: str) -> Layer:
+    a = hl.get_attr
+    two_d = a("filt_height") is not None and "1D" not in hl.class_name
+    k_h, k_w = (int(a("filt_height")), int(a("filt_width"))) if two_d else (1, int(a("filt_width")))
+    n_chan, n_filt = int(a("n_chan")), int(a("n_filt"))
+    for attr in ("dilation_height", "dilation_width", "dilation"):
+        if int(a(attr) or 1) != 1:
+            raise RtlGenError(f"layer {hl.name}: dilated convolutions ({attr}={a(attr)}) are not supported")
+    geom = _geometry(hl, two_d, k_h, k_w, n_chan)
+    if geom.in_h * geom.in_w * n_chan != n_in or geom.pixels * n_filt != n_out:
+        raise RtlGenError(f"layer {hl.name}: geometry {geom} does not match {n_in} inputs / {n_out} outputs")
+    w = _csim_values(hl.weights["weight"], f"layer {hl.name} weights")
+    b = _csim_values(hl.weights["bias"], f"layer {hl.name} biases")
+    k = k_h * k_w * n_chan
+    if hl.get_attr("_weights_transposed", False) or w.size != k * n_filt:
+        raise RtlGenError(f"layer {hl.name}: kernel layout {w.shape} (strategy {strategy}) is not the "
+                          f"{k_h}x{k_w}x{n_chan}x{n_filt} kernel of the Latency strategy",
+                          hint="use the Latency strategy for convolutions (hls.layer_strategy)")
+    wc, wf = _grid_codes(w, f"layer {hl.name} weights")
+    bc, bf = _grid_codes(b, f"layer {hl.name} biases")
+    product, product_type = _product(hl, in_t, wc)
+    return Layer(
+        name=hl.name, kind="conv", n_in=n_in, n_out=n_out, in_type=in_t, out_type=out_t, source=source,
+        accum_type=_layer_type(hl, hl.types["accum_t"].precision, "accum"), weights=wc.reshape(k, n_filt),
+        weight_frac=wf, bias=bc.reshape(n_filt), bias_frac=bf, reuse_factor=rf, strategy=strategy,
+        product=product, product_type=product_type, geometry=geom,
+    )
+
+
+def _pool(hl: Any, in_t: FixedType, n_in: int, out_t: FixedType, n_out: int, source: str) -> Layer:
+    a = hl.get_attr
+    two_d = hl.class_name == "Pooling2D"
+    k_h, k_w = (int(a("pool_height")), int(a("pool_width"))) if two_d else (1, int(a("pool_width")))
+    geom = _geometry(hl, two_d, k_h, k_w, int(a("n_filt")), bool(a("count_pad")))
+    if geom.in_h * geom.in_w * geom.n_chan != n_in or geom.pixels * geom.n_chan != n_out:
+        raise RtlGenError(f"layer {hl.name}: geometry {geom} does not match {n_in} inputs / {n_out} outputs")
+    op = {"Max": "max", "Average": "avg"}.get(str(a("pool_op")))
+    if op is None:
+        raise RtlGenError(f"layer {hl.name}: pooling operation {a('pool_op')!r} is not supported; valid: Max, Average")
+    return Layer(name=hl.name, kind="pool", n_in=n_in, n_out=n_out, in_type=in_t, out_type=out_t,
+                 source=f"{source}({op})", accum_type=_layer_type(hl, hl.types["accum_t"].precision, "accum"),
+                 geometry=geom, pool_op=op)
+
+
+def _batchnorm(hl: Any, in_t: FixedType, n_in: int, out_t: FixedType, n_out: int, source: str) -> Layer:
+    """hls4ml's ``normalize``: ``(res_T)(x*scale + bias)`` with the sum exact, as a diagonal Dense
+    whose accumulator is wide enough to be exact (so only the final cast rounds)."""
+    s = _csim_values(hl.weights["scale"], f"layer {hl.name} scale").ravel()
+    b = _csim_values(hl.weights["bias"], f"layer {hl.name} bias").ravel()
+    n_filt = int(hl.get_attr("n_filt") or -1)
+    idx = np.arange(n_in) % n_filt if n_filt > 0 else np.arange(n_in)
+    if n_out != n_in or idx.max() >= len(s) or len(s) != len(b):
+        raise RtlGenError(f"layer {hl.name}: {len(s)} scales / {len(b)} biases for {n_in} inputs")
+    sc, sf = _grid_codes(s[idx], f"layer {hl.name} scale")
+    bc, bf = _grid_codes(b[idx], f"layer {hl.name} bias")
+    frac = max(in_t.frac + sf, bf)
+    prod = np.stack([sc * in_t.min_code, sc * in_t.max_code])
+    lo = (prod.min(axis=0) << (frac - in_t.frac - sf)) + (bc << (frac - bf))
+    hi = (prod.max(axis=0) << (frac - in_t.frac - sf)) + (bc << (frac - bf))
+    width = max(int(v).bit_length() for v in (*lo.tolist(), *hi.tolist(), 1)) + 2
+    acc_t = FixedType(width, width - frac, True, "TRN", "WRAP")
+    return Layer(name=hl.name, kind="dense", n_in=n_in, n_out=n_out, in_type=in_t, out_type=out_t,
+                 source=source, accum_type=acc_t, weights=np.diag(sc), weight_frac=sf, bias=bc, bias_frac=bf,
+                 reuse_factor=1, strategy="latency")
 
 
 def _is_binary(hl: Any) -> bool:

@@ -24,6 +24,7 @@ from codesign.fixedpoint import OVERFLOW_CODE, QUANT_CODE
 from codesign.graph import Graph, Layer
 from codesign.rtlgen import adder_graph as adder_graph_mod
 from codesign.rtlgen import dense
+from codesign.rtlgen import pool as pool_mod
 from codesign.rundir import require, stage_dir, write_json
 from codesign.simtools import RTL_LIB
 
@@ -64,6 +65,30 @@ def _render_layer(env: jinja2.Environment, layer: Layer, module: str, levels_per
         n_out=layer.n_out,
         comment=f"layer {layer.name} ({layer.source}): {layer.n_in} x {layer.in_type} -> {layer.n_out} x {layer.out_type}",
     )
+    conv: dict[str, Any] = {}
+    if layer.kind == "conv":
+        g = layer.geometry
+        assert g is not None and layer.weights is not None
+        if layer.strategy != "latency":
+            raise RtlGenError(f"layer {layer.name}: convolutions are generated for hls4ml's Latency strategy only "
+                              f"(got {layer.strategy!r})", hint="set hls.layer_strategy for this layer to Latency")
+        k, n_filt = layer.weights.shape
+        conv = {"pixels": g.pixels, "kernel": [g.k_h, g.k_w, g.n_chan, n_filt], "stride": [g.stride_h, g.stride_w],
+                "padding": [g.pad_top, g.pad_left], "kernel_nonzero_weights": layer.nonzero_weights,
+                "expanded_nonzero_weights": int((hwgraph.dense_equivalent(layer).weights != 0).sum())}
+        if layer.reuse_factor > k * n_filt:
+            raise RtlGenError(f"layer {layer.name}: reuse factor {layer.reuse_factor} is outside 1..{k * n_filt} "
+                              f"(kernel n_in*n_out = {k}*{n_filt})")
+        layer = hwgraph.dense_equivalent(layer)
+    if layer.kind == "pool":
+        m, cost = pool_mod.build(layer, module)
+        text = env.get_template("dense_parallel.v.j2").render(m=m, n_stages=m.n_stages, **common)
+        g = layer.geometry
+        assert g is not None
+        extra = {"architecture": "parallel comparator trees" if layer.pool_op == "max" else "parallel adder trees",
+                 "pool_op": layer.pool_op, "window": [g.k_h, g.k_w], "stride": [g.stride_h, g.stride_w],
+                 "operators": cost.adders}
+        return _Rendered(module, text, cost.latency, cost.ii, 0, True, ("fxp_cast.v",), extra)
     if layer.kind == "dense":
         if layer.reuse_factor < 1 or layer.reuse_factor > layer.n_in * layer.n_out:
             raise RtlGenError(
@@ -83,6 +108,10 @@ def _render_layer(env: jinja2.Environment, layer: Layer, module: str, levels_per
             text = env.get_template("dense_folded.v.j2").render(m=m, R=info["R"], lanes=info["lanes"],
                                                                  tw=info["tw"], **common)
             extra = {"architecture": "folded", "lanes": info["lanes"]}
+        if conv:
+            # every output pixel has its own copy of the kernel's products (fully parallel over
+            # pixels); R > 1 folds the products of all pixels onto ceil(nonzeros / R) lanes
+            extra = {**extra, "architecture": f"conv ({extra['architecture']} over {conv['pixels']} pixels)", **conv}
         # ii is what the layer promises at full rate; latency counts clock edges input -> output.
         return _Rendered(module, text, cost.latency, cost.ii, cost.multipliers, True, ("fxp_cast.v",), extra)
     if layer.kind in ("relu", "cast"):
@@ -99,14 +128,19 @@ def _render_layer(env: jinja2.Environment, layer: Layer, module: str, levels_per
         return _Rendered(module, text, 0, 1, 0, False, prims, {"architecture": "combinational"})
     raise RtlGenError(
         f"layer {layer.name}: {layer.source or layer.kind} is not supported by the RTL backend; "
-        f"supported: Dense, ReLU / quantized ReLU, linear activation (a final Softmax is stripped when "
-        f"hls.strip_softmax is true)"
+        f"supported: Dense, Conv1D/Conv2D, Max/AveragePooling1D/2D, Flatten, BatchNormalization, ReLU / "
+        f"quantized ReLU, linear activation (a final Softmax is stripped when hls.strip_softmax is true)"
     )
+
+
+def _weight_count(layer: Layer) -> int:
+    """Stored weights: n_in*n_out of a Dense, the kernel of a conv, none elsewhere."""
+    return int(layer.weights.size) if layer.kind in ("dense", "conv") and layer.weights is not None else 0
 
 
 def _layer_ii(layer: Layer) -> int:
     """Cycles between vectors the layer accepts: R for a folded Dense, 1 otherwise."""
-    if layer.kind == "dense" and layer.reuse_factor > 1 and layer.nonzero_weights > 0:
+    if layer.kind in ("dense", "conv") and layer.reuse_factor > 1 and layer.nonzero_weights > 0:
         return layer.reuse_factor
     return 1
 
@@ -132,8 +166,8 @@ def generate(graph: Graph, out_dir: Path, top: str = "codesign_top", levels_per_
         info = {
             "name": layer.name, "kind": layer.kind, "source": layer.source, "module": r.module,
             "n_in": layer.n_in, "n_out": layer.n_out, "in_type": layer.in_type.to_json(),
-            "out_type": layer.out_type.to_json(), "reuse_factor": layer.reuse_factor if layer.kind == "dense" else None,
-            "nonzero_weights": layer.nonzero_weights, "weights": layer.n_in * layer.n_out if layer.kind == "dense" else 0,
+            "out_type": layer.out_type.to_json(), "reuse_factor": layer.reuse_factor if layer.kind in ("dense", "conv") else None,
+            "nonzero_weights": layer.nonzero_weights, "weights": _weight_count(layer),
             "multipliers": r.multipliers, "latency": r.latency, "ii": r.ii,
             "probe": {"data": f"{name}_out_data", "valid": f"{name}_out_valid", "ready": f"{name}_out_ready"},
             **r.extra,
@@ -171,7 +205,7 @@ def generate(graph: Graph, out_dir: Path, top: str = "codesign_top", levels_per_
         "input": {"n": graph.n_in, "type": graph.input_type.to_json(), "port": "in_data", "bits": in_bits},
         "output": {"n": graph.n_out, "type": graph.output_type.to_json(), "port": "out_data", "bits": out_bits},
         "latency": latency, "ii": ii, "softmax_stripped": graph.softmax_stripped,
-        "multipliers": sum(i["multipliers"] for i in layer_info if i["kind"] == "dense"),
+        "multipliers": sum(i["multipliers"] for i in layer_info if i["kind"] in ("dense", "conv")),
         "nonzero_weights": sum(i["nonzero_weights"] for i in layer_info),
         "levels_per_stage": levels_per_stage, "adder_graph": adder_graph, "layers": layer_info,
     }

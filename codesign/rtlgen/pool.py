@@ -1,0 +1,129 @@
+"""Max / average pooling (hls4ml ``pooling1d_cl`` / ``pooling2d_cl``) as one registered stage.
+
+Every output (pixel, channel) reads its window straight from the flat channel-last input bus:
+
+- **max**: a balanced tree of signed comparators (``a > b ? a : b``, the maximum whatever the
+  order, so hls4ml's left-to-right scan gives the same value); padded taps are hls4ml's
+  ``pad_val`` constant. The maximum is then converted to accum_t and to result_t, as
+  ``res = (res_T)(accum_t)max``.
+- **avg**: the exact window sum, converted to accum_t once, then divided by the tap count with
+  truncation toward zero (ap_fixed's ``/=`` by an integer) as an arithmetic shift; then result_t.
+  One conversion equals hls4ml's add-then-convert per tap when accum_t keeps every fractional bit
+  of the input and either wraps (modular) or saturates a sum of non-negative inputs (monotone);
+  other accum types, and tap counts that are not powers of two, are refused by name.
+
+Latency 1, II 1: the comparator/adder tree is a few LUT levels, registered at the output.
+"""
+
+from __future__ import annotations
+
+from codesign.errors import RtlGenError
+from codesign.golden import pool_pad_code
+from codesign.graph import Layer
+from codesign.rtlgen.dense import DenseCost
+from codesign.rtlgen.netlist import Module, Net, cast_instance, const, ext, input_element, signed_width
+
+
+def check(layer: Layer) -> None:
+    """Refuse, naming the layer, what one registered stage cannot reproduce bit-exactly."""
+    g, acc_t, in_t = layer.geometry, layer.accum_type, layer.in_type
+    assert g is not None and acc_t is not None
+    if layer.pool_op == "max":
+        return
+    if layer.pool_op != "avg":
+        raise RtlGenError(f"layer {layer.name}: pooling operation {layer.pool_op!r}; valid: max, avg")
+    counts = {len(t) if g.count_pad else int((t >= 0).sum()) for t in g.windows()}
+    bad = sorted(c for c in counts if c & (c - 1))
+    if bad:
+        raise RtlGenError(f"layer {layer.name}: average pooling over {bad[0]} taps; the RTL divides by powers of "
+                          f"two only (window {g.k_h}x{g.k_w}, padding counted: {g.count_pad})")
+    if acc_t.frac < in_t.frac:
+        raise RtlGenError(f"layer {layer.name}: accum type {acc_t} keeps {acc_t.frac} fractional bits but the "
+                          f"input {in_t} has {in_t.frac}: hls4ml rounds after every add",
+                          hint="give the pooling layer an accum precision with at least the input's fractional bits")
+    n = g.k_h * g.k_w
+    lo, hi = n * min(in_t.min_code, 0), n * max(in_t.max_code, 0)
+    sh = acc_t.frac - in_t.frac
+    fits = (lo << sh) >= acc_t.min_code and (hi << sh) <= acc_t.max_code
+    if not fits and acc_t.overflow != "WRAP" and in_t.min_code < 0:
+        raise RtlGenError(f"layer {layer.name}: the window sum of signed inputs can overflow the saturating accum "
+                          f"type {acc_t}; hls4ml saturates after every add, in order",
+                          hint="widen the pooling layer's accum precision")
+
+
+def _max(m: Module, a: Net, b: Net) -> Net:
+    w = max(a.width, b.width)
+    name = m.fresh("mx")
+    m.wire(name, w, f"({ext(a.name, a.width, w)} > {ext(b.name, b.width, w)}) ? "
+                    f"{ext(a.name, a.width, w)} : {ext(b.name, b.width, w)}")
+    return Net(name, min(a.lo, b.lo), max(a.hi, b.hi))
+
+
+def _sum(m: Module, a: Net, b: Net) -> Net:
+    lo, hi = a.lo + b.lo, a.hi + b.hi
+    w = signed_width(lo, hi)
+    name = m.fresh("sm")
+    m.wire(name, w, f"{ext(a.name, a.width, w)} + {ext(b.name, b.width, w)}")
+    return Net(name, lo, hi)
+
+
+def _tree(m: Module, nets: list[Net], op) -> Net:
+    while len(nets) > 1:
+        nets = [op(m, nets[k], nets[k + 1]) for k in range(0, len(nets) - 1, 2)] + (
+            [nets[-1]] if len(nets) % 2 else [])
+    return nets[0]
+
+
+def build(layer: Layer, module_name: str) -> tuple[Module, DenseCost]:
+    check(layer)
+    g, acc_t, in_t = layer.geometry, layer.accum_type, layer.in_type
+    assert g is not None and acc_t is not None
+    m = Module(module_name)
+    c = g.n_chan
+    xs = [input_element(m, "in_data", i, in_t, f"x{i}") for i in range(layer.n_in)]
+    used = set()
+    pad: Net | None = None
+    if layer.pool_op == "max" and (g.windows() < 0).any():
+        code = pool_pad_code(layer)
+        w = signed_width(code, code)
+        m.wire("pad", w, const(code, w))
+        pad = Net("pad", code, code)
+    comparators = 0
+    for p, taps in enumerate(g.windows()):
+        for ch in range(c):
+            j = p * c + ch
+            inside = [xs[t * c + ch] for t in taps if t >= 0]
+            used.update(t * c + ch for t in taps if t >= 0)
+            if layer.pool_op == "max":
+                nets = inside + ([pad] if pad is not None and len(inside) < len(taps) else [])
+                root = _tree(m, nets, _max)
+                comparators += len(nets) - 1
+                src = cast_instance(m, f"acc{j}", root.name, root.width, in_t.frac, acc_t)
+            else:
+                root = _tree(m, inside, _sum)
+                comparators += len(inside) - 1
+                count = len(taps) if g.count_pad else len(inside)
+                acc = cast_instance(m, f"acc{j}", root.name, root.width, in_t.frac, acc_t)
+                k = count.bit_length() - 1
+                wa = acc_t.width + 1  # signed view of the accum code
+                a_s = f"a{j}"
+                m.wire(a_s, wa, ("{" + f"{acc}[{acc_t.width - 1}], {acc}" + "}") if acc_t.signed else "{1'b0, " + acc + "}")
+                if k == 0:
+                    q = a_s
+                else:  # truncate toward zero: bias negative values by 2^k - 1 before the arithmetic shift
+                    q = f"q{j}"
+                    m.wire(f"b{j}", wa + 1, f"{ext(a_s, wa, wa + 1)} + ({a_s}[{wa - 1}] ? {const((1 << k) - 1, wa + 1)} : "
+                                            f"{const(0, wa + 1)})")
+                    m.wire(q, wa + 1 - k, f"b{j}[{wa}:{k}]")
+                    wa = wa + 1 - k
+                src = cast_instance(m, f"div{j}", q, wa, acc_t.frac, acc_t)
+            y = cast_instance(m, f"res{j}", src, acc_t.width, acc_t.frac, layer.out_type, acc_t.signed)
+            m.stages_extend(0)
+            m.decls.append(f"reg [{layer.out_type.width - 1}:0] y{j};")
+            m.stages[0].append(f"y{j} <= {y};")
+    for i, x in enumerate(xs):
+        if i not in used:
+            m.decls.append(f"wire unused_{x.name};")
+            m.assigns.append(f"assign unused_{x.name} = ^{x.name};")
+    m.n_stages = 1
+    return m, DenseCost(latency=1, ii=1, multipliers=0, adders=comparators)
