@@ -65,6 +65,18 @@ def _first_quantizer_precision(hls_cfg: dict[str, Any], model: Any) -> str | Non
     return result if result and result != "auto" else None
 
 
+#: Keras / QKeras layers with a reuse factor and a strategy (their products can be folded).
+WEIGHT_LAYER_CLASSES = ("Dense", "QDense", "Conv1D", "QConv1D", "Conv2D", "QConv2D")
+
+
+def keras_input(model: Any, x: np.ndarray) -> np.ndarray:
+    """Flat rows (the C-sim's and the RTL's layout) reshaped to the Keras model's input shape."""
+    shape = tuple(int(d) for d in model.input_shape[1:])
+    if int(np.prod(shape)) != x.shape[1]:
+        raise ConversionError(f"model input shape {shape} does not hold {x.shape[1]} features per row")
+    return x.reshape((len(x), *shape))
+
+
 def build_hls_config(cfg: Config, model: Any) -> dict[str, Any]:
     """hls4ml configuration (granularity 'name') with the run's precisions, strategies and RFs."""
     import hls4ml
@@ -80,7 +92,7 @@ def build_hls_config(cfg: Config, model: Any) -> dict[str, Any]:
     hls_cfg["LayerName"].setdefault(input_name, {}).setdefault("Precision", {})["result"] = inp
     hls_cfg["Model"]["Strategy"] = h.strategy
     hls_cfg["Model"]["ReuseFactor"] = h.reuse_factor
-    dense = [layer.name for layer in model.layers if type(layer).__name__ in ("Dense", "QDense")]
+    dense = [layer.name for layer in model.layers if type(layer).__name__ in WEIGHT_LAYER_CLASSES]
     for table, what in ((h.layer_reuse_factor, "hls.layer_reuse_factor"), (h.layer_strategy, "hls.layer_strategy"),
                         (h.layer_precision, "hls.layer_precision")):
         for name in table:
@@ -104,11 +116,15 @@ def _check_reuse_factors(hls_model: Any, hls_cfg: dict[str, Any]) -> None:
     """Refuse silent reuse-factor replacement: HLS project and RTL must agree on every layer."""
     backend = hls_model.config.backend
     for layer in hls_model.get_layers():
-        if layer.class_name != "Dense":
+        if layer.class_name == "Dense":
+            n_in, n_out = int(layer.get_attr("n_in")), int(layer.get_attr("n_out"))
+        elif layer.class_name in hwgraph.CONV_CLASSES:  # the per-pixel kernel's matrix
+            n_in = int(layer.get_attr("filt_height") or 1) * int(layer.get_attr("filt_width")) * int(layer.get_attr("n_chan"))
+            n_out = int(layer.get_attr("n_filt"))
+        else:
             continue
         asked = hls_cfg["LayerName"].get(layer.name, {}).get("ReuseFactor")
         got = layer.get_attr("reuse_factor")
-        n_in, n_out = int(layer.get_attr("n_in")), int(layer.get_attr("n_out"))
         if asked is not None and asked > n_in * n_out:
             raise ConversionError(
                 f"layer {layer.name}: reuse factor {asked} exceeds n_in*n_out = {n_in * n_out}; valid: 1..{n_in * n_out}"
@@ -230,7 +246,7 @@ def run(cfg: Config, run_dir: Path) -> dict[str, Any]:
         else:  # an imported model without data: random in-range codes
             codes, inputs = in_range_codes(graph, AGREEMENT_VECTORS, seed=0), "random in-range on-grid"
         x = graph.input_type.to_real(codes)
-        ref = keras_model.predict(x, verbose=0, batch_size=1024)
+        ref = np.asarray(keras_model.predict(keras_input(keras_model, x), verbose=0, batch_size=1024)).reshape(len(x), -1)
         cs = np.asarray(hls_model.predict(np.ascontiguousarray(x))).reshape(len(x), -1)
         result["csim_vs_qkeras"] = dict(agreement(ref, cs), inputs=inputs)
         if labels is not None:

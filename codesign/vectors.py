@@ -75,4 +75,6 @@ def _qkeras_predictions(run_dir: Path, model_res: dict[str, Any], x: np.ndarray)
     from codesign.model_io import load_model
 
     model = load_model(run_dir / "model" / model_res.get("model_file", "model.h5"))
-    return np.asarray(model.predict(x, verbose=0, batch_size=1024)).reshape(len(x), -1).argmax(1)
+    from codesign.convert import keras_input
+
+    return np.asarray(model.predict(keras_input(model, x), verbose=0, batch_size=1024)).reshape(len(x), -1).argmax(1)

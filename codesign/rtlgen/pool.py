@@ -115,6 +115,8 @@ def build(layer: Layer, module_name: str) -> tuple[Module, DenseCost]:
                     m.wire(f"b{j}", wa + 1, f"{ext(a_s, wa, wa + 1)} + ({a_s}[{wa - 1}] ? {const((1 << k) - 1, wa + 1)} : "
                                             f"{const(0, wa + 1)})")
                     m.wire(q, wa + 1 - k, f"b{j}[{wa}:{k}]")
+                    m.decls.append(f"wire unused_b{j};")  # the remainder bits: dropped by design
+                    m.assigns.append(f"assign unused_b{j} = ^b{j}[{k - 1}:0];")
                     wa = wa + 1 - k
                 src = cast_instance(m, f"div{j}", q, wa, acc_t.frac, acc_t)
             y = cast_instance(m, f"res{j}", src, acc_t.width, acc_t.frac, layer.out_type, acc_t.signed)

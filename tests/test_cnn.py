@@ -1,0 +1,272 @@
+"""Convolutional models: Conv1D/Conv2D, pooling, Flatten and batch normalization, bit-exact.
+
+Each model goes convert (hls4ml C-sim) -> golden == C-sim on every output integer (and hls4ml's
+per-layer trace) -> RTL -> lint -> cocotb simulation with 0 mismatches and measured latency/II
+equal to design.json. Weights are random on-grid values (no training), so the cases are fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from codesign import golden, rtlgen, simtools
+from codesign import graph as hwgraph
+from codesign import vectors as vec
+from codesign.config import from_dict
+from codesign.errors import RtlGenError
+from codesign.rundir import write_json
+
+from conftest import assert_verifies  # noqa: E402
+
+
+def _q(bits: int, integer: int = 0):
+    from qkeras import quantized_bits
+
+    return quantized_bits(bits, integer, alpha=1)
+
+
+def _randomize(model: Any, seed: int, sparsity: float = 0.3) -> Any:
+    """Random weights, some zero (pruned), within the quantizers' range."""
+    rng = np.random.default_rng(seed)
+    ws = []
+    for w in model.get_weights():
+        v = rng.uniform(-0.9, 0.9, w.shape) * (rng.random(w.shape) >= sparsity)
+        ws.append(v.astype(np.float32))
+    model.set_weights(ws)
+    return model
+
+
+def digits_like_cnn(seed: int = 0) -> Any:
+    """Conv2D(4, 3x3, valid) -> quantized ReLU -> MaxPool 2x2 -> Flatten -> Dense 10 on 8x8x1."""
+    import tensorflow as tf
+    from qkeras import QActivation, QConv2D, QDense, quantized_relu
+
+    tf.keras.utils.set_random_seed(seed)
+    inp = tf.keras.Input((8, 8, 1), name="x_in")
+    x = QActivation(quantized_bits_unsigned(8), name="inq")(inp)
+    x = QConv2D(4, (3, 3), kernel_quantizer=_q(6), bias_quantizer=_q(6), name="conv_0")(x)
+    x = QActivation(quantized_relu(6), name="crelu_0")(x)
+    x = tf.keras.layers.MaxPooling2D(2, name="pool_0")(x)
+    x = tf.keras.layers.Flatten(name="flatten")(x)
+    x = QDense(10, kernel_quantizer=_q(6), bias_quantizer=_q(6), name="dense_0")(x)
+    return _randomize(tf.keras.Model(inp, x), seed)
+
+
+def quantized_bits_unsigned(bits: int):
+    from qkeras import quantized_bits
+
+    return quantized_bits(bits, 0, keep_negative=False, alpha=1)
+
+
+def strided_same_avgpool_cnn(seed: int = 1) -> Any:
+    """Two input channels, 'same' padding with stride 2, average pooling 2x2 (padding at the edge)."""
+    import tensorflow as tf
+    from qkeras import QActivation, QConv2D, QDense, quantized_relu
+
+    tf.keras.utils.set_random_seed(seed)
+    inp = tf.keras.Input((9, 9, 2), name="x_in")  # conv -> 5x5: the pooling pads
+    x = QActivation(_q(6, 1), name="inq")(inp)
+    x = QConv2D(3, (3, 3), strides=(2, 2), padding="same", kernel_quantizer=_q(5), bias_quantizer=_q(5),
+                name="conv_0")(x)
+    x = QActivation(quantized_relu(5, 1), name="crelu_0")(x)
+    x = tf.keras.layers.AveragePooling2D(2, padding="same", name="pool_0")(x)
+    x = tf.keras.layers.Flatten(name="flatten")(x)
+    x = QDense(5, kernel_quantizer=_q(6), bias_quantizer=_q(6), name="dense_0")(x)
+    return _randomize(tf.keras.Model(inp, x), seed)
+
+
+def conv1d_cnn(seed: int = 2) -> Any:
+    """Conv1D on a 12 x 2 sequence, 'same' padding, MaxPooling1D, a second Conv1D, Dense."""
+    import tensorflow as tf
+    from qkeras import QActivation, QConv1D, QDense, quantized_relu
+
+    tf.keras.utils.set_random_seed(seed)
+    inp = tf.keras.Input((12, 2), name="x_in")
+    x = QActivation(_q(6, 1), name="inq")(inp)
+    x = QConv1D(4, 3, padding="same", kernel_quantizer=_q(6), bias_quantizer=_q(6), name="conv_0")(x)
+    x = QActivation(quantized_relu(6), name="crelu_0")(x)
+    x = tf.keras.layers.MaxPooling1D(2, name="pool_0")(x)
+    x = QConv1D(3, 2, strides=2, kernel_quantizer=_q(6), bias_quantizer=_q(6), name="conv_1")(x)
+    x = QActivation(quantized_relu(6), name="crelu_1")(x)
+    x = tf.keras.layers.Flatten(name="flatten")(x)
+    x = QDense(4, kernel_quantizer=_q(6), bias_quantizer=_q(6), name="dense_0")(x)
+    return _randomize(tf.keras.Model(inp, x), seed)
+
+
+def keras_bn_cnn(seed: int = 3) -> Any:
+    """Plain Keras floats: Conv2D -> BatchNorm -> ReLU -> MaxPool -> BatchNorm -> Flatten -> Dense.
+
+    The first BatchNormalization follows the conv (hls4ml may fold it into the kernel); the second
+    follows a pooling layer, so it stays a layer of its own (hls4ml's ``normalize``)."""
+    import tensorflow as tf
+
+    tf.keras.utils.set_random_seed(seed)
+    inp = tf.keras.Input((6, 6, 1), name="x_in")
+    x = tf.keras.layers.Conv2D(3, (3, 3), name="conv_0")(inp)
+    x = tf.keras.layers.BatchNormalization(name="bn_0")(x)
+    x = tf.keras.layers.Activation("relu", name="relu_0")(x)
+    x = tf.keras.layers.MaxPooling2D(2, name="pool_0")(x)
+    x = tf.keras.layers.BatchNormalization(name="bn_1")(x)
+    x = tf.keras.layers.Flatten(name="flatten")(x)
+    x = tf.keras.layers.Dense(4, name="dense_0")(x)
+    model = tf.keras.Model(inp, x)
+    rng = np.random.default_rng(seed)
+    ws = []
+    for w, var in zip(model.get_weights(), model.weights):
+        if "moving_variance" in var.name:
+            ws.append(rng.uniform(0.5, 2.0, w.shape).astype(np.float32))
+        elif "gamma" in var.name:
+            ws.append(rng.uniform(0.5, 1.5, w.shape).astype(np.float32))
+        else:
+            ws.append(rng.uniform(-0.8, 0.8, w.shape).astype(np.float32))
+    model.set_weights(ws)
+    return model
+
+
+def convert(model: Any, tmp: Path, hls: dict[str, Any] | None = None, n: int = 400):
+    """Convert, check golden == C-sim (every output) and == hls4ml's per-layer trace; return graph, arrays."""
+    from codesign.convert import convert_model
+    from codesign.csim import CSim
+
+    hls_model, _, stripped = convert_model(from_dict({"hls": hls or {}}), model, tmp / "hls")
+    graph = hwgraph.from_hls4ml(hls_model, stripped)
+    csim = CSim(tmp / "hls", graph.n_in, graph.n_out, graph.input_type, graph.output_type)
+    inputs = vec.random_codes(graph, n, seed=5)
+    arrays = vec.build(graph, csim, inputs)
+    agree = vec.golden_agreement(graph, arrays)
+    assert agree["mismatched_outputs"] == 0, agree
+    k = 20
+    _, trace = hls_model.trace(np.ascontiguousarray(graph.input_type.to_real(inputs[:k])))
+    gold = golden.layer_outputs(graph, inputs[:k])
+    compared = 0
+    for layer in graph.layers:
+        if layer.name in trace:
+            codes = layer.out_type.to_codes(np.asarray(trace[layer.name]).reshape(k, -1))
+            assert np.array_equal(codes, gold[layer.name]), layer.name
+            compared += 1
+    assert compared >= 2
+    return graph, arrays
+
+
+def generate(graph: hwgraph.Graph, tmp: Path, name: str = "rtl") -> tuple[Path, dict[str, Any]]:
+    rtl = tmp / name
+    design = rtlgen.generate(graph, rtl)
+    write_json(rtl / "design.json", design)
+    simtools.verilator_lint([rtl / f for f in design["files"]], design["top"], tmp / f"{name}_lint.log")
+    return rtl, design
+
+
+def with_rf(graph: hwgraph.Graph, rf: int) -> hwgraph.Graph:
+    from dataclasses import replace
+
+    layers = tuple(replace(layer, reuse_factor=rf) if layer.kind in ("dense", "conv") else layer
+                   for layer in graph.layers)
+    return replace(graph, layers=layers)
+
+
+# ----------------------------------------------------------------------------- IR unit tests
+
+def test_windows_follow_hls4ml_im2col_order_with_padding() -> None:
+    g = hwgraph.Geometry(in_h=3, in_w=3, n_chan=1, k_h=2, k_w=2, stride_h=2, stride_w=2, pad_top=0,
+                         pad_left=0, out_h=2, out_w=2)
+    # bottom/right windows run off the 3x3 image: those taps are padding (-1)
+    assert g.windows().tolist() == [[0, 1, 3, 4], [2, -1, 5, -1], [6, 7, -1, -1], [8, -1, -1, -1]]
+
+
+def test_dense_equivalent_places_the_kernel_per_pixel() -> None:
+    from codesign.fixedpoint import FixedType
+
+    t = FixedType(8, 1)
+    k = np.array([[1, -2], [3, 0]])  # 2 taps (1x2 kernel, 1 channel) x 2 filters
+    geom = hwgraph.Geometry(1, 3, 1, 1, 2, 1, 1, 0, 0, 1, 2)
+    conv = hwgraph.Layer(name="c", kind="conv", n_in=3, n_out=4, in_type=t, out_type=t, accum_type=t,
+                         weights=k, bias=np.array([5, 6]), geometry=geom)
+    d = hwgraph.dense_equivalent(conv)
+    assert d.kind == "dense" and d.weights.tolist() == [[1, -2, 0, 0], [3, 0, 1, -2], [0, 0, 3, 0]]
+    assert d.bias.tolist() == [5, 6, 5, 6]
+    x = np.array([[1, 2, 3]])
+    assert golden.run_layer(conv, x).tolist() == golden.run_layer(d, x).tolist()
+
+
+# ----------------------------------------------------------------------------- end to end
+
+@pytest.mark.slow
+@pytest.mark.verilator
+def test_conv2d_maxpool_bit_exact_at_two_reuse_factors(tmp_path: Path) -> None:
+    graph, arrays = convert(digits_like_cnn(), tmp_path)
+    kinds = [layer.kind for layer in graph.layers]
+    assert kinds == ["conv", "relu", "pool", "dense"], kinds  # Flatten moves no data
+    rtl, design = generate(graph, tmp_path)
+    conv = design["layers"][0]
+    assert conv["pixels"] == 36 and conv["kernel"] == [3, 3, 1, 4]
+    assert conv["multipliers"] == conv["expanded_nonzero_weights"]
+    assert_verifies(rtl, design, arrays, tmp_path)
+
+    folded = with_rf(graph, 4)
+    rtl4, design4 = generate(folded, tmp_path, "rtl4")
+    assert design4["ii"] == 4
+    c4 = design4["layers"][0]
+    assert c4["multipliers"] == -(-c4["expanded_nonzero_weights"] // 4)
+    (tmp_path / "rf4").mkdir()  # the reuse factor changes the schedule, not one output integer
+    assert_verifies(rtl4, design4, arrays, tmp_path / "rf4")
+
+
+@pytest.mark.slow
+@pytest.mark.verilator
+def test_strided_same_padding_and_average_pooling(tmp_path: Path) -> None:
+    graph, arrays = convert(strided_same_avgpool_cnn(), tmp_path)
+    conv, pool = graph.layers[0], graph.layers[2]
+    assert conv.geometry.stride_h == 2 and conv.geometry.pad_top + conv.geometry.pad_left > 0
+    assert pool.kind == "pool" and pool.pool_op == "avg"
+    assert (pool.geometry.windows() < 0).any()  # some windows overlap the padding
+    rtl, design = generate(graph, tmp_path)
+    assert_verifies(rtl, design, arrays, tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.verilator
+def test_conv1d_stack_bit_exact(tmp_path: Path) -> None:
+    graph, arrays = convert(conv1d_cnn(), tmp_path, hls={"layer_reuse_factor": {"conv_1": 3}})
+    assert [layer.kind for layer in graph.layers].count("conv") == 2
+    rtl, design = generate(graph, tmp_path)
+    assert design["ii"] == 3
+    assert_verifies(rtl, design, arrays, tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.verilator
+def test_keras_cnn_with_batch_normalization(tmp_path: Path) -> None:
+    graph, arrays = convert(keras_bn_cnn(), tmp_path)
+    sources = [layer.source for layer in graph.layers]
+    assert any("BatchNormalization" in s for s in sources), sources  # bn_1 stays a layer
+    rtl, design = generate(graph, tmp_path)
+    assert_verifies(rtl, design, arrays, tmp_path)
+
+
+def test_average_pooling_over_nine_taps_is_refused_by_name(tmp_path: Path) -> None:
+    from codesign.fixedpoint import FixedType
+
+    t = FixedType(8, 2, signed=False)
+    geom = hwgraph.Geometry(3, 3, 1, 3, 3, 3, 3, 0, 0, 1, 1)
+    layer = hwgraph.Layer(name="avg_9", kind="pool", n_in=9, n_out=1, in_type=t, out_type=t,
+                          accum_type=FixedType(12, 6, signed=False), geometry=geom, pool_op="avg")
+    graph = hwgraph.Graph(t, 9, (layer,))
+    with pytest.raises(RtlGenError, match=r"layer avg_9: average pooling over 9 taps"):
+        rtlgen.generate(graph, tmp_path / "rtl")
+
+
+def test_resource_strategy_conv_is_refused_by_name(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from codesign.fixedpoint import FixedType
+
+    t = FixedType(8, 1)
+    geom = hwgraph.Geometry(1, 3, 1, 1, 2, 1, 1, 0, 0, 1, 2)
+    conv = hwgraph.Layer(name="conv_r", kind="conv", n_in=3, n_out=4, in_type=t, out_type=t, accum_type=t,
+                         weights=np.array([[1, -2], [3, 0]]), bias=np.array([5, 6]), geometry=geom)
+    with pytest.raises(RtlGenError, match=r"layer conv_r: convolutions are generated for hls4ml's Latency"):
+        rtlgen.generate(hwgraph.Graph(t, 3, (replace(conv, strategy="resource"),)), tmp_path / "rtl")
