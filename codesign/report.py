@@ -64,7 +64,7 @@ def _load(run_dir: Path, stage: str) -> dict[str, Any] | None:
 def _dense_layers(graph: dict[str, Any] | None) -> list[dict[str, Any]]:
     if not graph:
         return []
-    return [layer for layer in graph.get("layers", []) if layer.get("kind") == "dense" and "weights" in layer]
+    return [layer for layer in graph.get("layers", []) if layer.get("kind") in ("dense", "conv") and "weights" in layer]
 
 
 def float_kernels(h5_path: Path, names: list[str]) -> dict[str, np.ndarray]:
@@ -116,7 +116,7 @@ def _layer_rows(model: dict[str, Any] | None, hls: dict[str, Any] | None,
         m, h, r, g = s.get("model", {}), s.get("hls", {}), s.get("rtl", {}), s.get("graph", {})
         n_in = r.get("n_in", g.get("n_in"))
         n_out = r.get("n_out", g.get("n_out"))
-        weights = m.get("weights") or (n_in * n_out if "weights" in g and n_in and n_out else None)
+        weights = m.get("weights") or r.get("weights") or (n_in * n_out if g.get("kind") == "dense" and n_in and n_out else None)
         nonzero = r.get("nonzero_weights", g.get("nonzero_weights", m.get("nonzero")))
         sparsity = m.get("sparsity")
         if sparsity is None and weights and nonzero is not None:
@@ -199,7 +199,8 @@ def make_plots(run_dir: Path, plot_dir: Path) -> tuple[list[dict[str, str]], lis
     if not dense:
         return [], ["hls/graph.json has no dense layers with weights: no weight plots."]
     out: list[dict[str, str]] = []
-    codes = {d["name"]: np.asarray(d["weights"], dtype=np.int64).reshape(d["n_in"], d["n_out"]) for d in dense}
+    # a Dense matrix is n_in x n_out; a conv kernel is (k_h*k_w*n_chan) x n_filt, one row per bias
+    codes = {d["name"]: np.asarray(d["weights"], dtype=np.int64).reshape(-1, len(d["bias"])) for d in dense}
     fracs = {d["name"]: int(d.get("weight_frac", 0)) for d in dense}
     for name, c in codes.items():
         p = plots.sparsity_heatmap(name, c, plot_dir / f"sparsity_{name}.png")
@@ -212,6 +213,8 @@ def make_plots(run_dir: Path, plot_dir: Path) -> tuple[list[dict[str, str]], lis
     errors, lsb = {}, {}
     for name, c in codes.items():
         f = floats.get(name)
+        if f is not None and f.ndim > 2 and f.size == c.size:  # conv kernel (k_h, k_w, n_chan, n_filt)
+            f = f.reshape(c.shape)
         if f is None or f.shape != c.shape:
             continue
         q = c.astype(np.float64) * 2.0 ** -fracs[name]
