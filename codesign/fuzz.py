@@ -17,7 +17,7 @@ QActivation (signed or unsigned) or typed by ``hls.input_precision``; random per
 factors 1..n_in*n_out; random accum / result precision overrides with every rounding and
 overflow mode (some accum types are chosen so the RTL must refuse them).
 
-Command line: ``python -m codesign.fuzz --cases N --seed S [--jobs J] [--simulator auto|verilator|icarus|both]``
+Command line: ``python -m codesign.fuzz --cases N --seed S [--family mlp|cnn] [--jobs J] [--simulator auto|verilator|icarus|both]``
 prints one line per case and ``fuzz: P passed, F failed, R refused (N cases, T s)``; exit code 1
 when any case failed.
 """
@@ -42,6 +42,8 @@ from codesign.config import Config, from_dict
 from codesign.errors import CodesignError, RtlGenError, ToolError
 from codesign.fixedpoint import OVERFLOW_MODES, QUANT_MODES, FixedType, parse_precision
 
+#: Model families the campaign draws from.
+FAMILIES = ("mlp", "cnn")
 #: Cycles above which "auto" picks Verilator (Icarus simulates at ~2.6k cycles/s, TOOLCHAIN.md).
 ICARUS_MAX_CYCLES = 6000
 #: Verilog-relevant size above which "auto" picks Verilator regardless of cycles.
@@ -74,6 +76,12 @@ class CaseSpec:
     input_q: tuple[int, int, bool] | None  #: (bits, integer, keep_negative) of an input QActivation
     input_precision: str  #: cfg.hls.input_precision ("auto" or a type) when input_q is None
     layers: tuple[DenseSpec, ...]
+
+    def build(self) -> Any:
+        return build_model(self)
+
+    def config(self, vectors: int = 300) -> Config:
+        return case_config(self, vectors)
 
     def describe(self) -> str:
         if self.input_q:
@@ -297,7 +305,7 @@ def pick_simulator(design: dict[str, Any], n_vectors: int, simulator: str) -> li
     return ["icarus"] if cycles <= ICARUS_MAX_CYCLES and size <= ICARUS_MAX_TERMS else ["verilator"]
 
 
-def run_case(spec: CaseSpec, work_dir: Path, *, simulator: str = "auto", vectors: int = 300,
+def run_case(spec: Any, work_dir: Path, *, simulator: str = "auto", vectors: int = 300,
              simulate: bool = True, lint: bool = True) -> CaseResult:
     """Run one case in ``work_dir`` (created); never raises for a case failure."""
     from codesign import golden, rtlgen, simtools, vectors as vec
@@ -320,9 +328,9 @@ def run_case(spec: CaseSpec, work_dir: Path, *, simulator: str = "auto", vectors
         import tensorflow as tf
 
         tf.keras.backend.clear_session()
-        cfg = case_config(spec, vectors)
+        cfg = spec.config(vectors)
         with simtools.redirect_output(log_path):
-            model = build_model(spec)
+            model = spec.build()
             res.stage = "convert"
             hls_model, _, stripped = convert_model(cfg, model, work_dir / "hls")
             graph = hwgraph.from_hls4ml(hls_model, softmax_stripped=stripped)
@@ -422,10 +430,22 @@ def run_case(spec: CaseSpec, work_dir: Path, *, simulator: str = "auto", vectors
 
 # ----------------------------------------------------------------------------- campaign
 
-def _run_one(seed: int, index: int, work_root: str, simulator: str, vectors: int, keep: bool) -> CaseResult:
+def family_case(family: str, seed: int, index: int) -> Any:
+    """Case ``index`` of a family: "mlp" (:func:`make_case`) or "cnn" (:mod:`codesign.fuzz_cnn`)."""
+    if family == "cnn":
+        from codesign import fuzz_cnn
+
+        return fuzz_cnn.make_case(seed, index)
+    if family != "mlp":
+        raise ValueError(f"fuzz family {family!r}; valid: {', '.join(FAMILIES)}")
+    return make_case(seed, index)
+
+
+def _run_one(family: str, seed: int, index: int, work_root: str, simulator: str, vectors: int,
+             keep: bool) -> CaseResult:
     """One campaign case in its own directory; passed/refused cases are cleaned up unless ``keep``."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    spec = make_case(seed, index)
+    spec = family_case(family, seed, index)
     work = Path(work_root) / f"case_{seed}_{index}"
     if work.exists():
         shutil.rmtree(work)
@@ -437,7 +457,8 @@ def _run_one(seed: int, index: int, work_root: str, simulator: str, vectors: int
 
 
 def run_campaign(cases: int, seed: int, work_root: Path, *, simulator: str = "auto", vectors: int = 300,
-                 keep: bool = False, start: int = 0, jobs: int = 1, print_fn: Any = print) -> list[CaseResult]:
+                 keep: bool = False, start: int = 0, jobs: int = 1, family: str = "mlp",
+                 print_fn: Any = print) -> list[CaseResult]:
     """Run cases ``start .. start+cases-1``; ``jobs`` > 1 runs them in worker processes.
 
     Lines are printed as cases finish (so a killed campaign has still reported every finished case);
@@ -449,7 +470,7 @@ def run_campaign(cases: int, seed: int, work_root: Path, *, simulator: str = "au
     done: dict[int, CaseResult] = {}
     if jobs <= 1:
         for index in indices:
-            done[index] = _run_one(seed, index, *args)
+            done[index] = _run_one(family, seed, index, *args)
             print_fn(done[index].line())
     else:
         import multiprocessing
@@ -458,13 +479,13 @@ def run_campaign(cases: int, seed: int, work_root: Path, *, simulator: str = "au
         # spawn, not fork: TensorFlow's threads do not survive a fork
         ctx = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, max_tasks_per_child=25) as pool:
-            futures = {pool.submit(_run_one, seed, i, *args): i for i in indices}
+            futures = {pool.submit(_run_one, family, seed, i, *args): i for i in indices}
             for fut in as_completed(futures):
                 i = futures[fut]
                 try:
                     done[i] = fut.result()
                 except Exception as e:  # a worker that died still counts as a failed case
-                    done[i] = CaseResult(make_case(seed, i), detail=f"worker crashed: {type(e).__name__}: {e}")
+                    done[i] = CaseResult(family_case(family, seed, i), detail=f"worker crashed: {type(e).__name__}: {e}")
                 print_fn(done[i].line())
     results = [done[i] for i in indices]
     print_fn(summary(results, time.monotonic() - t_all))
@@ -492,15 +513,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--work", help="work directory (default: a temporary one; failed cases are kept)")
     p.add_argument("--keep", action="store_true", help="keep passed cases' files too")
     p.add_argument("--jobs", type=int, default=1, help="cases run in parallel worker processes")
+    p.add_argument("--family", default="mlp", choices=FAMILIES, help="random QKeras MLPs or CNNs")
     args = p.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import logging
 
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="codesign-fuzz-"))
-    print(f"fuzz: seed {args.seed}, cases {args.start}..{args.start + args.cases - 1}, work {work}", flush=True)
+    print(f"fuzz: {args.family}, seed {args.seed}, cases {args.start}..{args.start + args.cases - 1}, work {work}", flush=True)
     results = run_campaign(args.cases, args.seed, work, simulator=args.simulator, vectors=args.vectors,
-                           keep=args.keep, start=args.start, jobs=args.jobs, print_fn=lambda s: print(s, flush=True))
+                           keep=args.keep, start=args.start, jobs=args.jobs, family=args.family, print_fn=lambda s: print(s, flush=True))
     return 1 if any(r.status == "failed" for r in results) else 0
 
 

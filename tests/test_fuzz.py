@@ -1,4 +1,4 @@
-"""A fast subset of the random-model campaign (codesign.fuzz): 20 small random QKeras MLPs.
+"""A fast subset of the random-model campaign (codesign.fuzz): 20 small random QKeras MLPs, 6 CNNs.
 
 All 20 go through convert -> golden == C-sim -> rtl (or a clear refusal) -> lint; the first
 SIMULATED non-refused cases are simulated, alternating Icarus and Verilator, with 0 mismatches and
@@ -67,3 +67,29 @@ def test_simulated_cases_cover_both_simulators(results: list[fuzz.CaseResult]) -
 def test_every_generated_design_is_lint_clean(results: list[fuzz.CaseResult]) -> None:
     bad = [r.line() for r in results if r.stage == "lint"]
     assert not bad, "\n".join(bad)
+
+
+# ----------------------------------------------------------------------------- CNN family
+
+CNN_SEED = 3
+CNN_CASES = 6
+
+
+@pytest.fixture(scope="module")
+def cnn_results(tmp_path_factory: pytest.TempPathFactory) -> list[fuzz.CaseResult]:
+    root = tmp_path_factory.mktemp("fuzz_cnn")
+    return [fuzz.run_case(fuzz.family_case("cnn", CNN_SEED, i), Path(root) / f"cnn{i}", vectors=100)
+            for i in range(CNN_CASES)]
+
+
+@pytest.mark.slow
+def test_random_cnns_are_bit_exact_or_refused_by_name(cnn_results: list[fuzz.CaseResult]) -> None:
+    """Random conv/pool geometries (1-D and 2-D, padding, stride, max/avg, per-layer RFs), simulated."""
+    assert len(cnn_results) == CNN_CASES
+    bad = [r.line() for r in cnn_results if r.status == "failed"]
+    assert not bad, "\n".join(bad)
+    assert all(r.golden_mismatches == 0 for r in cnn_results if r.status == "passed")
+    passed = [r for r in cnn_results if r.status == "passed"]
+    assert len(passed) >= CNN_CASES - 2 and all(r.simulators for r in passed)
+    refused = [r for r in cnn_results if r.status == "refused"]
+    assert all(r.detail.startswith("layer ") for r in refused)
