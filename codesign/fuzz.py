@@ -478,7 +478,7 @@ def run_campaign(cases: int, seed: int, work_root: Path, *, simulator: str = "au
 
         # spawn, not fork: TensorFlow's threads do not survive a fork
         ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, max_tasks_per_child=25) as pool:
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
             futures = {pool.submit(_run_one, family, seed, i, *args): i for i in indices}
             for fut in as_completed(futures):
                 i = futures[fut]
