@@ -48,15 +48,10 @@ import numpy as np
 import cocotb
 from cocotb.clock import Clock
 from cocotb.simtime import get_sim_time
-from cocotb.triggers import FallingEdge, First, ReadOnly, Timer, ValueChange
+from cocotb.triggers import FallingEdge, ReadOnly
 from cocotb.utils import get_sim_steps
 
 ENV_PREFIX = "CODESIGN_TB_"
-#: Consecutive cycles in which nothing can happen before the loop sleeps on a value change.
-#: Sleeping is disabled: on the 13-cycle digits design it lost track of one output between the
-#: measurement and streaming phases (every later vector then compared against its neighbour's
-#: expected row). Polling every cycle is slower but was checked bit-exact on that design.
-SKIP_AFTER_IDLE = 10**9
 
 
 # ---------------------------------------------------------------------------------------------
@@ -342,7 +337,6 @@ class Bench:
         cur_valid = -1
         edge = 0
         last_progress = None
-        idle = 0
         while len(mon.words) < n:
             await fall
             edge = self.edge()
@@ -383,18 +377,6 @@ class Bench:
                 raise Hang(f"no transfer for {timeout} cycles at edge {edge}: {len(mon.accept_edges)} of {n} "
                            f"inputs accepted, {len(mon.words)} outputs received "
                            f"(in_valid={int(driving)}, in_ready={int(ir)}, out_valid={int(ov)})")
-            # --- nothing can happen until in_ready or out_valid changes: after a few idle polls
-            # (short waits are cheaper to poll), sleep on a value change instead of polling
-            if not ov and ((driving and not ir) or (src.done and not driving)):
-                idle += 1
-            else:
-                idle = 0
-            if idle >= SKIP_AFTER_IDLE:
-                idle = 0
-                triggers = [ValueChange(out_valid_h), Timer(timeout * self.period)]
-                if driving:
-                    triggers.append(ValueChange(in_ready_h))
-                await First(*triggers)
         return mon
 
     async def probe_layers(self, word: int, timeout: int) -> dict[str, int | None]:
