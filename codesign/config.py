@@ -19,7 +19,7 @@ import yaml
 from codesign.errors import ConfigError
 
 DATASETS = ("digits", "npz")
-MODEL_KINDS = ("mlp",)
+MODEL_KINDS = ("mlp", "cnn")
 STRATEGIES = ("Latency", "Resource")
 SIMULATORS = ("verilator", "icarus")
 PRECISION_RE = re.compile(
@@ -40,17 +40,34 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    #: Architecture family; "mlp" is QDense + quantized ReLU layers.
+    #: Architecture family: "mlp" is QDense + quantized ReLU layers; "cnn" is QConv2D + quantized
+    #: ReLU + MaxPooling2D blocks, then Flatten and QDense layers (cnn_hidden, then the logits).
     kind: str = "mlp"
-    #: Widths of the hidden layers (input and output widths come from the data).
+    #: Widths of the hidden layers of the MLP (input and output widths come from the data).
     hidden: tuple[int, ...] = (32, 32)
+    #: CNN only: filters of each QConv2D (one conv block per entry: conv_i, crelu_i, pool_i).
+    conv_filters: tuple[int, ...] = (8,)
+    #: CNN only: square kernel size of every QConv2D (stride 1, "valid" padding).
+    kernel_size: int = 3
+    #: CNN only: square MaxPooling2D size (and stride) after each conv block; 0 or 1: no pooling.
+    pool_size: int = 2
+    #: CNN only: input image [height, width, channels]; null: a square one-channel image from the
+    #: data's feature count (digits: 8x8x1). Flat data rows are reshaped to it (row-major).
+    image_shape: tuple[int, ...] | None = None
+    #: CNN only: widths of the hidden QDense layers after Flatten (empty: Flatten -> logits).
+    #: ``hidden`` is the MLP's and is ignored by the CNN.
+    cnn_hidden: tuple[int, ...] = ()
+    #: CNN only: integer bits of the quantized ReLU after each conv (crelu_i: quantized_relu(bits,
+    #: this), values 0 .. 2^this); 1 lets a 3x3 sum of k/16 pixels exceed 1 without saturating.
+    conv_relu_integer_bits: int = 1
     #: Default bit width of weights, biases and activations.
     bits: int = 6
     #: Integer bits (excluding sign) of weights and biases, as in quantized_bits(bits, integer).
     integer_bits: int = 0
     #: Bit width of the input quantizer (inputs are scaled to [0, 1) and quantized to this).
     input_bits: int = 8
-    #: Per-layer bit-width overrides, by layer name (dense_0, relu_0, ..., dense_N).
+    #: Per-layer bit-width overrides, by layer name (MLP: dense_0, relu_0, ..., dense_N; CNN also
+    #: conv_0, crelu_0, ...).
     layer_bits: dict[str, int] = field(default_factory=dict)
     #: Import this Keras/QKeras model (.h5, or .json with weights_path) instead of training.
     import_path: str | None = None
@@ -290,6 +307,7 @@ def validate(cfg: Config) -> Config:
     _require(2 <= m.input_bits <= 16, "model.input_bits", m.input_bits, "2 .. 16")
     for name, b in m.layer_bits.items():
         _require(2 <= b <= 16, f"model.layer_bits.{name}", b, "2 .. 16")
+    _validate_cnn(m)
     if m.weights_path and not m.import_path:
         raise ConfigError("model.weights_path is set but model.import_path is not; set both or neither")
     _require(0.0 <= p.target_sparsity < 1.0, "pruning.target_sparsity", p.target_sparsity, "0 <= s < 1")
@@ -319,6 +337,42 @@ def validate(cfg: Config) -> Config:
     _require(0 <= v.input_gap_prob < 1, "verify.input_gap_prob", v.input_gap_prob, "0 <= p < 1")
     _require(0 <= v.backpressure_prob < 1, "verify.backpressure_prob", v.backpressure_prob, "0 <= p < 1")
     return cfg
+
+
+def cnn_output_size(size: int, m: ModelConfig) -> int:
+    """Height (or width) of a ``size`` image after every conv block ("valid" conv, then pooling)."""
+    for _ in m.conv_filters:
+        size -= m.kernel_size - 1
+        if size < 1:
+            return 0
+        if m.pool_size > 1:
+            size //= m.pool_size
+    return size
+
+
+def _validate_cnn(m: ModelConfig) -> None:
+    """CNN fields: ranges always (so a preset is checked before kind is switched), shapes for "cnn"."""
+    _require(all(1 <= f <= 1024 for f in m.conv_filters), "model.conv_filters", list(m.conv_filters),
+             "filter counts 1..1024")
+    _require(1 <= m.kernel_size <= 15, "model.kernel_size", m.kernel_size, "1 .. 15")
+    _require(0 <= m.pool_size <= 16, "model.pool_size", m.pool_size, "0 .. 16 (0 or 1: no pooling)")
+    _require(all(1 <= w <= 4096 for w in m.cnn_hidden), "model.cnn_hidden", list(m.cnn_hidden),
+             "widths 1..4096")
+    _require(0 <= m.conv_relu_integer_bits < m.bits, "model.conv_relu_integer_bits",
+             m.conv_relu_integer_bits, f"0 .. {m.bits - 1}")
+    if m.image_shape is not None:
+        _require(len(m.image_shape) == 3 and all(d >= 1 for d in m.image_shape), "model.image_shape",
+                 list(m.image_shape), "[height, width, channels], each >= 1, or null")
+    if m.kind != "cnn":
+        return
+    _require(len(m.conv_filters) >= 1, "model.conv_filters", list(m.conv_filters),
+             "at least one filter count when model.kind is cnn")
+    if m.image_shape is not None:
+        h, w, _ = m.image_shape
+        out = min(cnn_output_size(h, m), cnn_output_size(w, m))
+        _require(out >= 1, "model.image_shape", list(m.image_shape),
+                 f"an image large enough for {len(m.conv_filters)} conv block(s) of kernel "
+                 f"{m.kernel_size} and pool {m.pool_size} (it shrinks to {out} pixels)")
 
 
 def from_dict(data: dict[str, Any] | None) -> Config:

@@ -7,11 +7,15 @@ load time, so an unsupported model fails here with the layer's name instead of d
 
 ``import_model`` is the "model" stage for an imported model: it writes ``<run>/model/`` with the
 same files and result keys as training (``source: "imported"``).
+
+Data sets are always flat, (samples, features); a CNN takes images. :func:`model_input` is the one
+place that turns flat rows into the model's input shape (row-major, channels last).
 """
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -19,18 +23,50 @@ import numpy as np
 
 from codesign import rundir
 from codesign.config import Config
-from codesign.errors import ModelImportError
+from codesign.errors import DataError, ModelImportError
 
 #: Layer classes the flow can convert (Dropout is the identity at inference).
-SUPPORTED_LAYERS = ("InputLayer", "Dense", "QDense", "Activation", "QActivation", "ReLU", "Softmax",
-                    "Dropout")
+#: Conv1D / BatchNormalization are not accepted here yet (the hardware IR has them; importing them
+#: is a separate step with its own tests).
+SUPPORTED_LAYERS = ("InputLayer", "Dense", "QDense", "Conv2D", "QConv2D", "MaxPooling2D", "AveragePooling2D",
+                    "Flatten", "Activation", "QActivation", "ReLU", "Softmax", "Dropout")
+CONV_LAYERS = ("Conv2D", "QConv2D")
+POOL_LAYERS = ("MaxPooling2D", "AveragePooling2D")
 #: Activation functions accepted in Activation layers and as Dense/QDense ``activation``.
 SUPPORTED_ACTIVATIONS = ("linear", "relu", "softmax")
 #: Quantizers accepted in QActivation layers.
 SUPPORTED_ACTIVATION_QUANTIZERS = ("quantized_bits", "quantized_relu", "quantized_po2")
-#: Quantizers accepted for QDense kernels and biases (None: float).
+#: Quantizers accepted for QDense / QConv2D kernels and biases (None: float).
 SUPPORTED_WEIGHT_QUANTIZERS = ("quantized_bits", "quantized_po2")
 H5_SUFFIXES = (".h5", ".hdf5")
+
+
+# ----------------------------------------------------------------------------- input shape
+
+def model_input(model: Any, X: Any) -> np.ndarray:
+    """``X`` shaped for the model's input: flat rows (samples, features) are reshaped (row-major,
+    channels last) to (samples, *input_shape); an ``X`` already of that shape passes unchanged.
+
+    ``model`` is a Keras model or its per-sample input shape, e.g. (8, 8, 1) or (64,).
+
+    Raises:
+        DataError: X cannot be laid out as the model's input (naming both shapes).
+    """
+    shape = _input_shape(model)
+    X = np.asarray(X)
+    if X.shape[1:] == shape:
+        return X
+    if X.ndim == 2 and X.shape[1] == math.prod(shape):
+        return X.reshape((X.shape[0], *shape))
+    raise DataError(
+        f"data of shape {X.shape} does not fit the model's input shape {(None, *shape)}: expected "
+        f"(samples, {', '.join(map(str, shape))}) or flat (samples, {math.prod(shape)})")
+
+
+def _input_shape(model: Any) -> tuple[int, ...]:
+    if isinstance(model, (tuple, list)):
+        return tuple(int(d) for d in model)
+    return tuple(int(d) for d in model.inputs[0].shape[1:])
 
 
 # ----------------------------------------------------------------------------- loading
@@ -219,9 +255,17 @@ def check_supported(model: Any, source: Path | str) -> None:
         raise ModelImportError(f"{source}: the model has {len(model.inputs)} inputs and "
                                f"{len(model.outputs)} outputs; the flow supports one of each")
     shape = tuple(model.inputs[0].shape)
-    if len(shape) != 2:
+    has_conv = any(type(layer).__name__ in CONV_LAYERS for layer in model.layers)
+    if len(shape) != 2 and not (len(shape) == 4 and has_conv):
         raise ModelImportError(f"{source}: input shape {shape[1:]} is not a flat vector; the flow "
-                               "supports Dense networks with a 1-D input")
+                               "supports Dense networks with a 1-D input and Conv2D networks with a "
+                               "channels-last (height, width, channels) input")
+    for layer in model.layers:
+        kind = type(layer).__name__
+        if kind in ("Dense", "QDense") and len(layer.input_shape) != 2:
+            raise ModelImportError(
+                f"{source}: layer {layer.name!r} ({kind}) gets a {len(layer.input_shape) - 1}-D input "
+                f"{tuple(layer.input_shape[1:])}; Dense layers need a flat one (put a Flatten before it)")
 
 
 def _check_layer(layer: Any, source: Path | str) -> None:
@@ -230,12 +274,14 @@ def _check_layer(layer: Any, source: Path | str) -> None:
     if kind not in SUPPORTED_LAYERS:
         raise ModelImportError(
             f"{where} is not supported; supported layer classes: {', '.join(SUPPORTED_LAYERS)}")
-    if kind in ("Dense", "QDense", "Activation"):
+    if kind in ("Dense", "QDense", "Activation") or kind in CONV_LAYERS:
         act = _activation_name(layer.activation)
         if act not in SUPPORTED_ACTIVATIONS:
             raise ModelImportError(
                 f"{where}: activation {act!r} is not supported; valid: {', '.join(SUPPORTED_ACTIVATIONS)}")
-    if kind == "QDense":
+    if kind in CONV_LAYERS or kind in POOL_LAYERS:
+        _check_window(layer, where)
+    if kind in ("QDense", "QConv2D"):
         for attr in ("kernel_quantizer_internal", "bias_quantizer_internal"):
             q = getattr(layer, attr, None)
             if q is not None and type(q).__name__ not in SUPPORTED_WEIGHT_QUANTIZERS:
@@ -255,6 +301,23 @@ def _check_layer(layer: Any, source: Path | str) -> None:
                                    f"negative_slope 0, threshold 0); got {cfg}")
 
 
+def _check_window(layer: Any, where: str) -> None:
+    """Conv / pooling: channels last, "valid" or "same" padding; convs also undilated, one group."""
+    c = layer.get_config()
+    bad = []
+    dilation = c.get("dilation_rate", 1)
+    if any(int(d) != 1 for d in (dilation if isinstance(dilation, (list, tuple)) else [dilation])):
+        bad.append(f"dilation_rate {dilation} (need 1)")
+    if c.get("groups", 1) != 1:
+        bad.append(f"groups {c['groups']} (need 1)")
+    if c.get("data_format", "channels_last") not in ("channels_last", None):
+        bad.append(f"data_format {c['data_format']!r} (need 'channels_last')")
+    if c.get("padding", "valid") not in ("valid", "same"):
+        bad.append(f"padding {c.get('padding')!r} (need 'valid' or 'same')")
+    if bad:
+        raise ModelImportError(f"{where}: unsupported {'; '.join(bad)}")
+
+
 def _activation_name(act: Any) -> str:
     name = getattr(act, "__name__", None)
     return str(name) if name else type(act).__name__
@@ -269,7 +332,7 @@ def import_model(cfg: Config, run_dir: Path) -> dict[str, Any]:
     if not cfg.model.import_path:
         raise ModelImportError("model.import_path is not set; nothing to import")
     model = load_model(cfg.model.import_path, cfg.model.weights_path)
-    n_in, n_out = int(model.inputs[0].shape[-1]), int(model.outputs[0].shape[-1])
+    n_in, n_out = math.prod(_input_shape(model)), int(model.outputs[0].shape[-1])
     data, data_note = _matching_data(cfg, n_in)
     with rundir.stage_dir(Path(run_dir), "model") as out:
         model.save(out / "model.h5")
@@ -280,6 +343,7 @@ def import_model(cfg: Config, run_dir: Path) -> dict[str, Any]:
             "weights_path": str(cfg.model.weights_path) if cfg.model.weights_path else None,
             "model_file": "model.h5",
             "n_features": n_in,
+            "input_shape": list(_input_shape(model)),
             "n_outputs": n_out,
             "has_data": data is not None,
             "data_file": None,
@@ -313,5 +377,5 @@ def _accuracy(model: Any, data: Any, n_out: int) -> float | None:
     """Test accuracy, or None when the labels do not index the model's outputs."""
     if int(max(data.y_test.max(), data.y_train.max())) >= n_out:
         return None
-    logits = model.predict(data.X_test, batch_size=1024, verbose=0)
+    logits = model.predict(model_input(model, data.X_test), batch_size=1024, verbose=0)
     return float(np.mean(np.argmax(logits, axis=1) == data.y_test))

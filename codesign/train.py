@@ -1,13 +1,18 @@
-"""The "model" stage when training: a pruned, quantization-aware QKeras MLP on the configured data.
+"""The "model" stage when training: a pruned, quantization-aware QKeras MLP or CNN on the configured data.
 
 Layer names are a contract with later stages and with ``model.layer_bits``:
 ``inq`` (input quantizer), ``dense_0 .. dense_N`` (QDense; the last one gives logits, no
-activation) and ``relu_0 .. relu_{N-1}`` (quantized ReLU after each hidden QDense).
+activation) and ``relu_0 .. relu_{N-1}`` (quantized ReLU after each hidden QDense). A CNN
+(``model.kind: cnn``) puts conv blocks between ``inq`` and the dense layers: ``conv_i`` (QConv2D,
+"valid" padding, stride 1), ``crelu_i`` (quantized ReLU) and ``pool_i`` (MaxPooling2D, absent when
+``model.pool_size`` <= 1), then ``flatten``. The model's input is ``x_in``: a flat vector (MLP) or an
+image (height, width, channels) (CNN); the data set stays flat and :func:`codesign.model_io.model_input`
+reshapes it.
 
-Pruning: tfmot magnitude pruning (PolynomialDecay) of the QDense kernels, or structured pruning
-of whole hidden neurons (kernel column + bias, and the now dead row of the next kernel) by L2 norm,
-applied as a mask after every batch. With ``pruning.rounds`` > 1 the target is reached in equal
-steps, each round training ``training.epochs`` epochs (iterative prune / fine-tune).
+Pruning: tfmot magnitude pruning (PolynomialDecay) of the QDense and QConv2D kernels, or structured
+pruning of whole hidden neurons / conv filters (kernel column + bias, and the now dead inputs of the
+next layer) by L2 norm, applied as a mask after every batch. With ``pruning.rounds`` > 1 the target
+is reached in equal steps, each round training ``training.epochs`` epochs (iterative prune / fine-tune).
 """
 
 from __future__ import annotations
@@ -23,9 +28,10 @@ from typing import Any
 import numpy as np
 
 from codesign import rundir
-from codesign.config import Config
+from codesign.config import Config, cnn_output_size
 from codesign.data import Dataset, load_dataset
 from codesign.errors import ConfigError
+from codesign.model_io import model_input
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +46,7 @@ def run(cfg: Config, run_dir: Path) -> dict[str, Any]:
     _seed_everything(cfg.training.seed)
     data = load_dataset(cfg.data, cfg.training.seed)
     _check_layer_bits(cfg)
+    input_shape(cfg, data.n_features)  # a CNN image shape that does not fit the data fails here
     t0 = time.perf_counter()
     model = _train(cfg, data)
     train_seconds = time.perf_counter() - t0
@@ -76,29 +83,109 @@ def layer_bits(cfg: Config, name: str) -> int:
     return cfg.model.layer_bits.get(name, cfg.model.bits)
 
 
+def hidden_widths(cfg: Config) -> tuple[int, ...]:
+    """Widths of the hidden QDense layers: ``model.hidden`` (MLP) or ``model.cnn_hidden`` (CNN)."""
+    return cfg.model.cnn_hidden if cfg.model.kind == "cnn" else cfg.model.hidden
+
+
+def _pools(cfg: Config) -> bool:
+    return cfg.model.pool_size > 1
+
+
 def layer_names(cfg: Config) -> list[str]:
-    """Names of the quantized layers, in order: inq, dense_0, relu_0, ..., dense_N."""
-    n = len(cfg.model.hidden)
-    return ["inq"] + [name for i in range(n) for name in (f"dense_{i}", f"relu_{i}")] + [f"dense_{n}"]
+    """Names of the model's layers after the input, in order.
+
+    MLP: inq, dense_0, relu_0, ..., dense_N. CNN: inq, conv_0, crelu_0, pool_0, ..., flatten,
+    dense_0, relu_0, ..., dense_N (no pool_i when model.pool_size <= 1).
+    """
+    n = len(hidden_widths(cfg))
+    convs: list[str] = []
+    if cfg.model.kind == "cnn":
+        for i in range(len(cfg.model.conv_filters)):
+            convs += [f"conv_{i}", f"crelu_{i}"] + ([f"pool_{i}"] if _pools(cfg) else [])
+        convs.append("flatten")
+    dense = [name for i in range(n) for name in (f"dense_{i}", f"relu_{i}")] + [f"dense_{n}"]
+    return ["inq", *convs, *dense]
+
+
+def quantized_layer_names(cfg: Config) -> list[str]:
+    """The layers with a bit width (the keys model.layer_bits accepts, plus inq): no pool, flatten."""
+    return [n for n in layer_names(cfg) if not n.startswith("pool_") and n != "flatten"]
+
+
+def input_shape(cfg: Config, n_features: int) -> tuple[int, ...]:
+    """Per-sample model input shape: (n_features,) for the MLP, (height, width, channels) for the CNN.
+
+    The CNN's image is ``model.image_shape``, or a square one-channel image when it is null.
+
+    Raises:
+        ConfigError: the image does not hold exactly n_features values, or n_features is not a
+            square and no image_shape is given.
+    """
+    m = cfg.model
+    if m.kind != "cnn":
+        return (n_features,)
+    if m.image_shape is not None:
+        shape = tuple(m.image_shape)
+        if math.prod(shape) != n_features:
+            raise ConfigError(
+                f"model.image_shape: {list(shape)} holds {math.prod(shape)} values but the data has "
+                f"{n_features} features per sample; they must match")
+        return shape
+    side = math.isqrt(n_features)
+    if side * side != n_features:
+        raise ConfigError(
+            f"model.image_shape: null, and the data's {n_features} features are not a square "
+            "one-channel image", hint="set model.image_shape to [height, width, channels]")
+    if cnn_output_size(side, m) < 1:
+        raise ConfigError(
+            f"model.image_shape: the {side}x{side}x1 image inferred from the data shrinks to nothing "
+            f"in {len(m.conv_filters)} conv block(s) of kernel {m.kernel_size} and pool {m.pool_size}",
+            hint="use fewer conv blocks or a smaller kernel_size / pool_size")
+    return (side, side, 1)
 
 
 def _check_layer_bits(cfg: Config) -> None:
     """A misspelt layer_bits key would silently be ignored: refuse it, listing the real names."""
-    valid = layer_names(cfg)[1:]
+    valid = quantized_layer_names(cfg)[1:]
     for name in cfg.model.layer_bits:
         if name not in valid:
             raise ConfigError(f"model.layer_bits.{name}: no such layer in this model; valid: {', '.join(valid)}",
                               hint="the input quantizer's width is model.input_bits")
+    if cfg.model.kind == "cnn":
+        for i in range(len(cfg.model.conv_filters)):
+            bits = layer_bits(cfg, f"crelu_{i}")
+            if cfg.model.conv_relu_integer_bits >= bits:
+                raise ConfigError(
+                    f"model.layer_bits.crelu_{i}: {bits} bits leave no fractional bit next to "
+                    f"model.conv_relu_integer_bits = {cfg.model.conv_relu_integer_bits}; valid: "
+                    f"{cfg.model.conv_relu_integer_bits + 1} .. 16")
 
 
 def _layers(cfg: Config, n_classes: int) -> list[Any]:
-    """The layer instances in order (inq, dense_0, relu_0, ..., dense_N), unbuilt."""
-    from qkeras import QActivation, QDense, quantized_bits, quantized_relu
+    """The layer instances in the order of :func:`layer_names`, unbuilt."""
+    import tensorflow as tf
+    from qkeras import QActivation, QConv2D, QDense, quantized_bits, quantized_relu
 
     m = cfg.model
     layers: list[Any] = [QActivation(
         quantized_bits(m.input_bits, INPUT_INTEGER_BITS, keep_negative=False, alpha=1), name="inq")]
-    widths = [*m.hidden, n_classes]
+    if m.kind == "cnn":
+        for i, filters in enumerate(m.conv_filters):
+            b = layer_bits(cfg, f"conv_{i}")
+            layers.append(QConv2D(
+                filters, m.kernel_size, strides=1, padding="valid",
+                kernel_quantizer=quantized_bits(b, m.integer_bits, alpha=1),
+                bias_quantizer=quantized_bits(b, m.integer_bits, alpha=1),
+                kernel_initializer="glorot_uniform",  # Keras' default for Conv2D; measured better here
+                name=f"conv_{i}",
+            ))
+            layers.append(QActivation(quantized_relu(layer_bits(cfg, f"crelu_{i}"), m.conv_relu_integer_bits),
+                                      name=f"crelu_{i}"))
+            if _pools(cfg):
+                layers.append(tf.keras.layers.MaxPooling2D(m.pool_size, name=f"pool_{i}"))
+        layers.append(tf.keras.layers.Flatten(name="flatten"))
+    widths = [*hidden_widths(cfg), n_classes]
     for i, width in enumerate(widths):
         b = layer_bits(cfg, f"dense_{i}")
         layers.append(QDense(
@@ -113,16 +200,22 @@ def _layers(cfg: Config, n_classes: int) -> list[Any]:
     return layers
 
 
-def _connect(n_features: int, layers: list[Any], wrap: Any = None) -> Any:
-    """A functional model over existing layer instances; ``wrap`` optionally wraps each QDense."""
-    import tensorflow as tf
-    from qkeras import QDense
+def _prunable(layer: Any) -> bool:
+    """A layer whose kernel is pruned: QDense or QConv2D."""
+    from qkeras import QConv2D, QDense
 
-    inp = tf.keras.Input(shape=(n_features,), name="x_in")  # "input" is reserved in hls4ml
+    return isinstance(layer, (QDense, QConv2D))
+
+
+def _connect(shape: tuple[int, ...], layers: list[Any], wrap: Any = None) -> Any:
+    """A functional model over existing layer instances; ``wrap`` optionally wraps each prunable layer."""
+    import tensorflow as tf
+
+    inp = tf.keras.Input(shape=shape, name="x_in")  # "input" is reserved in hls4ml
     x = inp
     for layer in layers:
-        x = (wrap(layer) if wrap is not None and isinstance(layer, QDense) else layer)(x)
-    return tf.keras.Model(inp, x, name="mlp")
+        x = (wrap(layer) if wrap is not None and _prunable(layer) else layer)(x)
+    return tf.keras.Model(inp, x, name="cnn" if len(shape) > 1 else "mlp")
 
 
 def _compile(model: Any, lr: float) -> None:
@@ -140,9 +233,9 @@ def _compile(model: Any, lr: float) -> None:
 def _train(cfg: Config, data: Dataset) -> Any:
     """Build, train and prune; return the stripped QKeras model."""
     layers = _layers(cfg, data.n_classes)
-    target, rounds = cfg.pruning.target_sparsity, cfg.pruning.rounds
+    target = cfg.pruning.target_sparsity
     if target <= 0.0:
-        model = _connect(data.n_features, layers)
+        model = _connect(input_shape(cfg, data.n_features), layers)
         _fit(cfg, model, data, [])
         return model
     if cfg.pruning.structured:
@@ -156,8 +249,8 @@ def _steps_per_epoch(cfg: Config, data: Dataset) -> int:
 
 def _fit(cfg: Config, model: Any, data: Dataset, callbacks: list[Any]) -> None:
     _compile(model, cfg.training.learning_rate)
-    model.fit(data.X_train, data.y_train, epochs=cfg.training.epochs, batch_size=cfg.training.batch_size,
-              shuffle=True, verbose=0, callbacks=callbacks)
+    model.fit(model_input(model, data.X_train), data.y_train, epochs=cfg.training.epochs,
+              batch_size=cfg.training.batch_size, shuffle=True, verbose=0, callbacks=callbacks)
 
 
 def _round_targets(target: float, rounds: int) -> list[tuple[float, float]]:
@@ -188,11 +281,11 @@ def _train_magnitude(cfg: Config, data: Dataset, layers: list[Any]) -> Any:
         def wrap(layer: Any, schedule: Any = schedule) -> Any:
             return sparsity.prune_low_magnitude(layer, pruning_schedule=schedule)
 
-        model = _connect(data.n_features, layers, wrap)
+        model = _connect(input_shape(cfg, data.n_features), layers, wrap)
         _fit(cfg, model, data, [sparsity.UpdatePruningStep()])
         _apply_masks(model)
         model = sparsity.strip_pruning(model)
-    return _connect(data.n_features, layers)
+    return _connect(input_shape(cfg, data.n_features), layers)
 
 
 def _apply_masks(model: Any) -> None:
@@ -204,12 +297,11 @@ def _apply_masks(model: Any) -> None:
 
 
 def _train_structured(cfg: Config, data: Dataset, layers: list[Any]) -> Any:
-    """Neuron pruning: a mask callback removes the lowest-L2 hidden neurons, ramping each round."""
-    from qkeras import QDense
-
-    model = _connect(data.n_features, layers)
-    dense = [layer for layer in layers if isinstance(layer, QDense)]
-    masker = NeuronMask(dense, ramp_epochs=max(1, int(cfg.training.epochs * RAMP_FRACTION)))
+    """Neuron / filter pruning: a mask callback removes the lowest-L2 hidden neurons and conv
+    filters, ramping each round."""
+    model = _connect(input_shape(cfg, data.n_features), layers)
+    prunable = [layer for layer in layers if _prunable(layer)]
+    masker = NeuronMask(prunable, ramp_epochs=max(1, int(cfg.training.epochs * RAMP_FRACTION)))
     for start, end in _round_targets(cfg.pruning.target_sparsity, cfg.pruning.rounds):
         masker.set_round(start, end)
         _fit(cfg, model, data, [masker])
@@ -224,18 +316,22 @@ def _neuron_mask_callback_base() -> type:
 
 
 class NeuronMask(_neuron_mask_callback_base()):  # type: ignore[misc]
-    """Zero the lowest-L2-norm hidden neurons of each QDense layer (never the output layer's).
+    """Zero the lowest-L2-norm units of each QDense / QConv2D layer (never the output layer's).
 
-    Pruning neuron j of layer i zeroes kernel column j and bias j of layer i and kernel row j of
-    layer i+1 (its input is always 0 then). Pruned neurons stay pruned; the pruned fraction rises
-    linearly from the round's start to its end over ``ramp_epochs`` epochs, re-chosen per epoch.
+    A unit is a neuron of a QDense or a filter of a QConv2D: the last axis of the kernel. Pruning
+    unit j of layer i zeroes kernel[..., j] and bias j of layer i, and every input of layer i+1
+    that reads it (its value is always 0 then): kernel row j of a following QDense, input channel j
+    of a following QConv2D, and the Flatten positions of channel j (rows j, j+C, j+2C, ...) of a
+    QDense after Flatten (channels last; pooling and ReLU keep a zero channel zero). Pruned units
+    stay pruned; the pruned fraction rises linearly from the round's start to its end over
+    ``ramp_epochs`` epochs, re-chosen per epoch.
     """
 
-    def __init__(self, dense: list[Any], ramp_epochs: int) -> None:
+    def __init__(self, layers: list[Any], ramp_epochs: int) -> None:
         super().__init__()
-        self.dense = dense
+        self.layers = layers
         self.ramp_epochs = ramp_epochs
-        self.keep = [np.ones(int(d.units), dtype=bool) for d in dense[:-1]]
+        self.keep = [np.ones(_units(d), dtype=bool) for d in layers[:-1]]
         self.start = self.end = 0.0
 
     def set_round(self, start: float, end: float) -> None:
@@ -244,7 +340,7 @@ class NeuronMask(_neuron_mask_callback_base()):  # type: ignore[misc]
     def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
         frac = self.end if epoch >= self.ramp_epochs else (
             self.start + (self.end - self.start) * (epoch + 1) / self.ramp_epochs)
-        for i, d in enumerate(self.dense[:-1]):
+        for i, d in enumerate(self.layers[:-1]):
             self.keep[i] = self._choose(d, self.keep[i], frac)
         self.apply()
 
@@ -253,23 +349,41 @@ class NeuronMask(_neuron_mask_callback_base()):  # type: ignore[misc]
 
     @staticmethod
     def _choose(layer: Any, keep: np.ndarray, frac: float) -> np.ndarray:
-        """Prune the smallest-norm live columns until ``frac`` of them are gone (at least one stays)."""
-        n_prune = min(int(round(frac * layer.units)), layer.units - 1)
+        """Prune the smallest-norm live units until ``frac`` of them are gone (at least one stays)."""
+        units = _units(layer)
+        n_prune = min(int(round(frac * units)), units - 1)
         if n_prune <= int((~keep).sum()):
             return keep
         kernel, bias = layer.kernel.numpy(), layer.bias.numpy()
-        norms = np.sqrt((kernel ** 2).sum(axis=0) + bias ** 2)
+        norms = np.sqrt((kernel.reshape(-1, units) ** 2).sum(axis=0) + bias ** 2)
         norms[~keep] = -1.0  # already pruned: stay pruned
         new = np.ones_like(keep)
         new[np.argsort(norms, kind="stable")[:n_prune]] = False
         return new
 
+    def input_keep(self, i: int) -> np.ndarray:
+        """Which inputs of layer i (kernel axis -2) are alive: the previous layer's live units,
+        repeated over the positions a Flatten lays out before them."""
+        n_in = int(self.layers[i].kernel.shape[-2])
+        if i == 0:
+            return np.ones(n_in, dtype=bool)
+        prev = self.keep[i - 1]
+        if n_in % len(prev):
+            raise ValueError(f"layer {self.layers[i].name}: {n_in} inputs are not a whole number of "
+                             f"copies of the {len(prev)} units of {self.layers[i - 1].name}")
+        return np.tile(prev, n_in // len(prev))
+
     def apply(self) -> None:
-        for i, d in enumerate(self.dense):
-            col = self.keep[i] if i < len(self.keep) else np.ones(int(d.units), dtype=bool)
-            row = self.keep[i - 1] if i > 0 else np.ones(int(d.kernel.shape[0]), dtype=bool)
-            d.kernel.assign(d.kernel.numpy() * np.outer(row, col).astype(np.float32))
+        for i, d in enumerate(self.layers):
+            col = self.keep[i] if i < len(self.keep) else np.ones(_units(d), dtype=bool)
+            mask = np.outer(self.input_keep(i), col).astype(np.float32)  # broadcasts over conv taps
+            d.kernel.assign(d.kernel.numpy() * mask)
             d.bias.assign(d.bias.numpy() * col.astype(np.float32))
+
+
+def _units(layer: Any) -> int:
+    """Neurons of a dense layer, filters of a conv layer: the kernel's last axis."""
+    return int(layer.kernel.shape[-1])
 
 
 # ----------------------------------------------------------------------------- metrics
@@ -288,7 +402,7 @@ def quantized_weights(layer: Any) -> tuple[np.ndarray, np.ndarray | None]:
 
 
 def _result(cfg: Config, model: Any, data: Dataset, train_seconds: float) -> dict[str, Any]:
-    logits = model.predict(data.X_test, batch_size=1024, verbose=0)
+    logits = model.predict(model_input(model, data.X_test), batch_size=1024, verbose=0)
     accuracy = float(np.mean(np.argmax(logits, axis=1) == data.y_test))
     layers = layer_stats(model)
     return {
@@ -297,7 +411,9 @@ def _result(cfg: Config, model: Any, data: Dataset, train_seconds: float) -> dic
         "data_file": "data.npz",
         "has_data": True,
         "dataset": data.name,
+        "model_kind": cfg.model.kind,
         "n_features": data.n_features,
+        "input_shape": [int(d) for d in model.inputs[0].shape[1:]],
         "n_classes": data.n_classes,
         "n_train": len(data.X_train),
         "n_test": len(data.X_test),
@@ -312,12 +428,20 @@ def _result(cfg: Config, model: Any, data: Dataset, train_seconds: float) -> dic
     }
 
 
+#: Layers with a kernel whose weights, nonzeros and sparsity are counted.
+WEIGHT_LAYERS = ("Dense", "QDense", "Conv1D", "QConv1D", "Conv2D", "QConv2D")
+#: Layers that pass their input's bit width through unchanged (max, reshape, identity).
+WIDTH_PRESERVING = ("Dropout", "MaxPooling1D", "MaxPooling2D", "Flatten", "Reshape")
+
+
 def layer_stats(model: Any) -> list[dict[str, Any]]:
-    """Per-layer name, kind, bits, weights, nonzero, sparsity, input_bits (weights: kernel only).
+    """Per-layer name, kind, bits, weights, nonzero, sparsity, input_bits, uses (weights: kernel only).
 
     ``nonzero`` counts kernel entries that are nonzero *after quantization* (what the hardware
     multiplies); ``bits`` is the weight quantizer's width (activations: the output width; float
     layers: None). ``input_bits`` is the width of the value entering the layer, None if unknown.
+    ``uses`` is how often each weight multiplies per inference: 1 for Dense, the number of output
+    positions (height x width) for Conv2D; 0 for layers without weights.
     """
     stats: list[dict[str, Any]] = []
     in_bits: int | None = None
@@ -327,23 +451,25 @@ def layer_stats(model: Any) -> list[dict[str, Any]]:
             continue
         bits = _quantizer_bits(layer)
         entry: dict[str, Any] = {"name": layer.name, "kind": kind, "bits": bits, "input_bits": in_bits,
-                                 "weights": 0, "nonzero": 0, "sparsity": None}
-        if kind in ("Dense", "QDense"):
+                                 "weights": 0, "nonzero": 0, "sparsity": None, "uses": 0}
+        if kind in WEIGHT_LAYERS:
             kernel, _ = quantized_weights(layer)
             entry["weights"] = int(kernel.size)
             entry["nonzero"] = int(np.count_nonzero(kernel))
             entry["sparsity"] = 1.0 - entry["nonzero"] / max(1, entry["weights"])
+            entry["uses"] = math.prod(int(d) for d in layer.output_shape[1:-1])  # 1 for Dense
         stats.append(entry)
-        # Only a quantizer fixes the width of what the next layer sees; Dropout passes it through.
+        # Only a quantizer fixes the width of what the next layer sees; pooling, Flatten and
+        # Dropout pass it through.
         if kind == "QActivation":
             in_bits = bits
-        elif kind != "Dropout":
+        elif kind not in WIDTH_PRESERVING:
             in_bits = None
     return stats
 
 
 def _quantizer_bits(layer: Any) -> int | None:
-    """Width of the layer's weight quantizer (QDense) or activation quantizer (QActivation)."""
+    """Width of the layer's weight quantizer (QDense, QConv2D) or activation quantizer (QActivation)."""
     q = getattr(layer, "kernel_quantizer_internal", None)
     if q is None and type(layer).__name__ == "QActivation":
         q = getattr(layer, "quantizer", None)
@@ -352,21 +478,23 @@ def _quantizer_bits(layer: Any) -> int | None:
 
 
 def totals(layers: list[dict[str, Any]]) -> dict[str, Any]:
-    """Global weight sparsity and BOPs over the dense layers.
+    """Global weight sparsity and BOPs over the dense and conv layers.
 
-    BOPs = sum over dense layers of nonzero_weights * weight_bits * input_bits: one b_w x b_a
-    multiply per nonzero weight per inference, accumulations not counted. None when a dense
-    layer's weight or input width is unknown (float layers).
+    BOPs = sum over those layers of nonzero_weights * uses * weight_bits * input_bits: one
+    b_w x b_a multiply per nonzero weight per use (conv: per output position) per inference,
+    accumulations not counted. None when a layer's weight or input width is unknown (float layers).
     """
-    dense = [e for e in layers if e["kind"] in ("Dense", "QDense")]
+    dense = [e for e in layers if e["kind"] in WEIGHT_LAYERS]
     weights = sum(e["weights"] for e in dense)
     nonzero = sum(e["nonzero"] for e in dense)
     known = all(e["bits"] is not None and e["input_bits"] is not None for e in dense)
-    bops = sum(e["nonzero"] * e["bits"] * e["input_bits"] for e in dense) if known else None
+    bops = (sum(e["nonzero"] * e.get("uses", 1) * e["bits"] * e["input_bits"] for e in dense)
+            if known else None)
     return {
         "total_weights": weights,
         "total_nonzero": nonzero,
         "weight_sparsity": 1.0 - nonzero / max(1, weights),
         "bops": bops,
-        "bops_definition": "sum over dense layers of nonzero quantized weights x weight bits x input bits",
+        "bops_definition": ("sum over dense and conv layers of nonzero quantized weights x uses per "
+                            "inference (conv: output positions) x weight bits x input bits"),
     }

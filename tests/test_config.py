@@ -62,7 +62,17 @@ def test_wrong_type_names_field(data: dict[str, Any], field: str) -> None:
         ("data.dataset", "mnist"),
         ("data.test_fraction", 0.95),
         ("data.test_fraction", 0.0),
-        ("model.kind", "cnn"),
+        ("model.kind", "rnn"),
+        ("model.conv_filters", [8, 0]),
+        ("model.kernel_size", 0),
+        ("model.kernel_size", 16),
+        ("model.pool_size", -1),
+        ("model.pool_size", 17),
+        ("model.image_shape", [8, 8]),
+        ("model.image_shape", [8, 0, 1]),
+        ("model.cnn_hidden", [16, 0]),
+        ("model.conv_relu_integer_bits", 6),  # must stay below bits (6)
+        ("model.conv_relu_integer_bits", -1),
         ("model.hidden", [0, 32]),
         ("model.bits", 1),
         ("model.bits", 17),
@@ -99,6 +109,43 @@ def test_out_of_range_lists_valid_choices() -> None:
         Config().replace(**{"hls.strategy": "Fast"})
     with pytest.raises(ConfigError, match="model.integer_bits.*0 .. 3"):
         Config().replace(**{"model.bits": 4, "model.integer_bits": 4})
+
+
+def test_model_kind_lists_valid_choices() -> None:
+    with pytest.raises(ConfigError, match="model.kind: 'rnn' is invalid; valid: mlp, cnn"):
+        Config().replace(**{"model.kind": "rnn"})
+
+
+def test_cnn_defaults() -> None:
+    m = config.from_dict({"model": {"kind": "cnn"}}).model
+    assert (m.kind, m.conv_filters, m.kernel_size, m.pool_size, m.image_shape, m.cnn_hidden) == \
+        ("cnn", (8,), 3, 2, None, ())
+    assert m.conv_relu_integer_bits == 1
+    assert m.hidden == (32, 32)  # the MLP's widths stay as they were (the CNN ignores them)
+
+
+def test_cnn_fields_parse_and_round_trip(tmp_path: Path) -> None:
+    cfg = Config().replace(**{"model.kind": "cnn", "model.conv_filters": [4, 8], "model.kernel_size": 2,
+                              "model.pool_size": 0, "model.image_shape": [10, 6, 2],
+                              "model.cnn_hidden": [16]})
+    assert cfg.model.image_shape == (10, 6, 2) and cfg.model.conv_filters == (4, 8)
+    path = tmp_path / "cnn.yaml"
+    config.dump(cfg, path)
+    assert config.load(path) == cfg
+    assert yaml.safe_load(path.read_text())["model"]["image_shape"] == [10, 6, 2]
+
+
+def test_cnn_needs_a_conv_and_an_image_that_survives_the_blocks() -> None:
+    with pytest.raises(ConfigError, match="model.conv_filters: \\[\\] is invalid; valid: at least one"):
+        Config().replace(**{"model.kind": "cnn", "model.conv_filters": []})
+    Config().replace(**{"model.conv_filters": []})  # the MLP does not use it
+    # 8 -conv3-> 6 -pool2-> 3 -conv3-> 1 -pool2-> 0: too small
+    with pytest.raises(ConfigError, match="model.image_shape: \\[8, 8, 1\\] is invalid.*2 conv block"):
+        Config().replace(**{"model.kind": "cnn", "model.conv_filters": [4, 4],
+                            "model.image_shape": [8, 8, 1]})
+    ok = Config().replace(**{"model.kind": "cnn", "model.conv_filters": [4, 4], "model.pool_size": 1,
+                             "model.image_shape": [8, 8, 1]})  # 8 -> 6 -> 4 without pooling
+    assert config.cnn_output_size(8, ok.model) == 4
 
 
 def test_npz_needs_path() -> None:

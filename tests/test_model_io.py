@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from codesign import config, rundir
-from codesign.errors import ModelImportError
-from codesign.model_io import SUPPORTED_LAYERS, import_model, load_model
+from codesign.errors import DataError, ModelImportError
+from codesign.model_io import SUPPORTED_LAYERS, import_model, load_model, model_input
 
 tf = pytest.importorskip("tensorflow")
 qkeras = pytest.importorskip("qkeras")
@@ -313,3 +313,87 @@ def test_failed_import_keeps_previous_stage(tmp_path: Path) -> None:
         import_model(_cfg(tmp_path, arch, other), tmp_path)
     assert (tmp_path / "model" / "result.json").read_text() == before
     assert json.loads(before)["weights_path"] == str(weights)
+
+
+# ----------------------------------------------------------------------------- CNNs and model_input
+
+def _small_cnn(**conv: Any) -> Any:
+    from qkeras import QActivation, QConv2D, QDense, quantized_bits, quantized_relu
+
+    inp = tf.keras.Input((6, 6, 2), name="x_in")
+    x = QConv2D(3, 3, kernel_quantizer=quantized_bits(6, 0, alpha=1),
+                bias_quantizer=quantized_bits(6, 0, alpha=1), name="conv_0", **conv)(inp)
+    x = QActivation(quantized_relu(6, 1), name="crelu_0")(x)
+    x = tf.keras.layers.MaxPooling2D(2, name="pool_0")(x)
+    x = tf.keras.layers.Flatten(name="flatten")(x)
+    return tf.keras.Model(inp, QDense(4, kernel_quantizer=quantized_bits(6, 0, alpha=1), name="dense_0")(x))
+
+
+def test_model_input_reshapes_flat_rows_row_major() -> None:
+    model = _small_cnn()
+    X = np.arange(3 * 72, dtype=np.float32).reshape(3, 72)
+    shaped = model_input(model, X)
+    assert shaped.shape == (3, 6, 6, 2)
+    # channels last, row-major: flat index (h * 6 + w) * 2 + c
+    assert shaped[1, 2, 4, 1] == X[1, (2 * 6 + 4) * 2 + 1]
+    assert model_input(model, shaped) is shaped  # already shaped: passed through
+    assert model_input((6, 6, 2), X).shape == (3, 6, 6, 2)  # a shape instead of a model
+    flat = np.ones((5, 16), dtype=np.float32)
+    assert model_input((16,), flat) is flat  # an MLP's input is the data itself
+    assert model_input(model, X[:0]).shape == (0, 6, 6, 2)
+
+
+@pytest.mark.parametrize("shape", [(3, 71), (3, 6, 6, 1), (3, 6, 12), (72,)])
+def test_model_input_error_names_both_shapes(shape: tuple[int, ...]) -> None:
+    with pytest.raises(DataError) as info:
+        model_input(_small_cnn(), np.zeros(shape, dtype=np.float32))
+    msg = str(info.value)
+    assert f"data of shape {shape}" in msg and "input shape (None, 6, 6, 2)" in msg and "(samples, 72)" in msg
+
+
+def test_cnn_loads_and_predicts_on_flat_data(tmp_path: Path) -> None:
+    model = _small_cnn()
+    path = tmp_path / "cnn.h5"
+    model.save(path)
+    loaded = load_model(path)
+    assert [type(layer).__name__ for layer in loaded.layers] == [
+        "InputLayer", "QConv2D", "QActivation", "MaxPooling2D", "Flatten", "QDense"]
+    X = np.random.default_rng(0).integers(0, 17, (4, 72)) / 16.0
+    np.testing.assert_array_equal(loaded.predict(model_input(loaded, X), verbose=0),
+                                  model.predict(model_input(model, X), verbose=0))
+
+
+def test_import_cnn_measures_accuracy_on_flat_data(tmp_path: Path) -> None:
+    model = _small_cnn()
+    path = tmp_path / "cnn.h5"
+    model.save(path)
+    rng = np.random.default_rng(1)
+    X, y = rng.integers(0, 17, (40, 72)) / 16.0, rng.integers(0, 4, 40)
+    npz = tmp_path / "img.npz"
+    np.savez(npz, X_train=X[:30], y_train=y[:30], X_test=X[30:], y_test=y[30:])
+    cfg = config.from_dict({"model": {"import_path": str(path)},
+                            "data": {"dataset": "npz", "path": str(npz)}})
+    result = import_model(cfg, tmp_path / "run")
+    assert (result["n_features"], result["input_shape"], result["has_data"]) == (72, [6, 6, 2], True)
+    expected = float(np.mean(np.argmax(model.predict(X[30:].reshape(-1, 6, 6, 2), verbose=0), 1) == y[30:]))
+    assert result["test_accuracy"] == pytest.approx(expected)
+    conv = {e["name"]: e for e in result["layers"]}["conv_0"]
+    assert (conv["weights"], conv["uses"], conv["input_bits"]) == (3 * 3 * 2 * 3, 16, None)
+
+
+def test_dilated_conv_refused(tmp_path: Path) -> None:
+    path = tmp_path / "dilated.h5"
+    _small_cnn(dilation_rate=2).save(path)
+    with pytest.raises(ModelImportError,
+                       match="dilated.h5: layer 'conv_0' \\(QConv2D\\): unsupported dilation_rate"):
+        load_model(path)
+
+
+def test_dense_on_an_image_refused(tmp_path: Path) -> None:
+    inp = tf.keras.Input((4, 4, 1))
+    x = tf.keras.layers.Conv2D(2, 3, name="c")(inp)
+    model = tf.keras.Model(inp, tf.keras.layers.Dense(2, name="d")(x))  # no Flatten
+    path = tmp_path / "noflat.h5"
+    model.save(path)
+    with pytest.raises(ModelImportError, match="layer 'd' \\(Dense\\) gets a 3-D input.*Flatten"):
+        load_model(path)

@@ -212,3 +212,120 @@ def test_default_accuracy_targets(tmp_path: Path, over: dict[str, Any], min_accu
     assert result["test_accuracy"] >= min_accuracy, summary
     assert result["weight_sparsity"] >= min_sparsity, summary
     assert result["train_seconds"] < 60, summary
+
+
+# ----------------------------------------------------------------------------- CNN
+
+#: The digits CNN, small and quick: 4 filters, 3 epochs.
+CNN_FAST = {"model.kind": "cnn", "model.conv_filters": [4], "training.epochs": 3}
+
+
+def test_cnn_layer_names_and_shapes() -> None:
+    cfg = _cfg(**{"model.kind": "cnn", "model.layer_bits": {"conv_0": 4, "crelu_0": 5, "dense_0": 3}})
+    assert train.layer_names(cfg) == ["inq", "conv_0", "crelu_0", "pool_0", "flatten", "dense_0"]
+    assert train.quantized_layer_names(cfg) == ["inq", "conv_0", "crelu_0", "dense_0"]
+    assert train.input_shape(cfg, 64) == (8, 8, 1)
+    model = train._connect(train.input_shape(cfg, 64), train._layers(cfg, 10))
+    assert model.layers[0].name == "x_in" and tuple(model.input_shape) == (None, 8, 8, 1)
+    got = [(layer.name, type(layer).__name__, tuple(layer.output_shape[1:])) for layer in model.layers[1:]]
+    assert got == [("inq", "QActivation", (8, 8, 1)),
+                   ("conv_0", "QConv2D", (6, 6, 8)), ("crelu_0", "QActivation", (6, 6, 8)),
+                   ("pool_0", "MaxPooling2D", (3, 3, 8)), ("flatten", "Flatten", (72,)),
+                   ("dense_0", "QDense", (10,))]
+    assert [n for n, _, _ in got] == train.layer_names(cfg)
+    conv = model.get_layer("conv_0")
+    assert conv.get_config()["padding"] == "valid" and tuple(conv.kernel.shape) == (3, 3, 1, 8)
+    assert conv.kernel_quantizer_internal.bits == 4 and conv.bias_quantizer_internal.bits == 4
+    crelu = model.get_layer("crelu_0").quantizer
+    assert (type(crelu).__name__, crelu.bits, crelu.integer) == ("quantized_relu", 5, 1)
+    assert model.get_layer("dense_0").kernel_quantizer_internal.bits == 3
+    assert model.get_layer("dense_0").get_config()["activation"] == "linear"
+
+
+def test_cnn_options_change_the_layers() -> None:
+    cfg = _cfg(**{"model.kind": "cnn", "model.conv_filters": [4, 6], "model.kernel_size": 2,
+                  "model.pool_size": 1, "model.cnn_hidden": [12], "model.image_shape": [4, 6, 2]})
+    assert train.layer_names(cfg) == ["inq", "conv_0", "crelu_0", "conv_1", "crelu_1", "flatten",
+                                      "dense_0", "relu_0", "dense_1"]
+    model = train._connect(train.input_shape(cfg, 48), train._layers(cfg, 3))
+    shapes = {layer.name: tuple(layer.output_shape[1:]) for layer in model.layers}
+    assert shapes["conv_0"] == (3, 5, 4) and shapes["conv_1"] == (2, 4, 6) and shapes["flatten"] == (48,)
+    assert shapes["dense_0"] == (12,) and shapes["dense_1"] == (3,)
+    assert model.name == "cnn"
+
+
+def test_cnn_image_shape_errors(tmp_path: Path) -> None:
+    cfg = _cfg(**{"model.kind": "cnn"})
+    with pytest.raises(ConfigError, match="model.image_shape: null, and the data's 60 features are not"):
+        train.input_shape(cfg, 60)
+    with pytest.raises(ConfigError, match=r"model.image_shape: \[8, 4, 1\] holds 32 values but the data has"):
+        train.run(cfg.replace(**{"model.image_shape": [8, 4, 1]}), tmp_path)
+    with pytest.raises(ConfigError, match="4x4x1 image inferred from the data shrinks to nothing"):
+        train.input_shape(cfg.replace(**{"model.conv_filters": [2, 2]}), 16)
+    assert not (tmp_path / "model").exists()
+
+
+def test_cnn_unknown_layer_bits_lists_conv_names(tmp_path: Path) -> None:
+    cfg = _cfg(**{"model.kind": "cnn", "model.layer_bits": {"pool_0": 4}})
+    with pytest.raises(ConfigError, match="model.layer_bits.pool_0.*valid: conv_0, crelu_0, dense_0$"):
+        train.run(cfg, tmp_path)
+    with pytest.raises(ConfigError, match="model.layer_bits.crelu_0: 2 bits.*conv_relu_integer_bits = 2"):
+        train.run(cfg.replace(**{"model.layer_bits": {"crelu_0": 2}, "model.conv_relu_integer_bits": 2}),
+                  tmp_path)
+
+
+def test_cnn_trains_prunes_conv_and_reports_it(tmp_path: Path) -> None:
+    cfg = _cfg(**{**CNN_FAST, "pruning.target_sparsity": 0.5})
+    result = train.run(cfg, tmp_path)
+    assert (result["model_kind"], result["input_shape"], result["n_features"]) == ("cnn", [8, 8, 1], 64)
+    model = load_model(tmp_path / "model" / "model.h5")
+    assert [layer.name for layer in model.layers[1:]] == train.layer_names(cfg)
+    with np.load(tmp_path / "model" / "data.npz") as d:
+        X, y = d["X_test"], d["y_test"]
+    assert X.ndim == 2  # the saved data stays flat
+    acc = float(np.mean(np.argmax(model.predict(X.reshape(-1, 8, 8, 1), verbose=0), axis=1) == y))
+    assert result["test_accuracy"] == pytest.approx(acc) and acc > 0.3  # 3 epochs learn (chance 0.1)
+    layers = {e["name"]: e for e in result["layers"]}
+    conv = layers["conv_0"]
+    kernel = train.quantized_weights(model.get_layer("conv_0"))[0]
+    assert (conv["kind"], conv["weights"], conv["nonzero"], conv["uses"]) == \
+        ("QConv2D", 36, np.count_nonzero(kernel), 36)  # 3x3x1x4 weights at 6x6 positions
+    assert np.count_nonzero(model.get_layer("conv_0").get_weights()[0]) <= 18  # magnitude-pruned too
+    assert conv["sparsity"] >= 0.5 and layers["dense_0"]["sparsity"] >= 0.5 - 1 / 360
+    assert (conv["input_bits"], layers["dense_0"]["input_bits"]) == (8, 6)  # through pool and flatten
+    assert layers["dense_0"]["uses"] == 1 and layers["pool_0"]["weights"] == 0
+    assert result["total_weights"] == 36 + 360
+    assert result["bops"] == conv["nonzero"] * 36 * 6 * 8 + layers["dense_0"]["nonzero"] * 6 * 6
+
+
+def test_cnn_structured_pruning_removes_whole_filters(tmp_path: Path) -> None:
+    cfg = _cfg(**{**CNN_FAST, "model.conv_filters": [4, 6], "model.pool_size": 0, "model.cnn_hidden": [8],
+                  "pruning.structured": True, "pruning.target_sparsity": 0.5, "training.epochs": 2})
+    train.run(cfg, tmp_path)
+    model = load_model(tmp_path / "model" / "model.h5")
+    names = ["conv_0", "conv_1", "dense_0", "dense_1"]
+    dead = {}
+    for name in names:
+        kernel, bias = model.get_layer(name).get_weights()
+        dead[name] = np.all(kernel.reshape(-1, kernel.shape[-1]) == 0, axis=0) & (bias == 0)
+    assert [int(dead[n].sum()) for n in names] == [2, 3, 4, 0]  # half of each hidden layer, no class
+    # nothing reads a dead unit: conv_1's input channels, and dense_0's flattened positions of dead
+    # conv_1 channels (channels last: flat index = pixel * 6 + channel)
+    assert np.all(model.get_layer("conv_1").get_weights()[0][:, :, dead["conv_0"], :] == 0)
+    rows = model.get_layer("dense_0").get_weights()[0]  # (4 * 4 * 6, 8)
+    assert np.all(rows[np.tile(dead["conv_1"], 16), :] == 0)
+    assert np.all(model.get_layer("dense_1").get_weights()[0][dead["dense_0"], :] == 0)
+
+
+@pytest.mark.slow
+def test_default_cnn_accuracy_target(tmp_path: Path) -> None:
+    """The digits CNN: 8x8x1 -> QConv2D(8, 3x3) -> ReLU -> MaxPool 2 -> Flatten -> QDense(10), 6 bit, 50 %."""
+    cfg = config.from_dict({"model": {"kind": "cnn"}})
+    result = train.run(cfg, tmp_path)
+    summary = {k: result[k] for k in ("test_accuracy", "weight_sparsity", "train_seconds")}
+    assert result["test_accuracy"] >= 0.95, summary
+    assert result["weight_sparsity"] >= 0.49, summary
+    for e in result["layers"]:
+        if e["weights"]:
+            assert e["sparsity"] >= 0.5 - 1 / e["weights"], e  # the conv is pruned as well
+    assert result["train_seconds"] < 60, summary
