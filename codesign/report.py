@@ -200,7 +200,8 @@ def make_plots(run_dir: Path, plot_dir: Path) -> tuple[list[dict[str, str]], lis
         return [], ["hls/graph.json has no dense layers with weights: no weight plots."]
     out: list[dict[str, str]] = []
     # a Dense matrix is n_in x n_out; a conv kernel is (k_h*k_w*n_chan) x n_filt, one row per bias
-    codes = {d["name"]: np.asarray(d["weights"], dtype=np.int64).reshape(-1, len(d["bias"])) for d in dense}
+    codes = {d["name"]: np.asarray(d["weights"], dtype=np.int64).reshape(
+        (-1, len(d["bias"])) if d["kind"] == "conv" else (d["n_in"], d["n_out"])) for d in dense}
     fracs = {d["name"]: int(d.get("weight_frac", 0)) for d in dense}
     for name, c in codes.items():
         p = plots.sparsity_heatmap(name, c, plot_dir / f"sparsity_{name}.png")
