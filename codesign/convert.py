@@ -69,14 +69,6 @@ def _first_quantizer_precision(hls_cfg: dict[str, Any], model: Any) -> str | Non
 WEIGHT_LAYER_CLASSES = ("Dense", "QDense", "Conv1D", "QConv1D", "Conv2D", "QConv2D")
 
 
-def keras_input(model: Any, x: np.ndarray) -> np.ndarray:
-    """Flat rows (the C-sim's and the RTL's layout) reshaped to the Keras model's input shape."""
-    shape = tuple(int(d) for d in model.input_shape[1:])
-    if int(np.prod(shape)) != x.shape[1]:
-        raise ConversionError(f"model input shape {shape} does not hold {x.shape[1]} features per row")
-    return x.reshape((len(x), *shape))
-
-
 def build_hls_config(cfg: Config, model: Any) -> dict[str, Any]:
     """hls4ml configuration (granularity 'name') with the run's precisions, strategies and RFs."""
     import hls4ml
@@ -215,7 +207,7 @@ def in_range_codes(graph: hwgraph.Graph, n: int, seed: int) -> np.ndarray:
 
 def run(cfg: Config, run_dir: Path) -> dict[str, Any]:
     """The 'hls' stage."""
-    from codesign.model_io import load_model
+    from codesign.model_io import load_model, model_input
 
     model_res = require(run_dir, "model", "convert")
     model = load_model(Path(run_dir) / "model" / model_res.get("model_file", "model.h5"))
@@ -246,7 +238,7 @@ def run(cfg: Config, run_dir: Path) -> dict[str, Any]:
         else:  # an imported model without data: random in-range codes
             codes, inputs = in_range_codes(graph, AGREEMENT_VECTORS, seed=0), "random in-range on-grid"
         x = graph.input_type.to_real(codes)
-        ref = np.asarray(keras_model.predict(keras_input(keras_model, x), verbose=0, batch_size=1024)).reshape(len(x), -1)
+        ref = np.asarray(keras_model.predict(model_input(keras_model, x), verbose=0, batch_size=1024)).reshape(len(x), -1)
         cs = np.asarray(hls_model.predict(np.ascontiguousarray(x))).reshape(len(x), -1)
         result["csim_vs_qkeras"] = dict(agreement(ref, cs), inputs=inputs)
         if labels is not None:

@@ -28,10 +28,11 @@ from codesign.errors import DataError, ModelImportError
 #: Layer classes the flow can convert (Dropout is the identity at inference).
 #: Conv1D / BatchNormalization are not accepted here yet (the hardware IR has them; importing them
 #: is a separate step with its own tests).
-SUPPORTED_LAYERS = ("InputLayer", "Dense", "QDense", "Conv2D", "QConv2D", "MaxPooling2D", "AveragePooling2D",
-                    "Flatten", "Activation", "QActivation", "ReLU", "Softmax", "Dropout")
-CONV_LAYERS = ("Conv2D", "QConv2D")
-POOL_LAYERS = ("MaxPooling2D", "AveragePooling2D")
+SUPPORTED_LAYERS = ("InputLayer", "Dense", "QDense", "Conv1D", "QConv1D", "Conv2D", "QConv2D", "MaxPooling1D",
+                    "AveragePooling1D", "MaxPooling2D", "AveragePooling2D", "Flatten", "BatchNormalization",
+                    "Activation", "QActivation", "ReLU", "Softmax", "Dropout")
+CONV_LAYERS = ("Conv1D", "QConv1D", "Conv2D", "QConv2D")
+POOL_LAYERS = ("MaxPooling1D", "AveragePooling1D", "MaxPooling2D", "AveragePooling2D")
 #: Activation functions accepted in Activation layers and as Dense/QDense ``activation``.
 SUPPORTED_ACTIVATIONS = ("linear", "relu", "softmax")
 #: Quantizers accepted in QActivation layers.
@@ -256,10 +257,10 @@ def check_supported(model: Any, source: Path | str) -> None:
                                f"{len(model.outputs)} outputs; the flow supports one of each")
     shape = tuple(model.inputs[0].shape)
     has_conv = any(type(layer).__name__ in CONV_LAYERS for layer in model.layers)
-    if len(shape) != 2 and not (len(shape) == 4 and has_conv):
+    if len(shape) != 2 and not (len(shape) in (3, 4) and has_conv):
         raise ModelImportError(f"{source}: input shape {shape[1:]} is not a flat vector; the flow "
-                               "supports Dense networks with a 1-D input and Conv2D networks with a "
-                               "channels-last (height, width, channels) input")
+                               "supports Dense networks with a 1-D input and Conv1D / Conv2D networks with a "
+                               "channels-last (length, channels) / (height, width, channels) input")
     for layer in model.layers:
         kind = type(layer).__name__
         if kind in ("Dense", "QDense") and len(layer.input_shape) != 2:
@@ -281,7 +282,7 @@ def _check_layer(layer: Any, source: Path | str) -> None:
                 f"{where}: activation {act!r} is not supported; valid: {', '.join(SUPPORTED_ACTIVATIONS)}")
     if kind in CONV_LAYERS or kind in POOL_LAYERS:
         _check_window(layer, where)
-    if kind in ("QDense", "QConv2D"):
+    if kind in ("QDense", "QConv1D", "QConv2D"):
         for attr in ("kernel_quantizer_internal", "bias_quantizer_internal"):
             q = getattr(layer, attr, None)
             if q is not None and type(q).__name__ not in SUPPORTED_WEIGHT_QUANTIZERS:

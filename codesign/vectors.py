@@ -72,9 +72,7 @@ def make_vectors(cfg: Config, run_dir: Path, out_path: Path) -> Path:
 
 
 def _qkeras_predictions(run_dir: Path, model_res: dict[str, Any], x: np.ndarray) -> np.ndarray:
-    from codesign.model_io import load_model
+    from codesign.model_io import load_model, model_input
 
     model = load_model(run_dir / "model" / model_res.get("model_file", "model.h5"))
-    from codesign.convert import keras_input
-
-    return np.asarray(model.predict(keras_input(model, x), verbose=0, batch_size=1024)).reshape(len(x), -1).argmax(1)
+    return np.asarray(model.predict(model_input(model, x), verbose=0, batch_size=1024)).reshape(len(x), -1).argmax(1)

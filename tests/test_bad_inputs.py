@@ -39,16 +39,16 @@ def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
 
 # ----------------------------------------------------------------------------- model files
 
-def test_conv1d_model_is_refused_naming_the_layer(tmp_path: Path) -> None:
+def test_unsupported_layer_is_refused_naming_the_layer(tmp_path: Path) -> None:
     import tensorflow as tf
 
     from codesign.model_io import load_model
 
-    m = tf.keras.Sequential([tf.keras.Input((8, 1)), tf.keras.layers.Conv1D(2, 3, name="conv_a"),
+    m = tf.keras.Sequential([tf.keras.Input((8, 1)), tf.keras.layers.UpSampling1D(2, name="up_a"),
                              tf.keras.layers.Flatten(), tf.keras.layers.Dense(2)])
-    m.save(tmp_path / "conv.h5")
-    with pytest.raises(ModelImportError, match=r"layer 'conv_a' \(Conv1D\) is not supported"):
-        load_model(tmp_path / "conv.h5")
+    m.save(tmp_path / "up.h5")
+    with pytest.raises(ModelImportError, match=r"layer 'up_a' \(UpSampling1D\) is not supported; supported"):
+        load_model(tmp_path / "up.h5")
 
 
 def test_sigmoid_activation_is_refused_at_import(tmp_path: Path) -> None:

@@ -270,3 +270,62 @@ def test_resource_strategy_conv_is_refused_by_name(tmp_path: Path) -> None:
                          weights=np.array([[1, -2], [3, 0]]), bias=np.array([5, 6]), geometry=geom)
     with pytest.raises(RtlGenError, match=r"layer conv_r: convolutions are generated for hls4ml's Latency"):
         rtlgen.generate(hwgraph.Graph(t, 3, (replace(conv, strategy="resource"),)), tmp_path / "rtl")
+
+
+# ----------------------------------------------------------------------------- through the flow
+
+@pytest.mark.slow
+@pytest.mark.verilator
+def test_digits_cnn_trains_and_verifies_at_two_reuse_factors(tmp_path: Path) -> None:
+    """The issue's digits CNN (Conv2D(8, 3x3) -> ReLU -> MaxPool 2x2 -> Flatten -> Dense 10)."""
+    import shutil
+
+    from codesign.config import Config
+    from codesign.flow import run_flow
+    from codesign.rundir import read_json
+
+    base = tmp_path / "train"
+    cfg = Config().replace(**{"model.kind": "cnn", "verify.random_vectors": 300, "output_dir": str(base)})
+    trained = run_flow(cfg, base, stages="train")
+    assert trained["model"]["test_accuracy"] >= 0.95
+    for rf in (1, 4):
+        run = tmp_path / f"rf{rf}"
+        run.mkdir()
+        shutil.copytree(base / "model", run / "model")
+        res = run_flow(cfg.replace(**{"hls.reuse_factor": rf, "output_dir": str(run)}), run,
+                       stages="convert,rtl,verify")
+        agree = res["hls"]["csim_vs_qkeras"]
+        assert agree["exact_rows"] == agree["rows"] == 360
+        design = read_json(run / "rtl" / "design.json")
+        assert [layer["kind"] for layer in design["layers"]] == ["conv", "relu", "pool", "dense"]
+        assert design["ii"] == rf
+        conv = design["layers"][0]
+        assert conv["multipliers"] == -(-conv["expanded_nonzero_weights"] // rf)
+        sim = res["sim"]
+        assert sim["passed"] and sim["mismatches"] == 0, sim.get("failures")
+        assert sim["vectors_checked"] == 360 + 300
+        assert sim["latency_min"] == sim["latency_max"] == design["latency"]
+        assert sim["ii"] == design["ii"]
+        assert sim["accuracy"] >= 0.95
+
+
+@pytest.mark.slow
+@pytest.mark.verilator
+def test_keras_bn_cnn_imported_from_json_and_h5(tmp_path: Path) -> None:
+    """Import (architecture .json + weights .h5) -> convert -> rtl -> verify, batch norm included."""
+    from codesign.config import Config
+    from codesign.flow import run_flow
+
+    model = keras_bn_cnn()
+    (tmp_path / "bn_cnn.json").write_text(model.to_json())
+    model.save_weights(tmp_path / "bn_cnn_weights.h5")
+    run = tmp_path / "run"
+    cfg = Config().replace(**{"model.import_path": str(tmp_path / "bn_cnn.json"),
+                              "model.weights_path": str(tmp_path / "bn_cnn_weights.h5"),
+                              "verify.random_vectors": 300, "output_dir": str(run)})
+    res = run_flow(cfg, run, stages="train,convert,rtl,verify")
+    classes = [layer["class"] for layer in res["hls"]["layers"]]
+    assert "BatchNormalization" in classes, classes
+    sim = res["sim"]
+    assert sim["passed"] and sim["mismatches"] == 0, sim.get("failures")
+    assert sim["latency_min"] == sim["latency_max"] == res["rtl"]["latency"]
