@@ -70,6 +70,48 @@ def test_node_ranges_are_exact(seed: int) -> None:
         assert rand[sig].min() >= node.lo and rand[sig].max() <= node.hi
 
 
+@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize("select", ["count", "cost"])
+def test_unsigned_hardware_codes_are_exact(seed: int, select: str) -> None:
+    """lower(): every signal's code H = pol * v + off is what the unsigned Verilog adders compute
+    (modulo 2^width, complemented operands, carry-ins), it is never negative and stays in [lo, hi];
+    the output constant turns the root's code back into the column's value."""
+    w, lo, hi = _random_case(seed)
+    g = adder_graph.build(w, lo, hi, select=select)
+    rng = np.random.default_rng(200 + seed)
+    biases = [(int(b), int(k)) for b, k in zip(rng.integers(-999, 999, size=w.shape[1]), rng.integers(0, 4, size=w.shape[1]))]
+    hw = adder_graph.lower(g, biases)
+    x = rng.integers(lo, hi + 1, size=(400, len(lo)))
+    x[0], x[1] = lo, hi
+    vals, codes = g.signal_values(x), adder_graph.hw_evaluate(g, hw, x)
+    for sig, (v, h) in enumerate(zip(vals, codes)):
+        s = hw.signals[sig]
+        assert np.array_equal(h, s.pol * v + s.off)
+        assert h.min() >= s.lo >= 0 and h.max() <= s.hi < (1 << s.width)
+    y = x @ w
+    for j, t in enumerate(g.outputs):
+        if t is None:
+            continue
+        h = hw.signals[t.sig]
+        bias, k = biases[j]
+        kc, inv = adder_graph._out_const(h, t.neg, bias, k)
+        code = codes[t.sig]
+        hp = ((1 << h.width) - 1 - code) if inv else code
+        assert np.array_equal(kc + (hp << k), bias + ((y[:, j] >> t.shift) << k))  # k: the root's shift
+    assert hw.cost > 0 or not g.nodes
+
+
+def test_cost_selection_saves_bits() -> None:
+    """select="cost" weighs patterns by the bits they overlap; on a layer like the benchmark's it
+    needs fewer estimated LUTs than the most-frequent-pattern rule."""
+    rng = np.random.default_rng(9)
+    w = rng.integers(-24, 25, size=(32, 24)) * (rng.random((32, 24)) < 0.6)
+    lo, hi = [0] * 32, [63] * 32
+    by_count = adder_graph.lower(adder_graph.build(w, lo, hi, select="count"))
+    by_cost = adder_graph.lower(adder_graph.build(w, lo, hi, select="cost"))
+    assert by_cost.cost < by_count.cost
+
+
 def test_sharing_removes_adders() -> None:
     rng = np.random.default_rng(7)
     w = rng.integers(-31, 32, size=(16, 24))
@@ -188,7 +230,7 @@ def _small_converted_model(out: Path) -> tuple[Graph, Path]:
 
     tf.keras.utils.set_random_seed(3)
     cfg = config.from_dict({"output_dir": str(out), "model": {"hidden": [24], "bits": 6}})
-    model = train._connect(12, train._layers(cfg, 5))
+    model = train._connect((12,), train._layers(cfg, 5))
     rng = np.random.default_rng(3)
     model.set_weights([w + rng.uniform(-0.5, 0.5, size=w.shape) if w.ndim == 1 else w for w in model.get_weights()])
     hls_model, _, stripped = convert_model(cfg, model, out / "hls")

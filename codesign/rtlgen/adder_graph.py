@@ -8,8 +8,9 @@ whole matrix becomes one adder graph whose intermediate sums are shared between 
    is a list of terms ``±(x_i << k)``.
 2. **Common subexpressions** (Hartley's method, as in da4ml, arXiv:2507.04535). A *pattern* is a
    pair of terms in the same column up to a common shift and sign: ``s1 ± (s2 << d)``. The most
-   frequent pattern over all columns (ties: the shallowest, then the lowest key) becomes a new
-   signal, every non-overlapping occurrence is replaced by one term of it, the pair counts are
+   frequent pattern over all columns (``select="count"``; ``"cost"``: the one saving the most
+   adder bits, count weighted by the bits its two terms overlap; ties: the shallowest, then the
+   lowest key) becomes a new signal, every non-overlapping occurrence is replaced by one term of it, the pair counts are
    updated incrementally, and this repeats while some pattern occurs at least twice. New signals
    take part in later patterns, so sums of sums are shared as well. ``max_depth`` optionally caps
    the adder depth of a shared signal.
@@ -21,6 +22,18 @@ Every adder's width comes from the *exact* value range of its result: each signa
 ``d`` low bits of ``a + (b << d)`` are a's bits and bypass the adder, which only spans the upper
 bits.
 
+**Hardware representation** (:func:`lower`, measured with Yosys ``synth_xilinx``). A carry-chain
+adder costs one LUT per bit where both operands have variable bits, plus an inverter per bit where
+the propagate signal is a complemented variable bit; a bit with one constant-0 operand is free. So
+signals are carried *unsigned* (offset binary, ``H = pol * v + off >= 0``): a narrow term added to
+a wide sum costs only its own bits, where two's complement pays a LUT for every sign-extension bit
+of it. Signed inputs get their sign bit flipped (``off = 2^(w-1)``); a subtraction adds the
+complement (``pol`` picks, per node, the cheaper polarity); the offsets of all terms are added
+once per output together with the bias, in the one constant adder the output needs anyway. The
+Verilog is written so that Yosys keeps these adders as they are (see :func:`_emit_node`).
+:func:`parallel_shared` builds the graph with each of ``SELECT_METHODS`` and keeps the one with
+the fewest pipeline stages, then the lowest LUT estimate (:attr:`Hardware.cost`).
+
 Pipelining is by delay budget, not by adder levels. Delay model (UltraScale+, documented
 estimates, not timing analysis): an adder whose carry chain spans ``n`` bits takes
 ``ADDER_BASE_NS + ADDER_PER_BIT_NS * n`` (LUT, carry-in and routing, plus ~0.12 ns per CARRY8);
@@ -30,10 +43,9 @@ front of it). The stage count is that of the as-soon-as-possible placement (an a
 overrun the budget starts a new stage with registered operands); the adders are then placed
 either as soon or as late as possible, whichever needs fewer pipeline register bits. Signals
 consumed in later stages travel through register chains, and all outputs leave through the
-output register of the same final stage, after the bias add and the accum/result casts of
-:func:`codesign.rtlgen.dense._output_stage` (reused as is, except when the bias and the tree
-root share low zero bits: then :func:`_output` adds the bias above them only, same casts). So
-every output of the layer has the same latency.
+output register of the same final stage, after the constant (bias and offsets) add of
+:func:`_output` and the accum/result casts of :func:`codesign.rtlgen.dense._output_stage` (same
+casts, same order). So every output of the layer has the same latency.
 
 To use it in the flow, ``codesign.rtlgen._render_layer`` calls
 ``adder_graph.parallel_shared(layer, module, levels_per_stage)`` instead of ``dense.parallel``.
@@ -49,10 +61,13 @@ import numpy as np
 
 from codesign.graph import Layer
 from codesign.rtlgen.csd import csd
-from codesign.rtlgen.dense import (DenseCost, _bias_acc, _mark_unused_inputs, _output_stage, _product_frac,
+from codesign.rtlgen.dense import (DenseCost, _bias_acc, _output_stage, _product_frac,
                                    check_exact)
-from codesign.rtlgen.netlist import Module, Net, cast_instance, const, ext, input_element, signed_width
+from codesign.rtlgen.netlist import Module, cast_instance, const, signed_width
 
+#: CSE pattern selections :func:`parallel_shared` tries; it keeps the graph with the fewest pipeline
+#: stages, then the lowest LUT estimate (:attr:`Hardware.cost`).
+SELECT_METHODS = ("count", "cost")
 #: Target clock period (ns) of the delay budget (hls4ml's default 5 ns, 200 MHz).
 CLOCK_NS = 5.0
 #: Per-stage overhead: flip-flop clock-to-out + setup + clock uncertainty (ns).
@@ -245,19 +260,44 @@ def _pattern_node(b: _Builder, key: _Key) -> tuple[int, int]:
     return b.new_node(s2, s1, -d, True), -1
 
 
-def _cse(b: _Builder, max_depth: int | None) -> int:
-    """Hartley-style common-subexpression elimination over all columns; returns nodes created."""
+def _overlap(b: _Builder, key: _Key) -> int:
+    """Bits where the two terms of a pattern overlap: about the LUTs of its adder."""
+    s1, s2, d, _ = key
+    w1, w2 = (max(abs(b.lo[s]), abs(b.hi[s])).bit_length() for s in (s1, s2))
+    lo1, lo2 = (0, d) if d >= 0 else (-d, 0)
+    return max(0, min(lo1 + w1, lo2 + w2) - max(lo1, lo2))
+
+
+def _cost_score(count: int, overlap: int, shift: int) -> int:
+    return (count - 1) * overlap - count
+
+
+def _cse(b: _Builder, max_depth: int | None, select: str = "count") -> int:
+    """Hartley-style common-subexpression elimination over all columns; returns nodes created.
+
+    ``select``: "count" takes the most frequent pattern; "cost" the one that saves the most adder
+    bits, ``(count - 1) * overlap - count`` (one adder of the pattern's overlap instead of
+    ``count`` tree adders of about that overlap each, the pattern's terms being a bit wider).
+    """
     counts: dict[_Key, int] = {}
     heap: list[tuple[int, int, _Key]] = []
+    ov: dict[_Key, int] = {}
 
     def prio(key: _Key) -> int:
         return max(b.depth[key[0]], b.depth[key[1]])
 
+    def score(key: _Key, c: int) -> int:
+        if select == "count":
+            return c
+        if key not in ov:
+            ov[key] = _overlap(b, key)
+        return _cost_score(c, ov[key], key[2])
+
     def bump(key: _Key, by: int) -> None:
         c = counts.get(key, 0) + by
         counts[key] = c
-        if by > 0 and c >= 2 and (max_depth is None or prio(key) < max_depth):
-            heapq.heappush(heap, (-c, prio(key), key))
+        if by > 0 and c >= 2 and (max_depth is None or prio(key) < max_depth) and score(key, c) > 0:
+            heapq.heappush(heap, (-score(key, c), prio(key), key))
 
     for j in range(b.n_out):
         ts = b.terms(j)
@@ -270,10 +310,10 @@ def _cse(b: _Builder, max_depth: int | None) -> int:
     while heap:
         negc, _, key = heapq.heappop(heap)
         c = counts.get(key, 0)
-        if c < 2:
+        if c < 2 or score(key, c) <= 0:
             continue
-        if c != -negc:  # stale (counts only drop between pushes): re-queue with the current count
-            heapq.heappush(heap, (-c, prio(key), key))
+        if score(key, c) != -negc:  # stale (counts only drop between pushes): re-queue with the current score
+            heapq.heappush(heap, (-score(key, c), prio(key), key))
             continue
         s1, s2, d, g = key
         sig: int | None = None
@@ -340,7 +380,7 @@ def _tree(b: _Builder, terms: list[tuple[int, int, int]], order: str = "time") -
 
 
 def build(weights: np.ndarray, in_lo: Sequence[int], in_hi: Sequence[int], *, cse: bool = True,
-          max_depth: int | None = None, tree: str = "time") -> AdderGraph:
+          max_depth: int | None = None, tree: str = "time", select: str = "count") -> AdderGraph:
     """The adder graph of ``y = W^T x`` for integer ``weights`` (n_in x n_out) and input bounds.
 
     Args:
@@ -353,7 +393,7 @@ def build(weights: np.ndarray, in_lo: Sequence[int], in_hi: Sequence[int], *, cs
     if weights.ndim != 2:
         raise ValueError(f"weights must be n_in x n_out, got shape {weights.shape}")
     b = _Builder(weights.astype(np.int64), in_lo, in_hi)
-    shared = _cse(b, max_depth) if cse else 0
+    shared = _cse(b, max_depth, select) if cse else 0
     outputs = [_tree(b, b.terms(j), tree) for j in range(b.n_out)]
     return AdderGraph(b.n_in, b.in_lo, b.in_hi, b.nodes, outputs, shared)
 
@@ -471,87 +511,262 @@ def _output_delay(layer: Layer, root: Term | None, g: AdderGraph) -> float:
     return d
 
 
+# ----------------------------------------------------------------------------- hardware representation
+
+@dataclass(frozen=True)
+class HwSignal:
+    """How a signal is carried in hardware: an unsigned ``width``-bit code ``H = pol * v + off``.
+
+    Signed sums pay a LUT for every sign-extension bit of the narrower operand; unsigned ones do
+    not (a carry-chain bit with one constant-0 operand is a plain carry propagate). So every signal
+    is carried offset-binary: ``H >= 0``, and the constants ``off`` of all the terms of an output
+    are added once, with the bias (a constant operand costs carry cells, no LUTs). ``pol = -1``
+    carries the negated value, so a subtraction can be computed as an addition of a complement.
+    """
+
+    pol: int
+    off: int
+    lo: int  #: exact minimum of H (>= 0)
+    hi: int  #: exact maximum of H
+
+    @property
+    def width(self) -> int:
+        return max(1, self.hi.bit_length())
+
+
+@dataclass(frozen=True)
+class HwNode:
+    """``H = A + ((B + cin) << shift)``, A = H_a or its complement ``~H_a`` (``inv_a``), B likewise.
+
+    With one operand complemented the adder is written as a subtraction of the other one extended
+    with ones, ``X - {1..1, Y} = X + ~Y + 1`` (``cin = 1``): the carry chain then takes its generate
+    input from the true operand and the bits only X has pass as they are, so the complement costs
+    no inverters (``X + ~Y`` would put ``~Y`` on the generate inputs: one inverter per bit).
+    """
+
+    inv_a: bool
+    inv_b: bool
+    cin: int
+
+
+@dataclass(frozen=True)
+class Hardware:
+    signals: tuple[HwSignal, ...]
+    nodes: tuple[HwNode, ...]
+    cost: int  #: estimated LUTs of the adders (overlapping operand bits plus inverted pass-through bits)
+
+
+def _complement(h: HwSignal) -> tuple[int, int, int]:
+    """(off, lo, hi) of ``~H`` = 2^width - 1 - H, which carries ``-pol * v``."""
+    top = (1 << h.width) - 1
+    return top - h.off, top - h.hi, top - h.lo
+
+
+def _node_cost(ua: int, ub: int, d: int, u: int, inv_a: bool, inv_b: bool) -> int:
+    """LUTs of ``A + (B << d)`` (u result bits): one per bit where both operands have bits, one per
+    inverted bit that passes the adder alone (it needs an inverter in front of the carry chain)."""
+    cost = max(0, min(ua, d + ub, u) - d)
+    if inv_a:
+        cost += min(d, ua) + max(0, min(ua, u) - max(d, d + ub))
+    if inv_b:
+        cost += max(0, min(d + ub, u) - max(d, ua))
+    return cost
+
+
+def _out_const(h: HwSignal, neg: bool, bias: int, k: int) -> tuple[int, bool]:
+    """``(K, inv)`` with ``bias ± (v << k) = K + (H' << k)``, ``H' = ~H`` when ``inv`` (v = pol * (H - off))."""
+    if (-h.pol if neg else h.pol) > 0:
+        return bias - (h.off << k), False
+    return bias + (h.off << k) - (((1 << h.width) - 1) << k), True  # -H = ~H - (2^width - 1)
+
+
+def _const_add_forms(c: int, width: int, inv: bool) -> tuple[int, int]:
+    """Inverters of ``c + H'`` (``width``-bit H', ``H' = ~H`` when ``inv``) written ``c + H'`` and
+    ``(c - 1) - {1..1, ~H'}``: a carry-chain bit whose propagate signal is ``~h`` (H's bit against a
+    constant 1, or H's complement against a constant 0) needs an inverter (see _output). ``c + ~H``
+    is not offered: Yosys may take ``~H`` for the generate inputs, one more inverter per bit."""
+    win = (1 << width) - 1
+    if inv:
+        return width + 1, width - bin((c - 1) & win).count("1")
+    return bin(c & win).count("1"), bin((c - 1) & win).count("1")
+
+
+def _out_cost(h: HwSignal, neg: bool, bias: int, k: int) -> int:
+    """Inverters of the output's constant adder (:func:`_output`)."""
+    kc, inv = _out_const(h, neg, bias, k)
+    if kc >> k == 0 and not inv:
+        return 0
+    return min(_const_add_forms(kc >> k, h.width, inv))
+
+
+def lower(g: AdderGraph, out_consts: Sequence[tuple[int, int]] | None = None) -> Hardware:
+    """Choose every signal's hardware representation (:class:`HwSignal`), greedily per node.
+
+    Inputs: unsigned ones as they are; signed ones with their sign bit flipped (``off = 2^(w-1)``).
+    Each node takes the polarity whose adder costs fewer LUTs (:func:`_node_cost`), counting for a
+    node that is the root of an output the inverters of its constant adder (:func:`_out_cost`;
+    ``out_consts``: per output, the bias in accumulator units and the root's shift k in them).
+    """
+    sigs: list[HwSignal] = []
+    for i in range(g.n_in):
+        lo, hi = g.in_lo[i], g.in_hi[i]
+        off = 0 if lo >= 0 else 1 << (signed_width(lo, hi) - 1)
+        sigs.append(HwSignal(1, off, lo + off, hi + off))
+    roots: dict[int, list[tuple[bool, int, int]]] = {}
+    for j, t in enumerate(g.outputs):
+        if t is not None:
+            bias, k = out_consts[j] if out_consts is not None else (0, 0)
+            roots.setdefault(t.sig, []).append((t.neg, bias, k))
+    nodes: list[HwNode] = []
+    total = 0
+    for k, n in enumerate(g.nodes):
+        best: tuple[float, int, HwSignal, HwNode] | None = None
+        for p in (1, -1):
+            a, b = sigs[n.a], sigs[n.b]
+            inv_a, inv_b = a.pol != p, b.pol != p * (-1 if n.sub else 1)
+            ca = _complement(a)[0] if inv_a else a.off
+            cb = _complement(b)[0] if inv_b else b.off
+            cin = 1 if inv_a != inv_b and (n.shift == 0 or a.width > n.shift) else 0
+            off = ca + ((cb + cin) << n.shift)
+            lo, hi = sorted((p * n.lo + off, p * n.hi + off))
+            assert lo >= 0, "offset-binary node value below 0"
+            h = HwSignal(p, off, lo, hi)
+            cost = _node_cost(a.width, b.width, n.shift, h.width, inv_a, inv_b)
+            cost += sum(_out_cost(h, neg, bias, kk) for neg, bias, kk in roots.get(g.n_in + k, ()))
+            if best is None or cost < best[0]:
+                best = (cost, cost, h, HwNode(inv_a, inv_b, cin))
+        assert best is not None
+        total += best[1]
+        sigs.append(best[2])
+        nodes.append(best[3])
+    return Hardware(tuple(sigs), tuple(nodes), total)
+
+
+def hw_evaluate(g: AdderGraph, hw: Hardware, x: np.ndarray) -> list[np.ndarray]:
+    """Every signal's hardware code H for input codes ``x`` (N x n_in), computed as the Verilog does:
+    unsigned additions of (complemented) operands, modulo 2^width of the result."""
+    x = np.asarray(x, dtype=np.int64)
+    vals = [x[:, i] + hw.signals[i].off for i in range(g.n_in)]
+    for k, (n, hn) in enumerate(zip(g.nodes, hw.nodes)):
+        a_s, b_s, h = hw.signals[n.a], hw.signals[n.b], hw.signals[g.n_in + k]
+        a = ((1 << a_s.width) - 1 - vals[n.a]) if hn.inv_a else vals[n.a]
+        b = ((1 << b_s.width) - 1 - vals[n.b]) if hn.inv_b else vals[n.b]
+        vals.append((a + ((b + hn.cin) << n.shift)) & ((1 << h.width) - 1))
+    return vals
+
+
 # ----------------------------------------------------------------------------- Verilog
 
-def _emit_node(m: Module, name: str, n: AddNode, a: str, wa: int, b: str, wb: int) -> None:
-    """``name = a ± (b << shift)`` in exactly ``n.width`` bits; the low ``shift`` bits bypass the adder."""
-    w, d, op = n.width, n.shift, "-" if n.sub else "+"
+def _bits(name: str, width: int, inv: bool, hi: int | None = None, lo: int = 0) -> str:
+    """``name[hi:lo]`` (complemented when ``inv``); for use inside a concatenation (self-determined)."""
+    if hi is None:
+        hi = width - 1
+    sel = name if (hi, lo) == (width - 1, 0) else (f"{name}[{hi}]" if hi == lo else f"{name}[{hi}:{lo}]")
+    return f"~{sel}" if inv else sel
+
+
+def _zext(expr: str, width: int, to: int, shift: int = 0) -> str:
+    """``{0..., expr, shift zeros}``: the unsigned ``expr`` (``width`` bits) shifted and zero-extended to ``to``."""
+    parts = [expr] + ([f"{shift}'b0"] if shift else [])
+    if to > width + shift:
+        parts.insert(0, f"{to - width - shift}'b0")
+    assert to >= width + shift
+    return "{" + ", ".join(parts) + "}"
+
+
+def _emit_node(m: Module, name: str, d: int, h: HwSignal, a: str, ha: HwSignal, b: str, hb: HwSignal,
+               hn: HwNode, local: tuple[bool, bool] = (False, False)) -> None:
+    """``name = A + ((B + cin) << d)`` in ``h.width`` unsigned bits (:class:`HwNode`); the low ``d``
+    bits are A's and bypass the adder.
+
+    Every adder is written ``X - {1..1, Y}`` with Y complemented (Y = ~B for a true addition), and a
+    minuend X that is a whole adder output of the same stage (``local``: a, b are) is written
+    ``~(~X)``: Yosys' ``alumacc`` merges an adder whose whole output feeds only one other adder into a
+    multi-operand ``$macc`` with a compressor tree, which costs more LUTs than the carry chains when
+    the operands have different widths; an inverter between them stops the merge (and costs nothing:
+    it is absorbed into the LUTs).
+    """
+    u, ua, ub, inv_a, inv_b = h.width, ha.width, hb.width, hn.inv_a, hn.inv_b
     tmp = f"{name}_sum"
-    if d == 0 or w <= d:
-        wc = max(w, wa, wb + d)
-        m.wire(tmp, wc, f"{ext(a, wa, wc)} {op} {ext(b, wb, wc, d)}")
-        src = tmp
-        keep = w
-        m.wire(name, w, f"{tmp}[{w - 1}:0]")
-    else:
-        # a = (a >>> d) * 2^d + a[d-1:0]; the sum's high part fits in w - d bits (it is floor(value/2^d))
-        wh = w - d
-        if wa > d:
-            ah, wah, low = f"{a}[{wa - 1}:{d}]", wa - d, f"{a}[{d - 1}:0]"
-        else:  # a fits in its low d bits: its high part is its sign
-            ah, wah = f"{a}[{wa - 1}]", 1
-            low = a if wa == d else ext(a, wa, d)
-        wc = max(wh, wah, wb)
-        ah_name = f"{name}_ah"
-        m.wire(ah_name, wah, ah)
-        m.wire(tmp, wc, f"{ext(ah_name, wah, wc)} {op} {ext(b, wb, wc)}")
-        src, keep = tmp, wh
-        m.wire(name, w, "{" + f"{tmp}[{wh - 1}:0], {low}" + "}")
-    if wc > keep:  # the result fits in fewer bits than the operands (correlated operands)
-        m.decls.append(f"wire unused_{name};")
-        m.assigns.append(f"assign unused_{name} = ^{src}[{wc - 1}:{keep}];")
-
-
-def _trailing_zeros(v: int) -> int:
-    return (v & -v).bit_length() - 1 if v else 1 << 30
-
-
-def _emit_const_add(m: Module, name: str, c: int, d: int, neg: bool, src: str, lo: int, hi: int) -> Net:
-    """``name = c ± (src << d)`` (src in [lo, hi]); the low ``d`` bits are c's and bypass the adder."""
-    slo, shi = (-hi, -lo) if neg else (lo, hi)
-    vlo, vhi = c + (slo << d), c + (shi << d)
-    w, ws, op = signed_width(vlo, vhi), signed_width(lo, hi), "-" if neg else "+"
-    tmp = f"{name}_sum"
-    if d == 0 or w <= d:
-        keep = w
-        wc = max(w, ws + d, signed_width(c, c))
-        m.wire(tmp, wc, f"{const(c, wc)} {op} {ext(src, ws, wc, d)}")
-        m.wire(name, w, f"{tmp}[{w - 1}:0]")
-    else:
-        keep, ch = w - d, c >> d
-        wc = max(keep, ws, signed_width(ch, ch))
-        m.wire(tmp, wc, f"{const(ch, wc)} {op} {ext(src, ws, wc)}")
-        m.wire(name, w, "{" + f"{tmp}[{keep - 1}:0], {d}'h{c & ((1 << d) - 1):x}" + "}")
-    if wc > keep:
+    if u > d and (d == 0 or ua > d):  # an adder on the bits from d up
+        wh, wah = u - d, ua - d
+        wc = max(wh, wah, ub)
+        # X + ~Y + 1 = X - {1..1, Y}: Y complemented inside the LUTs of the carry chain
+        if hn.cin:  # one operand complemented: X + ~Y + 1 = X - {1..1, Y}
+            if inv_a:
+                x, wx, y, wy = _bits(b, ub, False), ub, _bits(a, ua, False, ua - 1, d), wah
+                whole = local[1]
+            else:
+                x, wx, y, wy = _bits(a, ua, False, ua - 1, d), wah, _bits(b, ub, False), ub
+                whole = local[0] and d == 0
+            if whole:
+                x = f"~(~{x})"
+            ones = "{" + (f"{{{wc - wy}{{1'b1}}}}, " if wc > wy else "") + y + "}"
+            expr = f"{_zext(x, wx, wc)} - {ones}"
+        else:  # both true (or, rarely, both complemented)
+            x = _bits(a, ua, inv_a, ua - 1, d)
+            if local[0] and d == 0 and not inv_a:
+                x = f"~(~{x})"
+            y = _bits(b, ub, inv_b)
+            if local[1] and not inv_b:
+                y = f"~(~{y})"
+            expr = f"{_zext(x, wah, wc)} + {_zext(y, ub, wc)}"
+        m.wire(tmp, wc, expr)
+        keep = wh
+        m.wire(name, u, f"{tmp}[{wh - 1}:0]" if d == 0 else "{" + f"{tmp}[{wh - 1}:0], {_bits(a, ua, inv_a, d - 1, 0)}" + "}")
+    elif u > d:  # A fits in the low d bits: the high part is B alone, no adder
+        assert not hn.cin
+        wh = u - d
+        wc = max(wh, ub)
+        m.wire(tmp, wc, _zext(_bits(b, ub, inv_b), ub, wc))
+        keep = wh
+        m.wire(name, u, "{" + f"{tmp}[{wh - 1}:0], {_zext(_bits(a, ua, inv_a), ua, d)}" + "}")
+    else:  # degenerate: the result fits below the shift
+        assert not hn.cin
+        wc = max(u, ua, ub + d)
+        m.wire(tmp, wc, f"{_zext(_bits(a, ua, inv_a), ua, wc)} + {_zext(_bits(b, ub, inv_b), ub, wc, d)}")
+        keep = u
+        m.wire(name, u, f"{tmp}[{u - 1}:0]")
+    if wc > keep:  # the result needs fewer bits than the operands have (correlated operands)
         m.decls.append(f"wire unused_{name};")
         m.assigns.append(f"assign unused_{name} = ^{tmp}[{wc - 1}:{keep}];")
-    return Net(name, vlo, vhi)
 
 
-def _output(m: Module, layer: Layer, j: int, src: str, lo: int, hi: int, t: Term, stage: int) -> None:
-    """``y_j = (result_t)(accum_t)(bias_j ± (src << shift))``, registered in ``stage``.
+def _output(m: Module, layer: Layer, j: int, src: str, h: HwSignal, t: Term, stage: int) -> None:
+    """``y_j = (result_t)(accum_t)(bias_j ± (v << shift))`` from the root's code H, registered in ``stage``.
 
-    The arithmetic of :func:`codesign.rtlgen.dense._output_stage` (same casts, same order), with
-    two savings measured with Yosys 0.23: the bias adder spans only the bits above the common
-    low zero bits of bias and root, and a zero bias adds nothing (Yosys keeps a ``0 + x`` adder).
+    ``v = pol * (H - off)``, so the accumulator value is ``K + (H' << k)`` with a constant K (bias
+    and offsets) and ``H' = H`` or ``~H``: one constant adder (carry cells, no LUTs), then the casts
+    of :func:`codesign.rtlgen.dense._output_stage` (same casts, same order).
     """
     assert layer.accum_type is not None
     acc_t = layer.accum_type
     k = t.shift + acc_t.frac - _product_frac(layer)  # root lsb in accum units (>= 0: check_exact)
     bias = int(_bias_acc(layer)[j])
-    if bias != 0 and min(k, _trailing_zeros(bias)) == 0:  # no low bits to bypass
-        _output_stage(m, layer, j, Net(src, lo, hi, t.shift, t.neg), stage, f"y{j}")
-        return
+    u = h.width
+    kc, inv = _out_const(h, t.neg, bias, k)
+    hlo, hhi = ((1 << u) - 1 - h.hi, (1 << u) - 1 - h.lo) if inv else (h.lo, h.hi)
+    lo, hi = kc + (hlo << k), kc + (hhi << k)
+    w = max(signed_width(lo, hi), k + 1)
     s_name = f"o{j}"
-    if bias == 0 and not t.neg:
-        body, vlo, vhi, low = src, lo, hi, k
+    # acc = ((kc >> k) + H') << k | kc's low k bits: c + H' or (c - 1) - {1..1, ~H'}, whichever puts
+    # fewer constant ones against H' bits; H' reaches the adder through an inverter (no $macc merge
+    # with the root adder, see _emit_node)
+    c, c_lo = kc >> k, kc & ((1 << k) - 1)
+    wc = max(w - k, u + 1)
+    plain, sub = _const_add_forms(c, u, inv)
+    if c == 0 and not inv:
+        body = _zext(src, u, wc)
+    elif plain <= sub:
+        body = f"{const(c, wc)} + {_zext(f'~(~{src})', u, wc)}"
     else:
-        low = min(k, _trailing_zeros(bias))
-        node = _emit_const_add(m, f"b{j}", bias >> low, k - low, t.neg, src, lo, hi)
-        body, vlo, vhi = node.name, node.lo, node.hi
-    w_body = signed_width(vlo, vhi)
-    lo, hi, w = vlo << low, vhi << low, w_body + low
-    m.wire(s_name, w, body if low == 0 else "{" + f"{body}, {low}'b0" + "}")
+        body = f"{const(c - 1, wc)} - {{{wc - u}'h{(1 << (wc - u)) - 1:x}, {_bits(src, u, not inv)}}}"
+    m.wire(f"{s_name}_sum", wc, body)
+    low = f", {k}'h{c_lo:x}" if k else ""
+    m.wire(s_name, w, f"{{{s_name}_sum[{w - k - 1}:0]{low}}}")
+    if wc > w - k:
+        m.decls.append(f"wire unused_{s_name};")
+        m.assigns.append(f"assign unused_{s_name} = ^{s_name}_sum[{wc - 1}:{w - k}];")
     src_t, src_w, signed_src = s_name, w, True
     if acc_t.overflow == "WRAP" and (lo < acc_t.min_code or hi > acc_t.max_code):
         src_t = cast_instance(m, f"acc{j}", s_name, w, acc_t.frac, acc_t)
@@ -562,6 +777,33 @@ def _output(m: Module, layer: Layer, j: int, src: str, lo: int, hi: int, t: Term
     m.stages[stage].append(f"y{j} <= {y};")
 
 
+def _input_codes(m: Module, layer: Layer, hw: Hardware, used: set[int]) -> list[str]:
+    """Input i's hardware code ``x{i}``: the element itself (unsigned) or with its sign bit flipped."""
+    t = layer.in_type
+    names = []
+    for i in range(layer.n_in):
+        lo_bit = i * t.width
+        name = f"x{i}"
+        h = hw.signals[i]
+        u = h.width
+        if h.off:  # signed: the code's width is t.width and off = 2^(t.width-1)
+            assert u == t.width and h.off == 1 << (t.width - 1)
+            top = lo_bit + t.width - 1
+            expr = f"~in_data[{top}]" if t.width == 1 else f"{{~in_data[{top}], in_data[{top - 1}:{lo_bit}]}}"
+        else:
+            assert u <= t.width
+            expr = f"in_data[{lo_bit}]" if u == 1 else f"in_data[{lo_bit + u - 1}:{lo_bit}]"
+            if u < t.width:
+                m.decls.append(f"wire unused_{name}_top;")
+                m.assigns.append(f"assign unused_{name}_top = ^in_data[{lo_bit + t.width - 1}:{lo_bit + u}];")
+        m.wire(name, u, expr)
+        if i not in used:  # every weight of this input is pruned
+            m.decls.append(f"wire unused_{name};")
+            m.assigns.append(f"assign unused_{name} = ^{name};")
+        names.append(name)
+    return names
+
+
 def parallel_shared(layer: Layer, module_name: str, levels_per_stage: int = 2, *, clock_ns: float = CLOCK_NS,
                     max_depth: int | None = None, cse: bool = True) -> tuple[Module, DenseCost]:
     """Reuse factor 1 as a shared adder graph; same contract as :func:`codesign.rtlgen.dense.parallel`.
@@ -570,33 +812,49 @@ def parallel_shared(layer: Layer, module_name: str, levels_per_stage: int = 2, *
     delay budget of ``clock_ns`` (module docstring). Render with ``dense_parallel.v.j2``.
     """
     del levels_per_stage
-    assert layer.weights is not None and layer.bias is not None
+    assert layer.weights is not None and layer.bias is not None and layer.accum_type is not None
     check_exact(layer)
+    if layer.product != "exact":
+        raise ValueError(f"layer {layer.name}: the adder graph takes exact products only, not {layer.product!r}")
     m = Module(module_name)
-    xs = [input_element(m, "in_data", i, layer.in_type, f"x{i}") for i in range(layer.n_in)]
-    _mark_unused_inputs(m, layer, xs)
-    g = build(layer.weights, [x.lo for x in xs], [x.hi for x in xs], cse=cse, max_depth=max_depth)
-    sch = schedule(g, [_output_delay(layer, t, g) for t in g.outputs], clock_ns)
-    names = [x.name for x in xs] + [f"n{k}" for k in range(len(g.nodes))]
-    widths = [g.width_of(s) for s in range(g.n_in + len(g.nodes))]
+    t_in = layer.in_type
+    acc_shift = layer.accum_type.frac - _product_frac(layer)
+    bias_acc = _bias_acc(layer)
+    best: tuple[tuple[int, int], AdderGraph, Hardware, Schedule] | None = None
+    for select in SELECT_METHODS if cse else ("count",):
+        g = build(layer.weights, [t_in.min_code] * layer.n_in, [t_in.max_code] * layer.n_in, cse=cse,
+                  max_depth=max_depth, select=select)
+        hw = lower(g, [(int(bias_acc[j]), (t.shift if t is not None else 0) + acc_shift)
+                       for j, t in enumerate(g.outputs)])
+        sch = schedule(g, [_output_delay(layer, t, g) for t in g.outputs], clock_ns)
+        key = (sch.out_stage, hw.cost)  # fewest stages, then fewest LUTs
+        if best is None or key < best[0]:
+            best = (key, g, hw, sch)
+    assert best is not None
+    _, g, hw, sch = best
+    used = {x for n in g.nodes for x in (n.a, n.b)} | {t.sig for t in g.outputs if t is not None}
+    names = _input_codes(m, layer, hw, used) + [f"n{k}" for k in range(len(g.nodes))]
     last_use = sch.last_use(g)
 
     def at(sig: int, s: int) -> str:
         """The name of ``sig`` as seen by combinational logic of stage s."""
         return names[sig] if s == sch.stage[sig] else f"{names[sig]}_r{s - 1}"
 
-    for k, n in enumerate(g.nodes):
+    for k, (n, hn) in enumerate(zip(g.nodes, hw.nodes)):
         sig = g.n_in + k
         s = sch.stage[sig]
-        _emit_node(m, names[sig], n, at(n.a, s), widths[n.a], at(n.b, s), widths[n.b])
+        local = tuple(x >= g.n_in and sch.stage[x] == s for x in (n.a, n.b))
+        _emit_node(m, names[sig], n.shift, hw.signals[sig], at(n.a, s), hw.signals[n.a], at(n.b, s),
+                   hw.signals[n.b], hn, local)
     for sig in range(g.n_in + len(g.nodes)):
+        if sig not in used:
+            continue
         for s in range(sch.stage[sig], last_use[sig]):
-            m.reg(s, f"{names[sig]}_r{s}", widths[sig], at(sig, s))
+            m.reg(s, f"{names[sig]}_r{s}", hw.signals[sig].width, at(sig, s))
     for j, t in enumerate(g.outputs):
         if t is None:
             _output_stage(m, layer, j, None, sch.out_stage, f"y{j}")
         else:
-            lo, hi = g.range_of(t.sig)
-            _output(m, layer, j, at(t.sig, sch.out_stage), lo, hi, t, sch.out_stage)
+            _output(m, layer, j, at(t.sig, sch.out_stage), hw.signals[t.sig], t, sch.out_stage)
     m.n_stages = sch.out_stage + 1
     return m, DenseCost(latency=m.n_stages, ii=1, multipliers=layer.nonzero_weights, adders=len(g.nodes))
