@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -503,6 +504,27 @@ def summary(results: list[CaseResult], seconds: float | None = None) -> str:
     return f"fuzz: {n['passed']} passed, {n['failed']} failed, {n['refused']} refused{tail}"
 
 
+_LINE = re.compile(r"^case (\d+)/(\d+): (PASSED|FAILED|REFUSED)\b")
+
+
+def summarize_logs(paths: list[Path]) -> str:
+    """One summary over campaign logs (a campaign resumed with --start): each case counted once,
+    its last reported status wins; names the failed cases."""
+    status: dict[tuple[int, int], str] = {}
+    for path in paths:
+        for line in Path(path).read_text().splitlines():
+            m = _LINE.match(line)
+            if m:
+                status[(int(m.group(1)), int(m.group(2)))] = m.group(3).lower()
+    n = {s: sum(v == s for v in status.values()) for s in ("passed", "failed", "refused")}
+    seeds = sorted({k[0] for k in status})
+    failed = sorted(k for k, v in status.items() if v == "failed")
+    tail = f" ({len(status)} distinct cases, seeds {', '.join(map(str, seeds))})"
+    if failed:
+        tail += "; failed: " + ", ".join(f"{a}/{b}" for a, b in failed)
+    return f"fuzz: {n['passed']} passed, {n['failed']} failed, {n['refused']} refused{tail}"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m codesign.fuzz", description=__doc__.split("\n")[0])
     p.add_argument("--cases", type=int, default=20)
@@ -514,7 +536,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--keep", action="store_true", help="keep passed cases' files too")
     p.add_argument("--jobs", type=int, default=1, help="cases run in parallel worker processes")
     p.add_argument("--family", default="mlp", choices=FAMILIES, help="random QKeras MLPs or CNNs")
+    p.add_argument("--summarize", nargs="+", metavar="LOG", help="only summarize campaign logs (no cases run)")
     args = p.parse_args(argv)
+    if args.summarize:
+        line = summarize_logs([Path(x) for x in args.summarize])
+        print(line)
+        return 1 if " 0 failed" not in line else 0
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import logging
 

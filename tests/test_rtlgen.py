@@ -288,24 +288,38 @@ def test_multirate_chain_latency_matches_design_json(tmp_path: Path) -> None:
     simulate_against_golden(tmp_path, Graph(d0.in_type, 3, (d0, d1)), n=40)
 
 
+@pytest.mark.parametrize("rf", [1, 3])
 @pytest.mark.parametrize("rounding", ["TRN", "TRN_ZERO", "RND", "RND_ZERO", "RND_MIN_INF", "RND_INF", "RND_CONV"])
-def test_per_product_rounding_into_narrow_accum(tmp_path: Path, rounding: str) -> None:
+def test_per_product_rounding_into_narrow_accum(tmp_path: Path, rounding: str, rf: int) -> None:
     """accum_t with fewer fractional bits than x*w: hls4ml rounds every product on its own; the
-    parallel architecture does the same (RF 1, wrapping accum), bit-exact with the golden model."""
+    parallel architecture (RF 1) rounds each product's shift-add sum, the folded one (RF 3) each
+    lane's product, both into a wrapping accum_t, bit-exact with the golden model."""
     rng = np.random.default_rng(11)
     w = rng.integers(-31, 32, size=(5, 4))
     w[rng.random((5, 4)) < 0.3] = 0
     in_t = FixedType(6, 2)  # 4 fractional bits; weights 4: products have 8, accum keeps 3
     acc_t = FixedType(12, 9, True, rounding, "WRAP")
     layer = dense_layer("fc", w, rng.integers(-20, 21, size=4), in_t, FixedType(10, 6, True, "RND", "SAT"),
-                        acc_t, weight_frac=4, bias_frac=4)
+                        acc_t, rf=rf, weight_frac=4, bias_frac=4)
     design = simulate_against_golden(tmp_path, Graph(in_t, 5, (layer,)), n=150)
-    assert design["layers"][0]["architecture"] == "parallel"
+    assert design["layers"][0]["architecture"] == ("parallel" if rf == 1 else "folded")
     lint(tmp_path / "rtl", design)
 
 
-def test_per_product_rounding_refused_when_folded(tmp_path: Path) -> None:
+def test_per_product_rounding_into_unsigned_wrapping_accum_when_folded(tmp_path: Path) -> None:
+    """An unsigned accum_t wraps every rounded product modulo 2**W, negative ones included."""
+    rng = np.random.default_rng(12)
+    w = rng.integers(-31, 32, size=(4, 3))
+    in_t = FixedType(6, 2)
+    layer = dense_layer("fc_u", w, rng.integers(0, 21, size=3), in_t, FixedType(10, 8, False, "RND", "WRAP"),
+                        FixedType(9, 7, False, "RND_CONV", "WRAP"), rf=2, weight_frac=4, bias_frac=4)
+    design = simulate_against_golden(tmp_path, Graph(in_t, 4, (layer,)), n=150)
+    assert design["layers"][0]["architecture"] == "folded"
+    lint(tmp_path / "rtl", design)
+
+
+def test_per_product_rounding_into_saturating_accum_refused_when_folded(tmp_path: Path) -> None:
     layer = dense_layer("fc", [[3, 5], [7, -9]], [0, 0], FixedType(6, 2), FixedType(10, 6),
-                        FixedType(12, 9, True, "RND", "WRAP"), rf=2, weight_frac=4)
-    with pytest.raises(RtlGenError, match=r"layer fc: accum type .* per-product rounding .* reuse factor 1"):
+                        FixedType(12, 9, True, "RND", "SAT"), rf=2, weight_frac=4)
+    with pytest.raises(RtlGenError, match=r"layer fc: accum type .* per-product rounding .* wrapping accum_t only"):
         rtlgen.generate(Graph(FixedType(6, 2), 2, (layer,)), tmp_path)

@@ -99,8 +99,8 @@ def check_exact(layer: Layer, product_rounding: bool = False) -> None:
     if needs_product_rounding(layer) and not (product_rounding and acc.overflow == "WRAP"):
         raise RtlGenError(
             f"layer {layer.name}: accum type {acc} keeps {acc.frac} fractional bits but products x*w have "
-            f"{_product_frac(layer)}; per-product rounding in accum_t is supported at reuse factor 1 with a "
-            f"wrapping accum_t only (reuse factor {layer.reuse_factor}, overflow {acc.overflow})",
+            f"{_product_frac(layer)}; per-product rounding in accum_t is supported with a wrapping accum_t only "
+            f"(overflow {acc.overflow}, reuse factor {layer.reuse_factor})",
             hint=f"give {layer.name} an accum precision with at least {_product_frac(layer)} fractional bits",
         )
     if acc.overflow != "WRAP":
@@ -319,9 +319,20 @@ def parallel(layer: Layer, module_name: str, levels_per_stage: int = 2) -> tuple
 
 
 def folded(layer: Layer, module_name: str) -> tuple[Module, DenseCost, dict]:
-    """Reuse factor R > 1: ceil(nonzeros/R) time-multiplexed multipliers, II = R."""
-    assert layer.weights is not None
-    check_exact(layer)
+    """Reuse factor R > 1: ceil(nonzeros/R) time-multiplexed multipliers, II = R.
+
+    When accum_t keeps fewer fractional bits than x*w, each lane rounds its product into a
+    (wrapping) accum_t before the register, as hls4ml's ``mult[i] = (accum_t)(x*w)``; the rounded
+    terms then add in any order, since wrapping is modular."""
+    assert layer.weights is not None and layer.accum_type is not None
+    rounding = needs_product_rounding(layer)
+    check_exact(layer, product_rounding=rounding)
+    acc_t = layer.accum_type
+
+    def term_range(w: int) -> tuple[int, int]:
+        # a rounded product is any accum_t code (the cast wraps); else the exact product's range
+        return (acc_t.min_code, acc_t.max_code) if rounding else _term_range(layer, w)
+
     R = layer.reuse_factor
     terms = [(j, i, int(layer.weights[i, j])) for j in range(layer.n_out) for i in range(layer.n_in)
              if layer.weights[i, j] != 0]
@@ -336,8 +347,8 @@ def folded(layer: Layer, module_name: str) -> tuple[Module, DenseCost, dict]:
         sched = terms[lane * R:(lane + 1) * R]
         wmax = max(abs(w) for _, _, w in sched)
         w_w = signed_width(-wmax, wmax)
-        p_lo = min(min(_term_range(layer, w)) for _, _, w in sched)
-        p_hi = max(max(_term_range(layer, w)) for _, _, w in sched)
+        p_lo = min(min(term_range(w)) for _, _, w in sched)
+        p_hi = max(max(term_range(w)) for _, _, w in sched)
         p_w = max(signed_width(p_lo, p_hi), 2)
         mul_w = x_w + w_w
         xcase = " ".join(f"{tw}'d{t}: xs{lane} = {xs[i].name};" for t, (_, i, _) in enumerate(sched))
@@ -349,9 +360,14 @@ def folded(layer: Layer, module_name: str) -> tuple[Module, DenseCost, dict]:
         m.combs.append(f"always @* begin case (t) {wcase} default: ws{lane} = {w_w}'d0; endcase end")
         m.assigns.append(f"assign prod{lane} = {ext(f'xs{lane}', x_w, mul_w)} * {ext(f'ws{lane}', w_w, mul_w)};")
         m.decls.append(f"reg signed [{p_w - 1}:0] p{lane};")
-        if p_w < mul_w:
-            m.decls.append(f"wire [{mul_w - p_w - 1}:0] unused_prod{lane} = prod{lane}[{mul_w - 1}:{p_w}];")
-        m.engine.append(f"p{lane} <= prod{lane}[{p_w - 1}:0];")
+        if rounding:
+            q = cast_instance(m, f"rp{lane}", f"prod{lane}", mul_w, _product_frac(layer), acc_t)
+            val = q if acc_t.signed else "{1'b0, " + q + "}"
+            m.engine.append(f"p{lane} <= {val};")
+        else:
+            if p_w < mul_w:
+                m.decls.append(f"wire [{mul_w - p_w - 1}:0] unused_prod{lane} = prod{lane}[{mul_w - 1}:{p_w}];")
+            m.engine.append(f"p{lane} <= prod{lane}[{p_w - 1}:0];")
         lanes.append((lane, sched, p_w, p_lo, p_hi))
     # accumulators: neuron j collects lane m while p_t is inside j's slice of m's schedule
     for j in range(layer.n_out):
@@ -361,7 +377,7 @@ def folded(layer: Layer, module_name: str) -> tuple[Module, DenseCost, dict]:
             if not ts:
                 continue
             for t in ts:
-                a, b = _term_range(layer, sched[t][2])
+                a, b = term_range(sched[t][2])
                 lo, hi = lo + min(a, 0), hi + max(b, 0)
             contrib.append((lane, p_w, ts[0], ts[-1]))
         if not contrib:
@@ -381,6 +397,6 @@ def folded(layer: Layer, module_name: str) -> tuple[Module, DenseCost, dict]:
             terms_expr.append(f"(({cond}) ? {p_val} : {a_w}'d0)")
         m.decls.append(f"reg signed [{a_w - 1}:0] acc{j};")
         m.accs.append(f"acc{j} <= (p_first ? {a_w}'d0 : acc{j}) + " + " + ".join(terms_expr) + ";")
-        _output_stage(m, layer, j, Net(f"acc{j}", lo, hi), 0, f"y{j}")
+        _output_stage(m, layer, j, Net(f"acc{j}", lo, hi), 0, f"y{j}", acc_t.frac if rounding else None)
     info = {"lanes": n_lanes, "tw": tw, "R": R}
     return m, DenseCost(latency=R + 3, ii=R, multipliers=n_lanes, adders=0), info
