@@ -95,7 +95,11 @@ def _render_layer(env: jinja2.Environment, layer: Layer, module: str, levels_per
                 f"layer {layer.name}: reuse factor {layer.reuse_factor} is outside 1..{layer.n_in * layer.n_out} "
                 f"(n_in*n_out)"
             )
-        if layer.reuse_factor == 1 or layer.nonzero_weights == 0:
+        if layer.reuse_factor == 1 and dense.needs_sequential(layer):
+            m, cost = dense.sequential(layer, module)
+            text = env.get_template("dense_parallel.v.j2").render(m=m, n_stages=m.n_stages, **common)
+            extra = {"architecture": "sequential saturating", "adders": cost.adders, "pipeline_stages": m.n_stages}
+        elif layer.reuse_factor == 1 or layer.nonzero_weights == 0:
             # power-of-two products are wire shifts already: nothing for an adder graph to share
             use_graph = shared and layer.product == "exact" and not dense.needs_product_rounding(layer)
             build = adder_graph_mod.parallel_shared if use_graph else dense.parallel

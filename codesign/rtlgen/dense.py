@@ -318,6 +318,98 @@ def parallel(layer: Layer, module_name: str, levels_per_stage: int = 2) -> tuple
     return m, DenseCost(latency=n_stages, ii=1, multipliers=mults, adders=adders)
 
 
+def saturation_order_matters(layer: Layer) -> bool:
+    """A saturating accum_t that some partial sum can overflow: hls4ml's result depends on the
+    order of its additions (input by input), so only a sequential accumulation reproduces it."""
+    assert layer.accum_type is not None
+    if layer.accum_type.overflow == "WRAP" or layer.product == "po2" or layer.nonzero_weights == 0:
+        return False
+    lo, hi = _partial_sum_bounds(layer)
+    return lo < layer.accum_type.min_code or hi > layer.accum_type.max_code
+
+
+def needs_sequential(layer: Layer) -> bool:
+    """A saturating accum_t whose result depends on hls4ml's order of additions or of product
+    roundings: the RF 1 layer is built by :func:`sequential`."""
+    assert layer.accum_type is not None
+    if layer.accum_type.overflow == "WRAP" or layer.product != "exact" or layer.nonzero_weights == 0:
+        return False
+    return saturation_order_matters(layer) or needs_product_rounding(layer)
+
+
+#: Saturating additions per pipeline stage of the sequential architecture.
+SEQUENTIAL_ADDS_PER_STAGE = 4
+
+
+def sequential(layer: Layer, module_name: str) -> tuple[Module, DenseCost]:
+    """Reuse factor 1 with a saturating accum_t that can overflow: hls4ml's exact order.
+
+    Stage 0 computes and registers every product ``(accum_t)(x*w)`` (CSD shift-adds, then
+    rtl/fxp_cast with accum_t's rounding *and* overflow). Each neuron's accumulator starts at
+    ``(accum_t)bias`` and adds its products input by input, every sum cast back into accum_t
+    (saturating as ap_fixed does), SEQUENTIAL_ADDS_PER_STAGE additions per pipeline stage, the
+    products not yet added travelling along in registers; the last stage registers
+    ``(result_t)acc``. Zero weights are skipped: adding 0 never saturates."""
+    assert layer.weights is not None and layer.accum_type is not None
+    acc_t = layer.accum_type
+    m = Module(module_name)
+    xs = [input_element(m, "in_data", i, layer.in_type, f"x{i}") for i in range(layer.n_in)]
+    _mark_unused_inputs(m, layer, xs)
+    aw = acc_t.width + (0 if acc_t.signed else 1)  # an accum code as a signed net
+    prod_frac = _product_frac(layer)
+    adders = 0
+
+    def accum_net(q: str) -> Net:
+        """The unsigned bits of an fxp_cast output as a signed net of width aw."""
+        name = m.fresh("a")
+        m.wire(name, aw, q if acc_t.signed else "{1'b0, " + q + "}")
+        return Net(name, acc_t.min_code, acc_t.max_code)
+
+    chains: list[list[Net]] = []
+    for j in range(layer.n_out):
+        chain = []
+        for i in range(layer.n_in):
+            w = int(layer.weights[i, j])
+            if w == 0:
+                continue
+            terms = [Net(xs[i].name, xs[i].lo, xs[i].hi, shift, sign < 0) for shift, sign in csd(w)]
+            while len(terms) > 1:
+                adders += len(terms) // 2
+                terms = [_combine(m, terms[k], terms[k + 1]) for k in range(0, len(terms) - 1, 2)] + (
+                    [terms[-1]] if len(terms) % 2 else [])
+            t = terms[0]
+            lo, hi = ((-t.hi) << t.lsb, (-t.lo) << t.lsb) if t.neg else (t.lo << t.lsb, t.hi << t.lsb)
+            width = max(signed_width(lo, hi), t.width + t.lsb + 1)
+            exact = m.fresh("pe")
+            m.wire(exact, width, f"{const(0, width)} {'-' if t.neg else '+'} {ext(t.name, t.width, width, t.lsb)}")
+            q = cast_instance(m, m.fresh("pa"), exact, width, prod_frac, acc_t)
+            chain.append(_register(m, accum_net(q), 0))
+        chains.append(chain)
+    steps = max((len(c) for c in chains), default=0)
+    n_add = -(-steps // SEQUENTIAL_ADDS_PER_STAGE)
+    bias = _bias_acc(layer)
+    for j, chain in enumerate(chains):
+        run = m.fresh("b")
+        m.wire(run, aw, const(int(bias[j]), aw))
+        acc = Net(run, acc_t.min_code, acc_t.max_code)  # an aw-bit net, like every later sum
+        pending = list(chain)
+        for stage in range(1, n_add + 1):
+            for p in pending[:SEQUENTIAL_ADDS_PER_STAGE]:
+                total = m.fresh("sq")
+                m.wire(total, aw + 1, f"{ext(acc.name, aw, aw + 1)} + {ext(p.name, aw, aw + 1)}")
+                acc = accum_net(cast_instance(m, m.fresh("ss"), total, aw + 1, acc_t.frac, acc_t))
+                adders += 1
+            pending = pending[SEQUENTIAL_ADDS_PER_STAGE:]
+            acc = _register(m, acc, stage)
+            pending = [_register(m, p, stage) for p in pending]
+        y = cast_instance(m, f"res{j}", acc.name, aw, acc_t.frac, layer.out_type)
+        m.stages_extend(n_add + 1)
+        m.decls.append(f"reg [{layer.out_type.width - 1}:0] y{j};")
+        m.stages[n_add + 1].append(f"y{j} <= {y};")
+    m.n_stages = n_add + 2
+    return m, DenseCost(latency=m.n_stages, ii=1, multipliers=layer.nonzero_weights, adders=adders)
+
+
 def folded(layer: Layer, module_name: str) -> tuple[Module, DenseCost, dict]:
     """Reuse factor R > 1: ceil(nonzeros/R) time-multiplexed multipliers, II = R.
 
