@@ -459,14 +459,15 @@ def _run_one(family: str, seed: int, index: int, work_root: str, simulator: str,
 
 def run_campaign(cases: int, seed: int, work_root: Path, *, simulator: str = "auto", vectors: int = 300,
                  keep: bool = False, start: int = 0, jobs: int = 1, family: str = "mlp",
-                 print_fn: Any = print) -> list[CaseResult]:
+                 indices: list[int] | None = None, print_fn: Any = print) -> list[CaseResult]:
     """Run cases ``start .. start+cases-1``; ``jobs`` > 1 runs them in worker processes.
 
     Lines are printed as cases finish (so a killed campaign has still reported every finished case);
     the returned list is in case order.
     """
     t_all = time.monotonic()
-    indices = range(start, start + cases)
+    if indices is None:
+        indices = list(range(start, start + cases))
     args = (str(work_root), simulator, vectors, keep)
     done: dict[int, CaseResult] = {}
     if jobs <= 1:
@@ -537,6 +538,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=1, help="cases run in parallel worker processes")
     p.add_argument("--family", default="mlp", choices=FAMILIES, help="random QKeras MLPs or CNNs")
     p.add_argument("--summarize", nargs="+", metavar="LOG", help="only summarize campaign logs (no cases run)")
+    p.add_argument("--rerun", metavar="LOG", help="run again the cases a campaign log reports as --rerun-status")
+    p.add_argument("--rerun-status", default="refused", choices=("refused", "failed"))
     args = p.parse_args(argv)
     if args.summarize:
         line = summarize_logs([Path(x) for x in args.summarize])
@@ -546,10 +549,19 @@ def main(argv: list[str] | None = None) -> int:
     import logging
 
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    indices = None
+    if args.rerun:
+        indices = sorted(i for line in Path(args.rerun).read_text().splitlines()
+                         if (mt := _LINE.match(line)) and int(mt.group(1)) == args.seed
+                         and mt.group(3).lower() == args.rerun_status for i in [int(mt.group(2))])
+        args.cases, args.start = len(indices), indices[0] if indices else 0
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="codesign-fuzz-"))
-    print(f"fuzz: {args.family}, seed {args.seed}, cases {args.start}..{args.start + args.cases - 1}, work {work}", flush=True)
+    what = (f"{len(indices)} cases reported {args.rerun_status} in {args.rerun}" if indices is not None
+            else f"cases {args.start}..{args.start + args.cases - 1}")
+    print(f"fuzz: {args.family}, seed {args.seed}, {what}, work {work}", flush=True)
     results = run_campaign(args.cases, args.seed, work, simulator=args.simulator, vectors=args.vectors,
-                           keep=args.keep, start=args.start, jobs=args.jobs, family=args.family, print_fn=lambda s: print(s, flush=True))
+                           keep=args.keep, start=args.start, jobs=args.jobs, family=args.family, indices=indices,
+                           print_fn=lambda s: print(s, flush=True))
     return 1 if any(r.status == "failed" for r in results) else 0
 
 
