@@ -71,7 +71,7 @@ def test_node_ranges_are_exact(seed: int) -> None:
 
 
 @pytest.mark.parametrize("seed", range(12))
-@pytest.mark.parametrize("select", ["count", "cost"])
+@pytest.mark.parametrize("select", ["count", "cost", "cost-shift"])
 def test_unsigned_hardware_codes_are_exact(seed: int, select: str) -> None:
     """lower(): every signal's code H = pol * v + off is what the unsigned Verilog adders compute
     (modulo 2^width, complemented operands, carry-ins), it is never negative and stays in [lo, hi];
@@ -80,25 +80,27 @@ def test_unsigned_hardware_codes_are_exact(seed: int, select: str) -> None:
     g = adder_graph.build(w, lo, hi, select=select)
     rng = np.random.default_rng(200 + seed)
     biases = [(int(b), int(k)) for b, k in zip(rng.integers(-999, 999, size=w.shape[1]), rng.integers(0, 4, size=w.shape[1]))]
-    hw = adder_graph.lower(g, biases)
+    greedy = adder_graph.lower(g, biases)
+    refined = adder_graph.refine(g, greedy, biases)
+    assert refined.cost <= greedy.cost
     x = rng.integers(lo, hi + 1, size=(400, len(lo)))
     x[0], x[1] = lo, hi
-    vals, codes = g.signal_values(x), adder_graph.hw_evaluate(g, hw, x)
-    for sig, (v, h) in enumerate(zip(vals, codes)):
-        s = hw.signals[sig]
-        assert np.array_equal(h, s.pol * v + s.off)
-        assert h.min() >= s.lo >= 0 and h.max() <= s.hi < (1 << s.width)
-    y = x @ w
-    for j, t in enumerate(g.outputs):
-        if t is None:
-            continue
-        h = hw.signals[t.sig]
-        bias, k = biases[j]
-        kc, inv = adder_graph._out_const(h, t.neg, bias, k)
-        code = codes[t.sig]
-        hp = ((1 << h.width) - 1 - code) if inv else code
-        assert np.array_equal(kc + (hp << k), bias + ((y[:, j] >> t.shift) << k))  # k: the root's shift
-    assert hw.cost > 0 or not g.nodes
+    vals, y = g.signal_values(x), x @ w
+    for hw in (greedy, refined):
+        codes = adder_graph.hw_evaluate(g, hw, x)
+        for sig, (v, h) in enumerate(zip(vals, codes)):
+            s = hw.signals[sig]
+            assert np.array_equal(h, s.pol * v + s.off)
+            assert h.min() >= s.lo >= 0 and h.max() <= s.hi < (1 << s.width)
+        for j, t in enumerate(g.outputs):
+            if t is None:
+                continue
+            h = hw.signals[t.sig]
+            bias, k = biases[j]
+            kc, inv = adder_graph._out_const(h, t.neg, bias, k)
+            code = codes[t.sig]
+            hp = ((1 << h.width) - 1 - code) if inv else code
+            assert np.array_equal(kc + (hp << k), bias + ((y[:, j] >> t.shift) << k))  # k: the root's shift
 
 
 def test_cost_selection_saves_bits() -> None:

@@ -66,7 +66,9 @@ from codesign.rtlgen.dense import (DenseCost, _bias_acc, _output_stage, _product
 from codesign.rtlgen.netlist import Module, cast_instance, const, signed_width
 
 #: CSE pattern selections :func:`parallel_shared` tries; it keeps the graph with the fewest pipeline
-#: stages, then the lowest LUT estimate (:attr:`Hardware.cost`).
+#: stages, then the lowest LUT estimate (:attr:`Hardware.cost`). The other scores of ``_SCORES`` gave
+#: 1-2% lower estimates on the issue-9 model's layers, but the whole flattened design did not follow:
+#: Yosys/ABC then stopped folding the ReLU's output muxes into the next layer's first adders (+450 LUT).
 SELECT_METHODS = ("count", "cost")
 #: Target clock period (ns) of the delay budget (hls4ml's default 5 ns, 200 MHz).
 CLOCK_NS = 5.0
@@ -268,8 +270,13 @@ def _overlap(b: _Builder, key: _Key) -> int:
     return max(0, min(lo1 + w1, lo2 + w2) - max(lo1, lo2))
 
 
-def _cost_score(count: int, overlap: int, shift: int) -> int:
-    return (count - 1) * overlap - count
+#: Pattern scores of the cost-aware selections: (count, overlap bits, shift difference) -> score.
+_SCORES = {
+    "cost": lambda c, ov, d: (c - 1) * ov - c,  # bits saved: one adder instead of c, each a bit wider
+    "cost-overlap": lambda c, ov, d: (c - 1) * ov,
+    "cost-count": lambda c, ov, d: c * ov,
+    "cost-shift": lambda c, ov, d: 4 * (c - 1) * ov - c * abs(d),  # prefer close digits
+}
 
 
 def _cse(b: _Builder, max_depth: int | None, select: str = "count") -> int:
@@ -277,8 +284,11 @@ def _cse(b: _Builder, max_depth: int | None, select: str = "count") -> int:
 
     ``select``: "count" takes the most frequent pattern; "cost" the one that saves the most adder
     bits, ``(count - 1) * overlap - count`` (one adder of the pattern's overlap instead of
-    ``count`` tree adders of about that overlap each, the pattern's terms being a bit wider).
+    ``count`` tree adders of about that overlap each, the pattern's terms being a bit wider); the
+    other ``_SCORES`` are variants of it.
     """
+    if select != "count" and select not in _SCORES:
+        raise ValueError(f"select must be 'count' or one of {sorted(_SCORES)}, got {select!r}")
     counts: dict[_Key, int] = {}
     heap: list[tuple[int, int, _Key]] = []
     ov: dict[_Key, int] = {}
@@ -291,7 +301,7 @@ def _cse(b: _Builder, max_depth: int | None, select: str = "count") -> int:
             return c
         if key not in ov:
             ov[key] = _overlap(b, key)
-        return _cost_score(c, ov[key], key[2])
+        return int(_SCORES[select](c, ov[key], key[2]))
 
     def bump(key: _Key, by: int) -> None:
         c = counts.get(key, 0) + by
@@ -351,6 +361,17 @@ def _cse(b: _Builder, max_depth: int | None, select: str = "count") -> int:
     return created
 
 
+def _merge(b: _Builder, t1: tuple[int, int, int], t2: tuple[int, int, int]) -> tuple[int, int, int]:
+    """One adder summing two terms (signal, shift, sign); returns the sum as a term."""
+    (s1, k1, g1), (s2, k2, g2) = t1, t2
+    if (k1, s1) > (k2, s2):
+        k1, s1, g1, k2, s2, g2 = k2, s2, g2, k1, s1, g1
+    if k1 == k2 and g1 < 0 < g2:  # keep the unshifted operand positive
+        s1, g1, s2, g2 = s2, g2, s1, g1
+    # g1*(s1 << k1) + g2*(s2 << k2) = g1 * ((s1 + g1*g2*(s2 << (k2-k1))) << k1)
+    return b.new_node(s1, s2, k2 - k1, g1 * g2 < 0), k1, g1
+
+
 def _tree(b: _Builder, terms: list[tuple[int, int, int]], order: str = "time") -> Term | None:
     """Sum the terms of one column, always adding the two earliest-arriving ones."""
     if not terms:
@@ -367,12 +388,7 @@ def _tree(b: _Builder, terms: list[tuple[int, int, int]], order: str = "time") -
     while len(heap) > 1:
         _, k1, s1, _, g1 = heapq.heappop(heap)
         _, k2, s2, _, g2 = heapq.heappop(heap)
-        if (k1, s1) > (k2, s2):
-            k1, s1, g1, k2, s2, g2 = k2, s2, g2, k1, s1, g1
-        if k1 == k2 and g1 < 0 < g2:  # keep the unshifted operand positive
-            s1, g1, s2, g2 = s2, g2, s1, g1
-        # g1*(s1 << k1) + g2*(s2 << k2) = g1 * ((s1 + g1*g2*(s2 << (k2-k1))) << k1)
-        sig = b.new_node(s1, s2, k2 - k1, g1 * g2 < 0)
+        sig, k1, g1 = _merge(b, (s1, k1, g1), (s2, k2, g2))
         heapq.heappush(heap, (prio(sig, k1), k1, sig, tie, g1))
         tie += 1
     _, k, s, _, g = heap[0]
@@ -599,13 +615,15 @@ def _out_cost(h: HwSignal, neg: bool, bias: int, k: int) -> int:
     return min(_const_add_forms(kc >> k, h.width, inv))
 
 
-def lower(g: AdderGraph, out_consts: Sequence[tuple[int, int]] | None = None) -> Hardware:
+def lower(g: AdderGraph, out_consts: Sequence[tuple[int, int]] | None = None,
+          pols: Sequence[int] | None = None) -> Hardware:
     """Choose every signal's hardware representation (:class:`HwSignal`), greedily per node.
 
     Inputs: unsigned ones as they are; signed ones with their sign bit flipped (``off = 2^(w-1)``).
     Each node takes the polarity whose adder costs fewer LUTs (:func:`_node_cost`), counting for a
     node that is the root of an output the inverters of its constant adder (:func:`_out_cost`;
     ``out_consts``: per output, the bias in accumulator units and the root's shift k in them).
+    ``pols``: the polarity of every node, fixed (no choice).
     """
     sigs: list[HwSignal] = []
     for i in range(g.n_in):
@@ -621,7 +639,7 @@ def lower(g: AdderGraph, out_consts: Sequence[tuple[int, int]] | None = None) ->
     total = 0
     for k, n in enumerate(g.nodes):
         best: tuple[float, int, HwSignal, HwNode] | None = None
-        for p in (1, -1):
+        for p in (1, -1) if pols is None else (pols[k],):
             a, b = sigs[n.a], sigs[n.b]
             inv_a, inv_b = a.pol != p, b.pol != p * (-1 if n.sub else 1)
             ca = _complement(a)[0] if inv_a else a.off
@@ -640,6 +658,30 @@ def lower(g: AdderGraph, out_consts: Sequence[tuple[int, int]] | None = None) ->
         sigs.append(best[2])
         nodes.append(best[3])
     return Hardware(tuple(sigs), tuple(nodes), total)
+
+
+def refine(g: AdderGraph, hw: Hardware, out_consts: Sequence[tuple[int, int]] | None = None,
+           passes: int = 1) -> Hardware:
+    """Improve :func:`lower`'s greedy polarities by local search: flip one node's polarity at a time
+    (its consumers then see the other complement) and keep the flip when the total estimate drops."""
+    pols = [s.pol for s in hw.signals[g.n_in:]]
+    roots = {t.sig for t in g.outputs if t is not None}
+    for _ in range(passes):
+        improved = False
+        # a flip can only help where a complement is used now: in the node, by a consumer, at an output
+        seen = {n.a for n, hn in zip(g.nodes, hw.nodes) if hn.inv_a} | {n.b for n, hn in zip(g.nodes, hw.nodes) if hn.inv_b}
+        for k in range(len(pols)):
+            if not (hw.nodes[k].inv_a or hw.nodes[k].inv_b or g.n_in + k in seen or g.n_in + k in roots):
+                continue
+            pols[k] = -pols[k]
+            trial = lower(g, out_consts, pols)
+            if trial.cost < hw.cost:
+                hw, improved = trial, True
+            else:
+                pols[k] = -pols[k]
+        if not improved:
+            break
+    return hw
 
 
 def hw_evaluate(g: AdderGraph, hw: Hardware, x: np.ndarray) -> list[np.ndarray]:
@@ -679,28 +721,30 @@ def _emit_node(m: Module, name: str, d: int, h: HwSignal, a: str, ha: HwSignal, 
     """``name = A + ((B + cin) << d)`` in ``h.width`` unsigned bits (:class:`HwNode`); the low ``d``
     bits are A's and bypass the adder.
 
-    Every adder is written ``X - {1..1, Y}`` with Y complemented (Y = ~B for a true addition), and a
-    minuend X that is a whole adder output of the same stage (``local``: a, b are) is written
-    ``~(~X)``: Yosys' ``alumacc`` merges an adder whose whole output feeds only one other adder into a
-    multi-operand ``$macc`` with a compressor tree, which costs more LUTs than the carry chains when
-    the operands have different widths; an inverter between them stops the merge (and costs nothing:
-    it is absorbed into the LUTs).
+    A true addition is written ``X + Y``; one with a complemented operand ``X - {1..1, Y}``
+    (= X + ~Y + 1, ``cin``), so the carry chain's generate inputs get the true operand X (Yosys maps
+    ``X + ~Y`` with ``~Y`` there: one inverter per bit). An operand that is a whole adder output of
+    the same stage read by this adder only (``local``: a, b are) is written ``~(~X)``: Yosys'
+    ``alumacc`` merges such an adder into its reader, a multi-operand ``$macc`` mapped to a
+    compressor tree, which costs more LUTs than the two carry chains when the operands differ in
+    width; the inverters stop the merge and vanish in the LUT mapping.
     """
     u, ua, ub, inv_a, inv_b = h.width, ha.width, hb.width, hn.inv_a, hn.inv_b
     tmp = f"{name}_sum"
     if u > d and (d == 0 or ua > d):  # an adder on the bits from d up
         wh, wah = u - d, ua - d
         wc = max(wh, wah, ub)
-        # X + ~Y + 1 = X - {1..1, Y}: Y complemented inside the LUTs of the carry chain
         if hn.cin:  # one operand complemented: X + ~Y + 1 = X - {1..1, Y}
             if inv_a:
                 x, wx, y, wy = _bits(b, ub, False), ub, _bits(a, ua, False, ua - 1, d), wah
-                whole = local[1]
+                whole_x, whole_y = local[1], local[0] and d == 0
             else:
                 x, wx, y, wy = _bits(a, ua, False, ua - 1, d), wah, _bits(b, ub, False), ub
-                whole = local[0] and d == 0
-            if whole:
+                whole_x, whole_y = local[0] and d == 0, local[1]
+            if whole_x:
                 x = f"~(~{x})"
+            if whole_y:
+                y = f"~(~{y})"
             ones = "{" + (f"{{{wc - wy}{{1'b1}}}}, " if wc > wy else "") + y + "}"
             expr = f"{_zext(x, wx, wc)} - {ones}"
         else:  # both true (or, rarely, both complemented)
@@ -736,8 +780,9 @@ def _output(m: Module, layer: Layer, j: int, src: str, h: HwSignal, t: Term, sta
     """``y_j = (result_t)(accum_t)(bias_j ± (v << shift))`` from the root's code H, registered in ``stage``.
 
     ``v = pol * (H - off)``, so the accumulator value is ``K + (H' << k)`` with a constant K (bias
-    and offsets) and ``H' = H`` or ``~H``: one constant adder (carry cells, no LUTs), then the casts
-    of :func:`codesign.rtlgen.dense._output_stage` (same casts, same order).
+    and offsets) and ``H' = H`` or ``~H``: one constant adder (carry cells, plus an inverter per bit
+    where the propagate signal is an inverted H bit: :func:`_const_add_forms`), then the casts of
+    :func:`codesign.rtlgen.dense._output_stage` (same casts, same order).
     """
     assert layer.accum_type is not None
     acc_t = layer.accum_type
@@ -760,7 +805,7 @@ def _output(m: Module, layer: Layer, j: int, src: str, h: HwSignal, t: Term, sta
     elif plain <= sub:
         body = f"{const(c, wc)} + {_zext(f'~(~{src})', u, wc)}"
     else:
-        body = f"{const(c - 1, wc)} - {{{wc - u}'h{(1 << (wc - u)) - 1:x}, {_bits(src, u, not inv)}}}"
+        body = f"{const(c - 1, wc)} - {{{wc - u}'h{(1 << (wc - u)) - 1:x}, {f'~(~{src})' if inv else f'~{src}'}}}"
     m.wire(f"{s_name}_sum", wc, body)
     low = f", {k}'h{c_lo:x}" if k else ""
     m.wire(s_name, w, f"{{{s_name}_sum[{w - k - 1}:0]{low}}}")
@@ -824,14 +869,15 @@ def parallel_shared(layer: Layer, module_name: str, levels_per_stage: int = 2, *
     for select in SELECT_METHODS if cse else ("count",):
         g = build(layer.weights, [t_in.min_code] * layer.n_in, [t_in.max_code] * layer.n_in, cse=cse,
                   max_depth=max_depth, select=select)
-        hw = lower(g, [(int(bias_acc[j]), (t.shift if t is not None else 0) + acc_shift)
-                       for j, t in enumerate(g.outputs)])
+        out_consts = [(int(bias_acc[j]), (t.shift if t is not None else 0) + acc_shift) for j, t in enumerate(g.outputs)]
+        hw = lower(g, out_consts)
         sch = schedule(g, [_output_delay(layer, t, g) for t in g.outputs], clock_ns)
         key = (sch.out_stage, hw.cost)  # fewest stages, then fewest LUTs
         if best is None or key < best[0]:
-            best = (key, g, hw, sch)
+            best = (key, g, hw, sch, out_consts)
     assert best is not None
-    _, g, hw, sch = best
+    _, g, hw, sch, out_consts = best
+    hw = refine(g, hw, out_consts)
     used = {x for n in g.nodes for x in (n.a, n.b)} | {t.sig for t in g.outputs if t is not None}
     names = _input_codes(m, layer, hw, used) + [f"n{k}" for k in range(len(g.nodes))]
     last_use = sch.last_use(g)
@@ -840,10 +886,18 @@ def parallel_shared(layer: Layer, module_name: str, levels_per_stage: int = 2, *
         """The name of ``sig`` as seen by combinational logic of stage s."""
         return names[sig] if s == sch.stage[sig] else f"{names[sig]}_r{s - 1}"
 
+    # Yosys merges an adder into its consumer only when that is its one reader (no register, no output)
+    readers = [0] * (g.n_in + len(g.nodes))
+    for n in g.nodes:
+        readers[n.a] += 1
+        readers[n.b] += 1
+    for t in g.outputs:
+        if t is not None:
+            readers[t.sig] += 1
     for k, (n, hn) in enumerate(zip(g.nodes, hw.nodes)):
         sig = g.n_in + k
         s = sch.stage[sig]
-        local = tuple(x >= g.n_in and sch.stage[x] == s for x in (n.a, n.b))
+        local = tuple(x >= g.n_in and sch.stage[x] == s and last_use[x] == s and readers[x] == 1 for x in (n.a, n.b))
         _emit_node(m, names[sig], n.shift, hw.signals[sig], at(n.a, s), hw.signals[n.a], at(n.b, s),
                    hw.signals[n.b], hn, local)
     for sig in range(g.n_in + len(g.nodes)):
