@@ -124,7 +124,9 @@ def test_saturating_accum_that_can_overflow_is_refused_after_convert(tmp_path: P
     from codesign.convert import convert_model
     from codesign.graph import from_hls4ml
 
-    cfg = from_dict({"hls": {"layer_precision": {"fc0": {"accum": "fixed<11,3,AP_TRN,AP_SAT>"}}}})
+    # at reuse factor 1 this accum is built as hls4ml's sequential chain; folded, it is refused
+    cfg = from_dict({"hls": {"layer_precision": {"fc0": {"accum": "fixed<11,3,AP_TRN,AP_SAT>"}},
+                             "layer_reuse_factor": {"fc0": 2}}})
     hls_model, _, stripped = convert_model(cfg, tiny_model(), tmp_path / "hls")
     with pytest.raises(RtlGenError, match=r"layer fc0: saturating accum type fixed<11,3,TRN,SAT> can overflow"):
         rtlgen.generate(from_hls4ml(hls_model, stripped), tmp_path / "rtl")
@@ -171,7 +173,8 @@ def test_failed_stage_leaves_nothing_that_looks_finished(tmp_path: Path) -> None
     model = tiny_model()
     model.save(tmp_path / "tiny.h5")
     cfg = from_dict({"output_dir": str(run), "model": {"import_path": str(tmp_path / "tiny.h5")},
-                     "hls": {"layer_precision": {"fc0": {"accum": "fixed<11,3,AP_TRN,AP_SAT>"}}}})
+                     "hls": {"layer_precision": {"fc0": {"accum": "fixed<11,3,AP_TRN,AP_SAT>"}},
+                             "layer_reuse_factor": {"fc0": 2}}})
     import_model(cfg, run)
     run_stage(COMMANDS["convert"], cfg, run)
     with pytest.raises(RtlGenError, match="layer fc0"):
