@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from codesign.config import Config, from_dict
-from codesign.errors import CodesignError, RtlGenError, ToolError
+from codesign.errors import CodesignError, ConversionError, RtlGenError, ToolError
 from codesign.fixedpoint import OVERFLOW_MODES, QUANT_MODES, FixedType, parse_precision
 
 #: Model families the campaign draws from.
@@ -267,7 +267,7 @@ def case_config(spec: CaseSpec, vectors: int = 300) -> Config:
 @dataclass
 class CaseResult:
     spec: CaseSpec
-    status: str = "failed"  #: "passed", "failed", "refused"
+    status: str = "failed"  #: "passed", "failed", "refused", "invalid" (hls4ml's C-sim aborts)
     stage: str = ""  #: where it ended
     detail: str = ""
     simulators: list[str] = field(default_factory=list)
@@ -341,7 +341,12 @@ def run_case(spec: Any, work_dir: Path, *, simulator: str = "auto", vectors: int
         t0 = time.monotonic()
         csim = CSim(work_dir / "hls", graph.n_in, graph.n_out, graph.input_type, graph.output_type)
         inputs = np.concatenate([corner_codes(graph), vec.random_codes(graph, vectors, spec.index + 1)])
-        arrays = vec.build(graph, csim, inputs)
+        try:
+            arrays = vec.build(graph, csim, inputs)
+        except ConversionError as e:  # the reference itself aborts (an ap_fixed assertion): no reference
+            clock("golden", t0)
+            res.status, res.detail = "invalid", str(e)
+            return res
         agree = vec.golden_agreement(graph, arrays)
         res.golden_mismatches = agree["mismatched_outputs"]
         clock("golden", t0)
@@ -478,34 +483,50 @@ def run_campaign(cases: int, seed: int, work_root: Path, *, simulator: str = "au
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
+        from concurrent.futures.process import BrokenProcessPool
+
         # spawn, not fork: TensorFlow's threads do not survive a fork
         ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
-            futures = {pool.submit(_run_one, family, seed, i, *args): i for i in indices}
-            for fut in as_completed(futures):
-                i = futures[fut]
+        crashes: dict[int, int] = {}
+        while len(done) < len(indices):
+            todo = [i for i in indices if i not in done]
+            with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+                futures = {pool.submit(_run_one, family, seed, i, *args): i for i in todo}
                 try:
-                    done[i] = fut.result()
-                except Exception as e:  # a worker that died still counts as a failed case
-                    done[i] = CaseResult(family_case(family, seed, i), detail=f"worker crashed: {type(e).__name__}: {e}")
-                print_fn(done[i].line())
+                    for fut in as_completed(futures):
+                        i = futures[fut]
+                        done[i] = fut.result()
+                        print_fn(done[i].line())
+                except BrokenProcessPool:
+                    # a worker died: the cases it may have been running (the oldest unfinished) get
+                    # a strike and run again in a fresh pool; the second strike fails the case
+                    for i in [i for i in todo if i not in done][:jobs + 1]:
+                        crashes[i] = crashes.get(i, 0) + 1
+                        if crashes[i] >= 2:
+                            done[i] = CaseResult(family_case(family, seed, i),
+                                                 detail="its worker process died twice (a crash, not a mismatch)")
+                            print_fn(done[i].line())
     results = [done[i] for i in indices]
     print_fn(summary(results, time.monotonic() - t_all))
     return results
 
 
+def _invalid(n: int) -> str:
+    return f", {n} invalid (hls4ml's C-sim aborts: no reference)" if n else ""
+
+
 def summary(results: list[CaseResult], seconds: float | None = None) -> str:
-    n = {s: sum(r.status == s for r in results) for s in ("passed", "failed", "refused")}
+    n = {s: sum(r.status == s for r in results) for s in ("passed", "failed", "refused", "invalid")}
     sims: dict[str, int] = {}
     for r in results:
         for s in r.simulators:
             sims[s] = sims.get(s, 0) + 1
     tail = f" ({len(results)} cases" + (f", {seconds:.0f} s" if seconds is not None else "")
     tail += "".join(f", {v} {k}" for k, v in sorted(sims.items())) + ")"
-    return f"fuzz: {n['passed']} passed, {n['failed']} failed, {n['refused']} refused{tail}"
+    return f"fuzz: {n['passed']} passed, {n['failed']} failed, {n['refused']} refused{_invalid(n['invalid'])}{tail}"
 
 
-_LINE = re.compile(r"^case (\d+)/(\d+): (PASSED|FAILED|REFUSED)\b")
+_LINE = re.compile(r"^case (\d+)/(\d+): (PASSED|FAILED|REFUSED|INVALID)\b")
 
 
 def summarize_logs(paths: list[Path]) -> str:
@@ -517,13 +538,13 @@ def summarize_logs(paths: list[Path]) -> str:
             m = _LINE.match(line)
             if m:
                 status[(int(m.group(1)), int(m.group(2)))] = m.group(3).lower()
-    n = {s: sum(v == s for v in status.values()) for s in ("passed", "failed", "refused")}
+    n = {s: sum(v == s for v in status.values()) for s in ("passed", "failed", "refused", "invalid")}
     seeds = sorted({k[0] for k in status})
     failed = sorted(k for k, v in status.items() if v == "failed")
     tail = f" ({len(status)} distinct cases, seeds {', '.join(map(str, seeds))})"
     if failed:
         tail += "; failed: " + ", ".join(f"{a}/{b}" for a, b in failed)
-    return f"fuzz: {n['passed']} passed, {n['failed']} failed, {n['refused']} refused{tail}"
+    return f"fuzz: {n['passed']} passed, {n['failed']} failed, {n['refused']} refused{_invalid(n['invalid'])}{tail}"
 
 
 def main(argv: list[str] | None = None) -> int:
