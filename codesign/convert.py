@@ -207,6 +207,7 @@ def in_range_codes(graph: hwgraph.Graph, n: int, seed: int) -> np.ndarray:
 
 def run(cfg: Config, run_dir: Path) -> dict[str, Any]:
     """The 'hls' stage."""
+    from codesign.csim import CSim
     from codesign.model_io import load_model, model_input
 
     model_res = require(run_dir, "model", "convert")
@@ -239,7 +240,9 @@ def run(cfg: Config, run_dir: Path) -> dict[str, Any]:
             codes, inputs = in_range_codes(graph, AGREEMENT_VECTORS, seed=0), "random in-range on-grid"
         x = graph.input_type.to_real(codes)
         ref = np.asarray(keras_model.predict(model_input(keras_model, x), verbose=0, batch_size=1024)).reshape(len(x), -1)
-        cs = np.asarray(hls_model.predict(np.ascontiguousarray(x))).reshape(len(x), -1)
+        # the compiled library in a child process: an ap_fixed assertion abort is a clear error here
+        csim = CSim(out, graph.n_in, graph.n_out, graph.input_type, graph.output_type)
+        cs = graph.output_type.to_real(csim.predict_codes(codes))
         result["csim_vs_qkeras"] = dict(agreement(ref, cs), inputs=inputs)
         if labels is not None:
             result["csim_accuracy"] = float(np.mean(cs.argmax(1) == labels))
