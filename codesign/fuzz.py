@@ -482,7 +482,6 @@ def run_campaign(cases: int, seed: int, work_root: Path, *, simulator: str = "au
     else:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor, as_completed
-
         from concurrent.futures.process import BrokenProcessPool
 
         # spawn, not fork: TensorFlow's threads do not survive a fork
@@ -511,40 +510,51 @@ def run_campaign(cases: int, seed: int, work_root: Path, *, simulator: str = "au
     return results
 
 
-def _invalid(n: int) -> str:
-    return f", {n} invalid (hls4ml's C-sim aborts: no reference)" if n else ""
+#: Case outcomes, in the order the summary line names them.
+STATUSES = ("passed", "failed", "refused", "invalid")
+
+
+def _counts(statuses: list[str]) -> str:
+    """'P passed, F failed, R refused[, I invalid (...)]' for a list of case statuses."""
+    n = {s: statuses.count(s) for s in STATUSES}
+    invalid = f", {n['invalid']} invalid (hls4ml's C-sim aborts: no reference)" if n["invalid"] else ""
+    return f"{n['passed']} passed, {n['failed']} failed, {n['refused']} refused{invalid}"
 
 
 def summary(results: list[CaseResult], seconds: float | None = None) -> str:
-    n = {s: sum(r.status == s for r in results) for s in ("passed", "failed", "refused", "invalid")}
     sims: dict[str, int] = {}
     for r in results:
         for s in r.simulators:
             sims[s] = sims.get(s, 0) + 1
     tail = f" ({len(results)} cases" + (f", {seconds:.0f} s" if seconds is not None else "")
     tail += "".join(f", {v} {k}" for k, v in sorted(sims.items())) + ")"
-    return f"fuzz: {n['passed']} passed, {n['failed']} failed, {n['refused']} refused{_invalid(n['invalid'])}{tail}"
+    return f"fuzz: {_counts([r.status for r in results])}{tail}"
 
 
 _LINE = re.compile(r"^case (\d+)/(\d+): (PASSED|FAILED|REFUSED|INVALID)\b")
 
 
-def summarize_logs(paths: list[Path]) -> str:
-    """One summary over campaign logs (a campaign resumed with --start): each case counted once,
-    its last reported status wins; names the failed cases."""
+def log_statuses(paths: list[Path]) -> dict[tuple[int, int], str]:
+    """(seed, index) -> status of every case line in campaign logs; a later line wins."""
     status: dict[tuple[int, int], str] = {}
     for path in paths:
         for line in Path(path).read_text().splitlines():
             m = _LINE.match(line)
             if m:
                 status[(int(m.group(1)), int(m.group(2)))] = m.group(3).lower()
-    n = {s: sum(v == s for v in status.values()) for s in ("passed", "failed", "refused", "invalid")}
+    return status
+
+
+def summarize_logs(paths: list[Path]) -> str:
+    """One summary over campaign logs (a campaign resumed with --start): each case counted once,
+    its last reported status wins; names the failed cases."""
+    status = log_statuses(paths)
     seeds = sorted({k[0] for k in status})
     failed = sorted(k for k, v in status.items() if v == "failed")
     tail = f" ({len(status)} distinct cases, seeds {', '.join(map(str, seeds))})"
     if failed:
         tail += "; failed: " + ", ".join(f"{a}/{b}" for a, b in failed)
-    return f"fuzz: {n['passed']} passed, {n['failed']} failed, {n['refused']} refused{_invalid(n['invalid'])}{tail}"
+    return f"fuzz: {_counts(list(status.values()))}{tail}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -572,9 +582,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
     indices = None
     if args.rerun:
-        indices = sorted(i for line in Path(args.rerun).read_text().splitlines()
-                         if (mt := _LINE.match(line)) and int(mt.group(1)) == args.seed
-                         and mt.group(3).lower() == args.rerun_status for i in [int(mt.group(2))])
+        indices = sorted(i for (seed, i), st in log_statuses([Path(args.rerun)]).items()
+                         if seed == args.seed and st == args.rerun_status)
         args.cases, args.start = len(indices), indices[0] if indices else 0
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="codesign-fuzz-"))
     what = (f"{len(indices)} cases reported {args.rerun_status} in {args.rerun}" if indices is not None

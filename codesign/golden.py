@@ -112,9 +112,10 @@ def layer_outputs(graph: Graph, in_codes: np.ndarray, chunk: int = 2048) -> dict
     """Every layer's output codes for N input vectors (N x n_in codes of the input type)."""
     in_codes = np.asarray(in_codes, dtype=np.int64)
     outs: dict[str, list[np.ndarray]] = {layer.name: [] for layer in graph.layers}
+    layers = [dense_equivalent(layer) for layer in graph.layers]  # convs expanded once, not per chunk
     for start in range(0, len(in_codes), chunk):
         x = in_codes[start : start + chunk]
-        for layer in graph.layers:
+        for layer in layers:
             x = run_layer(layer, x)
             outs[layer.name].append(x)
     return {k: (np.concatenate(v) if v else np.zeros((0, 0), np.int64)) for k, v in outs.items()}

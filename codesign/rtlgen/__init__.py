@@ -73,13 +73,14 @@ def _render_layer(env: jinja2.Environment, layer: Layer, module: str, levels_per
             raise RtlGenError(f"layer {layer.name}: convolutions are generated for hls4ml's Latency strategy only "
                               f"(got {layer.strategy!r})", hint="set hls.layer_strategy for this layer to Latency")
         k, n_filt = layer.weights.shape
-        conv = {"pixels": g.pixels, "kernel": [g.k_h, g.k_w, g.n_chan, n_filt], "stride": [g.stride_h, g.stride_w],
-                "padding": [g.pad_top, g.pad_left], "kernel_nonzero_weights": layer.nonzero_weights,
-                "expanded_nonzero_weights": int((hwgraph.dense_equivalent(layer).weights != 0).sum())}
         if layer.reuse_factor > k * n_filt:
             raise RtlGenError(f"layer {layer.name}: reuse factor {layer.reuse_factor} is outside 1..{k * n_filt} "
                               f"(kernel n_in*n_out = {k}*{n_filt})")
+        kernel_nonzero = layer.nonzero_weights
         layer = hwgraph.dense_equivalent(layer)
+        conv = {"pixels": g.pixels, "kernel": [g.k_h, g.k_w, g.n_chan, n_filt], "stride": [g.stride_h, g.stride_w],
+                "padding": [g.pad_top, g.pad_left], "kernel_nonzero_weights": kernel_nonzero,
+                "expanded_nonzero_weights": layer.nonzero_weights}
     if layer.kind == "pool":
         m, cost = pool_mod.build(layer, module)
         text = env.get_template("dense_parallel.v.j2").render(m=m, n_stages=m.n_stages, **common)

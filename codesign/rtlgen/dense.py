@@ -27,7 +27,7 @@ from codesign.errors import RtlGenError
 from codesign.fixedpoint import FixedType, cast
 from codesign.graph import Layer
 from codesign.rtlgen.csd import csd
-from codesign.rtlgen.netlist import Module, Net, cast_instance, const, ext, input_element, signed_width
+from codesign.rtlgen.netlist import Module, Net, cast_instance, const, ext, input_element, reduce_tree, signed_width
 
 
 @dataclass(frozen=True)
@@ -241,14 +241,10 @@ def _rounded_product(m: Module, layer: Layer, terms: list[Net]) -> tuple[Net | N
     Returns the product in accum_t units and the adders spent."""
     assert layer.accum_type is not None
     acc = layer.accum_type
-    adders = 0
-    while len(terms) > 1:
-        adders += len(terms) // 2
-        terms = [_combine(m, terms[k], terms[k + 1]) for k in range(0, len(terms) - 1, 2)] + (
-            [terms[-1]] if len(terms) % 2 else [])
     if not terms:
-        return None, adders
-    net = terms[0]
+        return None, 0
+    adders = len(terms) - 1
+    net = reduce_tree(m, terms, _combine)
     src, lo, hi, width = net.name, net.lo, net.hi, net.width
     if net.neg:  # materialise the sign before rounding: round(-v) != -round(v)
         lo, hi = -net.hi, -net.lo
@@ -373,11 +369,8 @@ def sequential(layer: Layer, module_name: str) -> tuple[Module, DenseCost]:
             if w == 0:
                 continue
             terms = [Net(xs[i].name, xs[i].lo, xs[i].hi, shift, sign < 0) for shift, sign in csd(w)]
-            while len(terms) > 1:
-                adders += len(terms) // 2
-                terms = [_combine(m, terms[k], terms[k + 1]) for k in range(0, len(terms) - 1, 2)] + (
-                    [terms[-1]] if len(terms) % 2 else [])
-            t = terms[0]
+            adders += len(terms) - 1
+            t = reduce_tree(m, terms, _combine)
             lo, hi = ((-t.hi) << t.lsb, (-t.lo) << t.lsb) if t.neg else (t.lo << t.lsb, t.hi << t.lsb)
             width = max(signed_width(lo, hi), t.width + t.lsb + 1)
             exact = m.fresh("pe")

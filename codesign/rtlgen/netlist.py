@@ -7,6 +7,7 @@ operand is extended explicitly, so the output is lint-clean under ``verilator -W
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from codesign.fixedpoint import FixedType
@@ -80,6 +81,16 @@ class Module:
         self.stages_extend(stage)
         self.decls.append(f"reg signed [{width - 1}:0] {name};")
         self.stages[stage].append(f"{name} <= {expr};")
+
+
+def reduce_tree(m: Module, nets: list[Net], op: Callable[[Module, Net, Net], Net]) -> Net:
+    """Combine ``nets`` pairwise, level by level, into one (a balanced tree of len(nets) - 1 ops)."""
+    if not nets:
+        raise ValueError("reduce_tree needs at least one net")
+    while len(nets) > 1:
+        nets = [op(m, nets[k], nets[k + 1]) for k in range(0, len(nets) - 1, 2)] + (
+            [nets[-1]] if len(nets) % 2 else [])
+    return nets[0]
 
 
 def cast_instance(m: Module, name: str, din: str, w_in: int, f_in: int, to: FixedType,

@@ -21,7 +21,7 @@ from codesign.errors import RtlGenError
 from codesign.golden import pool_pad_code
 from codesign.graph import Layer
 from codesign.rtlgen.dense import DenseCost
-from codesign.rtlgen.netlist import Module, Net, cast_instance, const, ext, input_element, signed_width
+from codesign.rtlgen.netlist import Module, Net, cast_instance, const, ext, input_element, reduce_tree, signed_width
 
 
 def check(layer: Layer) -> None:
@@ -67,13 +67,6 @@ def _sum(m: Module, a: Net, b: Net) -> Net:
     return Net(name, lo, hi)
 
 
-def _tree(m: Module, nets: list[Net], op) -> Net:
-    while len(nets) > 1:
-        nets = [op(m, nets[k], nets[k + 1]) for k in range(0, len(nets) - 1, 2)] + (
-            [nets[-1]] if len(nets) % 2 else [])
-    return nets[0]
-
-
 def build(layer: Layer, module_name: str) -> tuple[Module, DenseCost]:
     check(layer)
     g, acc_t, in_t = layer.geometry, layer.accum_type, layer.in_type
@@ -96,11 +89,11 @@ def build(layer: Layer, module_name: str) -> tuple[Module, DenseCost]:
             used.update(t * c + ch for t in taps if t >= 0)
             if layer.pool_op == "max":
                 nets = inside + ([pad] if pad is not None and len(inside) < len(taps) else [])
-                root = _tree(m, nets, _max)
+                root = reduce_tree(m, nets, _max)
                 comparators += len(nets) - 1
                 src = cast_instance(m, f"acc{j}", root.name, root.width, in_t.frac, acc_t)
             else:
-                root = _tree(m, inside, _sum)
+                root = reduce_tree(m, inside, _sum)
                 comparators += len(inside) - 1
                 count = len(taps) if g.count_pad else len(inside)
                 acc = cast_instance(m, f"acc{j}", root.name, root.width, in_t.frac, acc_t)
