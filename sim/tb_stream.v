@@ -1,7 +1,7 @@
 // tb_stream: a self-contained, file-driven streaming testbench for a codesign accelerator.
 //
 // Verilog-2005; runs under `verilator --binary --timing` and Icarus `iverilog -g2005`. The DUT is
-// any module with the DESIGN.md interface (clk, rst, in_valid/in_ready/in_data,
+// any module with the docs/DESIGN.md interface (clk, rst, in_valid/in_ready/in_data,
 // out_valid/out_ready/out_data); its name comes from the TOP define (+define+TOP=... / -DTOP=...).
 //
 // Stimulus: N input words read with $readmemh from the file given by +in=<file> (or the IN_FILE

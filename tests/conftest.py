@@ -8,8 +8,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from pathlib import Path  # noqa: E402
 
-#: ../shared/reference-models beside the repository (CI clones main with shared/ beside it).
-REFERENCE_MODELS = Path(__file__).resolve().parents[2] / "shared" / "reference-models"
+#: hls4ml's public example models the conformance tests import (tests/reference_models/README.md).
+REFERENCE_MODELS = Path(__file__).resolve().parent / "reference_models"
 
 
 def small_qkeras_mlp(seed: int = 0, softmax: bool = False, sparsity: float = 0.5):

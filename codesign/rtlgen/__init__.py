@@ -1,6 +1,6 @@
 """The RTL backend: hardware IR (graph.json) -> synthesizable Verilog + design.json.
 
-One module per layer (constants inlined), a top with the DESIGN.md interface, the hand-written
+One module per layer (constants inlined), a top with the docs/DESIGN.md interface, the hand-written
 primitives from the repository's ``rtl/`` folder, a file list and design.json describing ports,
 element types, per-layer cost, latency and II. Output is deterministic: same graph, same bytes.
 """

@@ -2,7 +2,7 @@
 
 ``x * w`` for a constant ``w`` becomes ``sum(sign * (x << shift))`` over at most
 ``ceil((bits + 1) / 2)`` nonzero digits, none of them adjacent: the cheapest shift-add form of a
-single constant (TOOLCHAIN.md: Yosys maps ``x * CONST`` poorly).
+single constant (docs/TOOLCHAIN.md: Yosys maps ``x * CONST`` poorly).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Dense layers in RTL, bit-exact with hls4ml's latency/resource Dense.
 
-Arithmetic (proved equal to hls4ml's order of casts, see DESIGN.md): products x*w are exact and
+Arithmetic (proved equal to hls4ml's order of casts, see docs/DESIGN.md): products x*w are exact and
 their conversion to accum_t only moves the binary point when accum_t keeps at least the product's
 fractional bits; with a wrapping accum_t the sum is modular, so summing exactly and wrapping once
 at the end gives hls4ml's result in any order. A saturating accum_t is accepted only when no
