@@ -22,7 +22,7 @@ test-fast: setup
 
 # Long benchmarks, kept out of the test suite: they print their measured figures.
 bench: setup
-	$(PY) -m codesign.bench all
+	$(PY) -m codesign.tools.bench all
 
 clean:
 	rm -rf runs sim_build .pytest_cache

@@ -144,8 +144,10 @@ def _check_reserved_names(model: Any) -> None:
             )
 
 
-def convert_model(cfg: Config, model: Any, out_dir: Path) -> tuple[Any, dict[str, Any], bool]:
-    """Convert and compile; return (hls4ml ModelGraph, hls config used, softmax stripped)."""
+def convert_model(cfg: Config, model: Any, out_dir: Path,
+                  compile: bool = True) -> tuple[Any, dict[str, Any], bool]:
+    """Convert and (unless ``compile`` is false: graph extraction only) compile the C-sim; return
+    (hls4ml ModelGraph, hls config used, softmax stripped)."""
     import hls4ml
 
     model, stripped = strip_softmax(model) if cfg.hls.strip_softmax else (model, False)
@@ -160,6 +162,8 @@ def convert_model(cfg: Config, model: Any, out_dir: Path) -> tuple[Any, dict[str
     except Exception as e:  # hls4ml raises bare exceptions for unsupported layers/types
         raise ConversionError(f"hls4ml could not convert the model: {type(e).__name__}: {e}") from e
     _check_reuse_factors(hls_model, hls_cfg)
+    if not compile:
+        return hls_model, hls_cfg, stripped
     t0 = time.time()
     cwd = os.getcwd()
     try:
@@ -241,7 +245,7 @@ def run(cfg: Config, run_dir: Path) -> dict[str, Any]:
         x = graph.input_type.to_real(codes)
         ref = np.asarray(keras_model.predict(model_input(keras_model, x), verbose=0, batch_size=1024)).reshape(len(x), -1)
         # the compiled library in a child process: an ap_fixed assertion abort is a clear error here
-        csim = CSim(out, graph.n_in, graph.n_out, graph.input_type, graph.output_type)
+        csim = CSim.for_graph(out, graph)
         cs = graph.output_type.to_real(csim.predict_codes(codes))
         result["csim_vs_qkeras"] = dict(agreement(ref, cs), inputs=inputs)
         if labels is not None:

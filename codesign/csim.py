@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -64,6 +65,11 @@ class CSim:
         self.project = project
         self.n_in, self.n_out = n_in, n_out
         self.in_type, self.out_type = in_type, out_type
+
+    @classmethod
+    def for_graph(cls, hls_dir: Path, graph: Any) -> CSim:
+        """The C-sim in ``hls_dir`` with the ports of ``graph`` (a :class:`codesign.graph.Graph`)."""
+        return cls(hls_dir, graph.n_in, graph.n_out, graph.input_type, graph.output_type)
 
     def predict_codes(self, in_codes: np.ndarray) -> np.ndarray:
         """Run every row of ``in_codes`` (N x n_in codes of the input type); return output codes.

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from codesign import simtools
-from codesign.errors import SimulationError, StageError, ToolError
+from codesign.errors import SimulationError, ToolError
 
 log = logging.getLogger(__name__)
 

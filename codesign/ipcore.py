@@ -35,6 +35,7 @@ from typing import Any
 import jinja2
 import numpy as np
 
+from codesign import design as design_io
 from codesign import rundir, simtools
 from codesign.errors import StageError
 
@@ -143,7 +144,7 @@ def _render_axis(env: jinja2.Environment, design: dict[str, Any]) -> str:
 
 def _render_tb(env: jinja2.Environment, design: dict[str, Any], n_vectors: int, source: str) -> str:
     top = design["top"]
-    period = float(design.get("clock_period_ns", 10.0))
+    period = float(design.get("clock_period_ns", design_io.DEFAULT_CLOCK_NS))
     return env.get_template("tb.v.j2").render(
         top=top, n_vectors=n_vectors, n_full=min(TB_FULL_RATE, n_vectors), latency=design["latency"],
         ii=design["ii"], in_hex=f"tb_{top}_in.hex", expected_hex=f"tb_{top}_expected.hex",
@@ -361,7 +362,7 @@ def package(rtl_dir: Path, design: dict[str, Any], vectors: Path | None = None) 
     shutil.copyfile(TEMPLATES / "run_tb.py", rtl_dir / "run_tb.py")
     written += ["tb_network.py", "run_tb.py", "datasheet.md"]
     design["ip_files"] = sorted(written)
-    rundir.write_json(rtl_dir / "design.json", design)
+    design_io.write(rtl_dir, design)
     # figures the run already has (model accuracy; sim/synth ones are marked stale if they are)
     (rtl_dir / "datasheet.md").write_text(_render_datasheet(env, rtl_dir, design, rtl_dir.resolve().parent,
                                                             vectors is not None))
@@ -385,11 +386,7 @@ def update_datasheet(run_dir: Path, refresh_vectors: bool = True) -> list[str]:
     """
     run_dir = Path(run_dir)
     rtl_dir = run_dir / "rtl"
-    design_path = rtl_dir / "design.json"
-    if not design_path.is_file():
-        raise StageError(f"ipcore.update_datasheet needs {design_path}, which does not exist",
-                         hint=f"run `codesign rtl --out {run_dir}` first")
-    design = rundir.read_json(design_path)
+    design = design_io.read(rtl_dir, "ipcore.update_datasheet", hint=f"run `codesign rtl --out {run_dir}` first")
     written: list[str] = []
     vec = _run_vectors(run_dir, design) if refresh_vectors else None
     if vec is not None:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from codesign import rundir
+from codesign import design as design_io
 from codesign.errors import ConfigError, StageError, ToolError
 
 log = logging.getLogger(__name__)
@@ -246,14 +247,7 @@ def run(cfg: Any, run_dir: Path) -> dict[str, Any]:
     run_dir = Path(run_dir)
     rundir.require(run_dir, "rtl", "synth")
     rtl_dir = run_dir / "rtl"
-    design_path = rtl_dir / "design.json"
-    if not design_path.is_file():
-        raise StageError(f"synth needs {design_path}, which the rtl stage did not write",
-                         hint=f"re-run `codesign rtl --out {run_dir}`")
-    design = rundir.read_json(design_path)
-    for key in ("top", "files"):
-        if key not in design:
-            raise StageError(f"{design_path} has no {key!r} field")
+    design = design_io.read(rtl_dir, "synth", hint=f"re-run `codesign rtl --out {run_dir}`")
     top, files = str(design["top"]), [str(f) for f in design["files"]]
     family, nodsp = cfg.synth.family, bool(cfg.synth.nodsp)
     failed = run_dir / "synth.failed"
@@ -274,7 +268,7 @@ def run(cfg: Any, run_dir: Path) -> dict[str, Any]:
         resources["note"] = NOTE
         rundir.write_json(tmp / "resources.json", resources)
         result = dict(res)
-        result["rtl_fingerprint"] = rundir.fingerprint(design_path, *[rtl_dir / f for f in files])
+        result["rtl_fingerprint"] = rundir.fingerprint(rtl_dir / design_io.FILE, *[rtl_dir / f for f in files])
         result["files"] = {"script": "synth.ys", "log": "yosys.log", "stat": "stat.json",
                            "resources": "resources.json"}
         rundir.write_json(tmp / "result.json", result)

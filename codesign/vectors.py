@@ -55,7 +55,7 @@ def make_vectors(cfg: Config, run_dir: Path, out_path: Path) -> Path:
     model_res = require(run_dir, "model", "verify")
     require(run_dir, "hls", "verify")
     graph = hwgraph.load(run_dir / "hls" / "graph.json")
-    csim = CSim(run_dir / "hls", graph.n_in, graph.n_out, graph.input_type, graph.output_type)
+    csim = CSim.for_graph(run_dir / "hls", graph)
     parts, labels, qpred = [], None, None
     data_file = run_dir / "model" / "data.npz"
     if model_res.get("has_data") and data_file.is_file():

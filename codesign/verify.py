@@ -19,13 +19,13 @@ import json
 import logging
 import os
 import shutil
-import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from codesign import rundir, simtools
+from codesign import design as design_io
 from codesign.errors import SimulationError, StageError
 
 log = logging.getLogger(__name__)
@@ -40,32 +40,11 @@ sys.path.insert(0, {sim_dir!r})
 from {module} import test_network  # noqa: E402,F401
 """
 _ENTRY_MODULE = "codesign_tb_entry"
-_REQUIRED = ("top", "files", "input", "output", "latency", "ii")
 
 
 def load_design(rtl_dir: Path) -> dict[str, Any]:
     """Read and check ``rtl_dir/design.json``; raise StageError naming the file and field."""
-    path = Path(rtl_dir) / "design.json"
-    if not path.is_file():
-        raise StageError(f"verify needs {path}, which does not exist",
-                         hint="run `codesign rtl` first (the rtl stage writes design.json)")
-    try:
-        design = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise StageError(f"{path} is not valid JSON: {e}") from e
-    missing = [k for k in _REQUIRED if k not in design]
-    if missing:
-        raise StageError(f"{path} has no {missing[0]!r} field (needed: {', '.join(_REQUIRED)})")
-    if design.get("format", 1) != 1:
-        raise StageError(f"{path}: format {design['format']!r} is not supported (expected 1)")
-    for side in ("input", "output"):
-        for key in ("n", "type"):
-            if key not in design[side]:
-                raise StageError(f"{path}: {side!r} has no {key!r} field")
-    for f in design["files"]:
-        if not (Path(rtl_dir) / f).is_file():
-            raise StageError(f"{path} lists {f!r}, but {Path(rtl_dir) / f} does not exist")
-    return design
+    return design_io.read(rtl_dir, "verify", hint="run `codesign rtl` first (the rtl stage writes design.json)")
 
 
 def _tail(path: Path, n: int = 20) -> str:

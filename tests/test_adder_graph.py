@@ -9,18 +9,16 @@ for a small QKeras MLP converted here) with the latency design.json promises.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from codesign import golden, rtlgen, simtools
+from codesign import golden, pipeline, simtools
 from codesign import graph as hwgraph
 from codesign.fixedpoint import FixedType
 from codesign.graph import Graph, Layer
 from codesign.rtlgen import adder_graph, dense
-
 
 
 def _random_case(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -176,8 +174,7 @@ def _odd_graph() -> Graph:
 
 def _generate(graph: Graph, out: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
     monkeypatch.setattr(dense, "parallel", adder_graph.parallel_shared)
-    design = rtlgen.generate(graph, out)
-    (out / "design.json").write_text(json.dumps(design, indent=1))
+    design = pipeline.generate(graph, out)
     return design
 
 
@@ -248,7 +245,7 @@ def test_converted_network_bit_exact_with_csim(tmp_path: Path, monkeypatch: pyte
     graph, hls_dir = _small_converted_model(tmp_path)
     assert [layer.kind for layer in graph.layers] == ["dense", "relu", "dense"]
     design = _generate(graph, tmp_path / "rtl", monkeypatch)
-    csim = CSim(hls_dir, graph.n_in, graph.n_out, graph.input_type, graph.output_type)
+    csim = CSim.for_graph(hls_dir, graph)
     arrays = vectors.build(graph, csim, vectors.random_codes(graph, 300, seed=4))
     assert vectors.golden_agreement(graph, arrays)["mismatched_outputs"] == 0
     _check(_verify(tmp_path / "rtl", arrays, tmp_path), design, 300)

@@ -12,15 +12,13 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import assert_verifies  # noqa: E402
 
-from codesign import golden, rtlgen, simtools
+from codesign import golden, pipeline, rtlgen, simtools
 from codesign import graph as hwgraph
 from codesign import vectors as vec
 from codesign.config import from_dict
 from codesign.errors import RtlGenError
-from codesign.rundir import write_json
-
-from conftest import assert_verifies  # noqa: E402
 
 
 def _q(bits: int, integer: int = 0):
@@ -134,7 +132,7 @@ def convert(model: Any, tmp: Path, hls: dict[str, Any] | None = None, n: int = 4
 
     hls_model, _, stripped = convert_model(from_dict({"hls": hls or {}}), model, tmp / "hls")
     graph = hwgraph.from_hls4ml(hls_model, stripped)
-    csim = CSim(tmp / "hls", graph.n_in, graph.n_out, graph.input_type, graph.output_type)
+    csim = CSim.for_graph(tmp / "hls", graph)
     inputs = vec.random_codes(graph, n, seed=5)
     arrays = vec.build(graph, csim, inputs)
     agree = vec.golden_agreement(graph, arrays)
@@ -154,8 +152,7 @@ def convert(model: Any, tmp: Path, hls: dict[str, Any] | None = None, n: int = 4
 
 def generate(graph: hwgraph.Graph, tmp: Path, name: str = "rtl") -> tuple[Path, dict[str, Any]]:
     rtl = tmp / name
-    design = rtlgen.generate(graph, rtl)
-    write_json(rtl / "design.json", design)
+    design = pipeline.generate(graph, rtl)
     simtools.verilator_lint([rtl / f for f in design["files"]], design["top"], tmp / f"{name}_lint.log")
     return rtl, design
 

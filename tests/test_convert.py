@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from codesign import convert, golden, graph, vectors
+from codesign import convert, golden, graph, pipeline, vectors
 from codesign.config import from_dict
 from codesign.csim import CSim
-from codesign.errors import ConversionError, ConfigError
+from codesign.errors import ConfigError, ConversionError
 
 
 def small_model(seed: int = 0, softmax: bool = False, sparsity: float = 0.5):
@@ -23,7 +23,7 @@ def _convert(tmp: Path, model, **hls):
     cfg = from_dict({"hls": hls})
     hm, _, stripped = convert.convert_model(cfg, model, tmp)
     g = graph.from_hls4ml(hm, softmax_stripped=stripped)
-    return hm, g, CSim(tmp, g.n_in, g.n_out, g.input_type, g.output_type)
+    return hm, g, CSim.for_graph(tmp, g)
 
 
 @pytest.mark.parametrize("hls", [{}, {"reuse_factor": 3}, {"strategy": "Resource", "reuse_factor": 2, "layer_reuse_factor": {"d2": 7}},
@@ -90,8 +90,6 @@ def test_binary_and_ternary_weights_bit_exact_through_rtl(tmp_path: Path, kind: 
     from tensorflow.keras.layers import Input
     from tensorflow.keras.models import Model
 
-    from codesign import rtlgen
-    from codesign.rundir import write_json
     from codesign.verify import verify_design
 
     q = binary(alpha=1) if kind == "binary" else ternary(alpha=1)
@@ -106,8 +104,7 @@ def test_binary_and_ternary_weights_bit_exact_through_rtl(tmp_path: Path, kind: 
     assert set(np.unique(weights)) <= ({-1, 1} if kind == "binary" else {-1, 0, 1})
     arrays = vectors.build(g, cs, vectors.random_codes(g, 200, seed=5))
     assert vectors.golden_agreement(g, arrays)["mismatched_outputs"] == 0
-    design = rtlgen.generate(g, tmp_path / "rtl")
-    write_json(tmp_path / "rtl" / "design.json", design)
+    pipeline.generate(g, tmp_path / "rtl")
     np.savez(tmp_path / "vectors.npz", **arrays)
     res = verify_design(tmp_path / "rtl", tmp_path / "vectors.npz", tmp_path / "sim", simulator="icarus",
                         waves_on_failure=False)

@@ -49,7 +49,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Demo:
     assert all(layer.reuse_factor == RF for layer in g.layers if layer.kind == "dense")
     design = generate(g, tmp / "rtl")
     (tmp / "rtl" / "design.json").write_text(json.dumps(design, indent=1, sort_keys=True) + "\n")
-    csim = CSim(tmp / "hls", g.n_in, g.n_out, g.input_type, g.output_type)
+    csim = CSim.for_graph(tmp / "hls", g)
     test_codes = random_codes(g, N_TEST, seed=4)
     inputs = np.concatenate([test_codes, random_codes(g, N_RANDOM, seed=5)]).astype(np.int64)
     return Demo(tmp / "rtl", design, inputs, csim.predict_codes(inputs), tmp / "build", {})

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from codesign import graph as hwgraph
-from codesign import rtlgen
+from codesign import pipeline
 from codesign.cli import main as cli_main
 from codesign.config import Config
 from codesign.flow import run_flow
@@ -72,9 +72,7 @@ def test_corrupted_weight_is_caught_and_layer_named(trained, tmp_path: Path) -> 
     layer["weights"] = w.tolist()
     write_json(tmp_path / "bad_graph.json", g)
     bad_rtl = tmp_path / "bad_rtl"
-    design = rtlgen.generate(hwgraph.load(tmp_path / "bad_graph.json"), bad_rtl)
-    design["clock_period_ns"] = 5.0
-    write_json(bad_rtl / "design.json", design)
+    pipeline.generate(hwgraph.load(tmp_path / "bad_graph.json"), bad_rtl)
     out = verify_design(bad_rtl, run / "sim" / "vectors.npz", tmp_path / "bad_sim", waves_on_failure=True)
     assert not out["passed"]
     assert out["mismatches"] > 0

@@ -1,8 +1,8 @@
-"""A fast subset of the random-model campaign (codesign.fuzz): 20 small random QKeras MLPs, 6 CNNs.
+"""A fast subset of the random-model campaign (codesign.tools.fuzz): 20 small random QKeras MLPs, 6 CNNs.
 
 All 20 go through convert -> golden == C-sim -> rtl (or a clear refusal) -> lint; the first
 SIMULATED non-refused cases are simulated, alternating Icarus and Verilator, with 0 mismatches and
-measured latency / II equal to design.json. The long campaign is ``python -m codesign.fuzz``.
+measured latency / II equal to design.json. The long campaign is ``python -m codesign.tools.fuzz``.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from codesign import fuzz
+from codesign.tools import fuzz
 
 SEED = 11
 CASES = 20

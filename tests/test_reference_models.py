@@ -13,14 +13,12 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
+from conftest import REFERENCE_MODELS as REF  # noqa: E402
 
-from codesign import golden, rtlgen, simtools
+from codesign import golden, pipeline
 from codesign import vectors as vec
 from codesign.config import Config, from_dict
 from codesign.errors import ConversionError
-from codesign.rundir import write_json
-
-from conftest import REFERENCE_MODELS as REF  # noqa: E402
 
 
 def load(name: str) -> Any:
@@ -67,17 +65,12 @@ def upstream_config(name: str, rename: dict[str, str] | None = None) -> dict[str
 
 def flow(model: Any, cfg: Config, tmp: Path, n: int = 300, simulate: bool = True,
          simulator: str = "verilator", lint: bool = True) -> dict[str, Any]:
-    from codesign.convert import convert_model
-    from codesign.csim import CSim
-    from codesign.graph import from_hls4ml
-
-    hls_model, _, stripped = convert_model(cfg, model, tmp / "hls")
-    assert stripped
-    graph = from_hls4ml(hls_model, stripped)
-    csim = CSim(tmp / "hls", graph.n_in, graph.n_out, graph.input_type, graph.output_type)
+    converted = pipeline.convert(cfg, model, tmp / "hls")
+    assert converted.graph.softmax_stripped
+    hls_model, graph = converted.hls_model, converted.graph
     inputs = vec.random_codes(graph, n, seed=3)
-    arrays = vec.build(graph, csim, inputs)
-    agree = vec.golden_agreement(graph, arrays)
+    arrays = pipeline.reference(graph, converted.csim(), inputs)
+    agree = pipeline.golden_agreement(graph, arrays)
     assert agree["mismatched_outputs"] == 0, agree
     # the per-layer golden also matches hls4ml's trace on a few vectors
     k = min(20, n)
@@ -88,10 +81,9 @@ def flow(model: Any, cfg: Config, tmp: Path, n: int = 300, simulate: bool = True
             codes = layer.out_type.to_codes(np.asarray(trace[layer.name]).reshape(k, -1))
             assert np.array_equal(codes, gold[layer.name]), layer.name
     rtl = tmp / "rtl"
-    design = rtlgen.generate(graph, rtl)
-    write_json(rtl / "design.json", design)
+    design = pipeline.generate(graph, rtl)
     if lint:
-        simtools.verilator_lint([rtl / f for f in design["files"]], design["top"], tmp / "lint.log")
+        pipeline.lint(rtl, design, tmp / "lint.log")
     if simulate:
         from conftest import assert_verifies
 

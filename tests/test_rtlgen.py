@@ -13,11 +13,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from codesign import golden, rtlgen, simtools
+from codesign import golden, pipeline, rtlgen, simtools
 from codesign.errors import RtlGenError
 from codesign.fixedpoint import OVERFLOW_MODES, QUANT_MODES, FixedType, cast
 from codesign.graph import Graph, Layer
-from codesign.rundir import write_json
 
 
 def dense_layer(name: str, weights: Any, bias: Any, in_t: FixedType, out_t: FixedType, acc_t: FixedType,
@@ -46,8 +45,7 @@ def simulate_against_golden(tmp: Path, graph: Graph, n: int = 200, seed: int = 0
     """Generate, write design.json, and verify the RTL against the golden model on random inputs."""
 
     rtl = tmp / "rtl"
-    design = rtlgen.generate(graph, rtl)
-    write_json(rtl / "design.json", design)
+    design = pipeline.generate(graph, rtl)
     t = graph.input_type
     rng = np.random.default_rng(seed)
     x = rng.integers(t.min_code, t.max_code + 1, size=(n, graph.n_in), dtype=np.int64)
@@ -69,7 +67,7 @@ def test_folded_lane_shared_by_wide_and_narrow_neuron(tmp_path: Path) -> None:
 
     Lane 0 carries fc's products x*100 (neuron 0) and x*1 (neuron 1); acc1 needs fewer bits than
     p0, and generate raised ``ValueError: cannot fit p0 (.. bits) into .. bits``. Found by
-    ``python -m codesign.fuzz --seed 0 --start 2 --cases 1`` (layer fc0, RF 12).
+    ``python -m codesign.tools.fuzz --seed 0 --start 2 --cases 1`` (layer fc0, RF 12).
     """
     in_t = FixedType(5, 2)
     out_t = FixedType(16, 12, True, "RND_CONV", "SAT")

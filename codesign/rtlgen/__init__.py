@@ -16,6 +16,7 @@ from typing import Any
 
 import jinja2
 
+from codesign import design as design_io
 from codesign import graph as hwgraph
 from codesign import ipcore
 from codesign.config import Config
@@ -29,7 +30,8 @@ from codesign.rundir import require, stage_dir, write_json
 from codesign.simtools import RTL_LIB
 
 TEMPLATES = Path(__file__).resolve().parent.parent.parent / "hls_templates" / "rtl"
-DESIGN_FORMAT = 1
+DESIGN_FORMAT = design_io.FORMAT
+DEFAULT_CLOCK_NS = design_io.DEFAULT_CLOCK_NS
 _IDENT = re.compile(r"[^A-Za-z0-9_]")
 
 
@@ -59,7 +61,7 @@ class _Rendered:
 
 
 def _render_layer(env: jinja2.Environment, layer: Layer, module: str, levels_per_stage: int,
-                  shared: bool) -> _Rendered:
+                  shared: bool, clock_ns: float) -> _Rendered:
     common = dict(
         name=module, in_bits=layer.n_in * layer.in_type.width, out_bits=layer.n_out * layer.out_type.width,
         n_out=layer.n_out,
@@ -103,8 +105,10 @@ def _render_layer(env: jinja2.Environment, layer: Layer, module: str, levels_per
         elif layer.reuse_factor == 1 or layer.nonzero_weights == 0:
             # power-of-two products are wire shifts already: nothing for an adder graph to share
             use_graph = shared and layer.product == "exact" and not dense.needs_product_rounding(layer)
-            build = adder_graph_mod.parallel_shared if use_graph else dense.parallel
-            m, cost = build(layer, module, levels_per_stage)
+            if use_graph:  # registers placed by the delay budget of the target clock
+                m, cost = adder_graph_mod.parallel_shared(layer, module, levels_per_stage, clock_ns=clock_ns)
+            else:
+                m, cost = dense.parallel(layer, module, levels_per_stage)
             text = env.get_template("dense_parallel.v.j2").render(m=m, n_stages=m.n_stages, **common)
             extra = {"architecture": "parallel", "adder_graph": use_graph, "adders": cost.adders,
                      "pipeline_stages": m.n_stages}
@@ -151,8 +155,10 @@ def _layer_ii(layer: Layer) -> int:
 
 
 def generate(graph: Graph, out_dir: Path, top: str = "codesign_top", levels_per_stage: int = 2,
-             adder_graph: bool = True) -> dict[str, Any]:
-    """Write the Verilog, filelist.f and design.json for ``graph`` into ``out_dir``; return design.json."""
+             adder_graph: bool = True, clock_period_ns: float = DEFAULT_CLOCK_NS) -> dict[str, Any]:
+    """Write the Verilog and filelist.f for ``graph`` into ``out_dir``; return design.json's contents
+    (:func:`codesign.pipeline.generate` writes it). ``clock_period_ns`` is the delay budget the adder
+    graphs' pipeline registers are placed by."""
     if not graph.layers:
         raise RtlGenError("the model has no layers after the input")
     env = _env()
@@ -162,7 +168,7 @@ def generate(graph: Graph, out_dir: Path, top: str = "codesign_top", levels_per_
     src = "paced" if ii > 1 else "in"
     for layer in graph.layers:
         name = verilog_name(layer.name)
-        r = _render_layer(env, layer, f"{top}_{name}", levels_per_stage, adder_graph)
+        r = _render_layer(env, layer, f"{top}_{name}", levels_per_stage, adder_graph, clock_period_ns)
         (out_dir / f"{r.module}.v").write_text(r.text)
         rendered.append(r)
         for p in r.primitives:
@@ -213,6 +219,7 @@ def generate(graph: Graph, out_dir: Path, top: str = "codesign_top", levels_per_
         "multipliers": sum(i["multipliers"] for i in layer_info if i["kind"] in ("dense", "conv")),
         "nonzero_weights": sum(i["nonzero_weights"] for i in layer_info),
         "levels_per_stage": levels_per_stage, "adder_graph": adder_graph, "layers": layer_info,
+        "clock_period_ns": clock_period_ns,
     }
     return design
 
@@ -223,10 +230,9 @@ def run(cfg: Config, run_dir: Path) -> dict[str, Any]:
     g = hwgraph.load(Path(run_dir) / "hls" / "graph.json")
     with stage_dir(run_dir, "rtl") as out:
         t0 = time.time()
-        design = generate(g, out, levels_per_stage=cfg.rtl.levels_per_stage, adder_graph=cfg.rtl.adder_graph)
-        design["clock_period_ns"] = hls_res.get("clock_period_ns", cfg.hls.clock_period_ns)
-        write_json(out / "design.json", design)
-        ipcore.package(out, design)
+        design = generate(g, out, levels_per_stage=cfg.rtl.levels_per_stage, adder_graph=cfg.rtl.adder_graph,
+                          clock_period_ns=hls_res.get("clock_period_ns", cfg.hls.clock_period_ns))
+        ipcore.package(out, design)  # writes design.json once, with its ip_files
         lines = sum(len((out / f).read_text().splitlines()) for f in design["files"])
         result = {"design_file": "design.json", "top": design["top"], "latency": design["latency"],
                   "ii": design["ii"], "multipliers": design["multipliers"], "verilog_lines": lines,

@@ -1,6 +1,6 @@
 """RF conformance run (issue 3): RTL == hls4ml C-sim on every output integer, for every reuse factor.
 
-``python -m codesign.conformance [--rf 1,2,3,4,8,16,32,max] [--vectors 10000] [--out runs/conformance]``
+``python -m codesign.tools.conformance [--rf 1,2,3,4,8,16,32,max] [--vectors 10000] [--out runs/conformance]``
 
 Trains the default digits model once (flow stage "train" in ``<out>/base``), then for each reuse
 factor runs convert + rtl in ``<out>/rf_<RF>`` (the trained model is copied in, so its stage stays
@@ -172,7 +172,7 @@ def run(rfs: list[str], n_vectors: int, out: Path, *, simulator: str = "verilato
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m codesign.conformance", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m codesign.tools.conformance", description=__doc__.splitlines()[0])
     ap.add_argument("--rf", default=DEFAULT_RFS, help=f"reuse factors, 'max' = each layer's n_in*n_out "
                     f"(default {DEFAULT_RFS})")
     ap.add_argument("--vectors", type=int, default=10000, help="random on-grid vectors after the test set")

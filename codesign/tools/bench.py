@@ -1,16 +1,16 @@
-"""Benchmarks that print measured figures (``make bench`` / ``python -m codesign.bench``).
+"""Benchmarks that print measured figures (``make bench`` / ``python -m codesign.tools.bench``).
 
 Kept out of the test suite: they take minutes and their figures depend on the machine.
 
-  python -m codesign.bench flow     per-stage wall times of the default flow (cold, then cached)
-  python -m codesign.bench rtlgen   RTL generation time and Verilog line count, RF 1 / 4 / 32
-  python -m codesign.bench verify   Verilator build cold / cached, cycles/s, vectors/s
-  python -m codesign.bench sweep    a 12-point sweep (RF x bits x sparsity): per-point and total times
-  python -m codesign.bench all      flow, rtlgen, verify (the sweep is separate: it takes longest)
+  python -m codesign.tools.bench flow     per-stage wall times of the default flow (cold, then cached)
+  python -m codesign.tools.bench rtlgen   RTL generation time and Verilog line count, RF 1 / 4 / 32
+  python -m codesign.tools.bench verify   Verilator build cold / cached, cycles/s, vectors/s
+  python -m codesign.tools.bench sweep    a 12-point sweep (RF x bits x sparsity): per-point and total times
+  python -m codesign.tools.bench all      flow, rtlgen, verify (the sweep is separate: it takes longest)
 
-Related long runs with their own commands: ``python -m codesign.conformance`` (every reuse factor,
-test set + 10,000 random vectors), ``python -m codesign.fuzz --cases 500`` (random models),
-``python -m codesign.bench_da4ml`` (adder graphs against da4ml).
+Related long runs with their own commands: ``python -m codesign.tools.conformance`` (every reuse factor,
+test set + 10,000 random vectors), ``python -m codesign.tools.fuzz --cases 500`` (random models),
+``python -m codesign.tools.bench_da4ml`` (adder graphs against da4ml).
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ def bench_sweep(work: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m codesign.bench", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m codesign.tools.bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("what", choices=["all", "flow", "rtlgen", "verify", "sweep"])
     p.add_argument("--work", help="work directory (default: a fresh temporary one, removed afterwards)")

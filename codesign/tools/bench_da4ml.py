@@ -1,6 +1,6 @@
 """Benchmark (issue 9): our shared-adder-graph Dense layers vs da4ml on the jet-tagging MLP.
 
-``python -m codesign.bench_da4ml [--rf 1,2,4,8,16] [--skip-da4ml] [--work DIR]``
+``python -m codesign.tools.bench_da4ml [--rf 1,2,4,8,16] [--skip-da4ml] [--work DIR]``
 
 1. Imports ``tests/reference_models/qkeras_3layer`` (16->64->32->32->5, QKeras 6-bit),
    strips the softmax and converts it with the automatic hls4ml configuration (input
@@ -187,16 +187,15 @@ def convert(rf: int, out: Path) -> tuple[Any, Path]:
 
 
 def generate(graph: Any, out: Path, shared: bool) -> dict[str, Any]:
-    from codesign import rtlgen
+    from codesign import pipeline
 
     if out.exists():
         shutil.rmtree(out)
     ctx = shared_adder_graphs() if shared else contextlib.nullcontext()
     t0 = time.time()
     with ctx:
-        design = rtlgen.generate(graph, out, top=TOP)
+        design = pipeline.generate(graph, out, top=TOP)
     design["generate_seconds"] = round(time.time() - t0, 3)
-    (out / "design.json").write_text(json.dumps(design, indent=1))
     return design
 
 
@@ -206,7 +205,7 @@ def verify(graph: Any, hls_dir: Path, rtl_dir: Path, out: Path, n: int, seed: in
     from codesign.verify import verify_design
 
     out.mkdir(parents=True, exist_ok=True)
-    csim = CSim(hls_dir, graph.n_in, graph.n_out, graph.input_type, graph.output_type)
+    csim = CSim.for_graph(hls_dir, graph)
     arrays = vectors.build(graph, csim, vectors.random_codes(graph, n, seed))
     gold = vectors.golden_agreement(graph, arrays)
     np.savez_compressed(out / "vectors.npz", **arrays)
@@ -244,7 +243,7 @@ def _table(rows: list[list[str]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m codesign.bench_da4ml", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m codesign.tools.bench_da4ml", description=__doc__.split("\n\n")[0])
     ap.add_argument("--rf", default="1,2,4,8,16", help="reuse factors (1 = the da4ml comparison)")
     ap.add_argument("--skip-da4ml", action="store_true", help="do not build or run da4ml")
     ap.add_argument("--work", type=Path, default=REPO / "runs" / "bench_da4ml", help="work directory")

@@ -1,11 +1,11 @@
-"""Seeded random QKeras CNNs for the fuzz campaign (:mod:`codesign.fuzz`, ``--family cnn``).
+"""Seeded random QKeras CNNs for the fuzz campaign (:mod:`codesign.tools.fuzz`, ``--family cnn``).
 
 The model space: a 1-D (length 3-14) or 2-D (3-9 x 3-9) input with 1-3 channels, quantized by a
 signed or unsigned QActivation; 1-2 blocks of QConv1D/QConv2D (1-4 filters, kernel 1-3, stride
 1-2, 'valid' or 'same' padding, weight/bias bits 2-8, 0-80 % zero weights) each followed by a
 quantized ReLU or nothing and optionally by max or average pooling (1-3 wide, 'valid' or 'same');
 then Flatten and a QDense of 1-6 outputs. Reuse factors per conv / Dense layer are random within
-the kernel's n_in*n_out. Each case runs through :func:`codesign.fuzz.run_case` exactly like an MLP
+the kernel's n_in*n_out. Each case runs through :func:`codesign.tools.fuzz.run_case` exactly like an MLP
 case (convert, golden == C-sim, RTL or a clear refusal, lint, simulation).
 """
 
@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from codesign.config import Config, from_dict
-from codesign.fuzz import weight_codes
+from codesign.tools.fuzz_mlp import weight_codes
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,65 @@
+"""design.json: the contract between the RTL backend and everything that reads a generated core.
+
+One writer (:func:`write`, called by :func:`codesign.pipeline.generate` and the rtl stage) and one
+reader (:func:`read`), which checks the schema and fills the defaults every reader agrees on.
+
+Schema (format 1), as :func:`codesign.rtlgen.generate` builds it:
+  top, files               the top module and the Verilog files, in compile order
+  input / output           {n, type, port, bits}: element count, element type (FixedType JSON)
+  latency, ii              clock edges from input to output; cycles between accepted vectors
+  clock_period_ns          the clock the registers were placed for (hls.clock_period_ns)
+  softmax_stripped         a final Softmax was removed (outputs are the logits)
+  multipliers, nonzero_weights, levels_per_stage, adder_graph
+  layers                   one entry per layer: name, kind, module, types, reuse factor, cost, probe
+  ip_files                 the IP packaging beside the Verilog (added by the rtl stage)
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from codesign.errors import StageError
+from codesign.rundir import write_json
+
+FORMAT = 1
+FILE = "design.json"
+#: Fields every reader needs.
+REQUIRED = ("top", "files", "input", "output", "latency", "ii")
+#: hls4ml's default clock (5 ns, 200 MHz): what a design.json without a clock was generated for.
+DEFAULT_CLOCK_NS = 5.0
+
+
+def write(rtl_dir: Path, design: dict[str, Any]) -> Path:
+    """Write ``rtl_dir/design.json`` (deterministic bytes)."""
+    path = Path(rtl_dir) / FILE
+    write_json(path, design)
+    return path
+
+
+def read(rtl_dir: Path, needed_by: str = "this stage", hint: str = "run `codesign rtl` first") -> dict[str, Any]:
+    """Read and check ``rtl_dir/design.json``; raise StageError naming the file and the field."""
+    path = Path(rtl_dir) / FILE
+    if not path.is_file():
+        raise StageError(f"{needed_by} needs {path}, which does not exist", hint=hint)
+    try:
+        design = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise StageError(f"{path} is not valid JSON: {e}") from e
+    if not isinstance(design, dict):
+        raise StageError(f"{path} is not a JSON object")
+    missing = [k for k in REQUIRED if k not in design]
+    if missing:
+        raise StageError(f"{path} has no {missing[0]!r} field (needed: {', '.join(REQUIRED)})")
+    if design.get("format", FORMAT) != FORMAT:
+        raise StageError(f"{path}: format {design['format']!r} is not supported (expected {FORMAT})")
+    for side in ("input", "output"):
+        for key in ("n", "type"):
+            if key not in design[side]:
+                raise StageError(f"{path}: {side!r} has no {key!r} field")
+    for f in design["files"]:
+        if not (Path(rtl_dir) / f).is_file():
+            raise StageError(f"{path} lists {f!r}, but {Path(rtl_dir) / f} does not exist")
+    design.setdefault("clock_period_ns", DEFAULT_CLOCK_NS)
+    return design
