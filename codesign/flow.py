@@ -1,13 +1,15 @@
 """The flow: a named list of stages, each ``run(cfg, run_dir) -> dict``, with input fingerprints.
 
 A stage is skipped when its fingerprint (the config fields it reads, the fingerprints of the stages
-it reads, and the source of the code that implements it) equals the one stored with its finished
-output. Each stage writes atomically (codesign.rundir.stage_dir), so a crash never leaves a stage
+it reads, the source of every codesign module its entry modules import, directly or not, and the
+data folders it reads) equals the one stored with its finished output. Each stage writes atomically (codesign.rundir.stage_dir), so a crash never leaves a stage
 that looks finished.
 """
 
 from __future__ import annotations
 
+import ast
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -51,21 +53,71 @@ class Stage:
     fn: Callable[[Config, Path], dict[str, Any]]
     reads_config: tuple[str, ...]  #: config sections that change its output
     reads_stages: tuple[str, ...]  #: earlier stages it reads
-    code: tuple[str, ...]  #: source files/folders (repo-relative) whose change invalidates it
+    modules: tuple[str, ...]  #: entry modules; they and every codesign module they import are its code
+    data: tuple[str, ...] = ()  #: non-Python folders (repo-relative) it reads: templates, RTL, testbenches
+
+    @property
+    def code(self) -> tuple[Path, ...]:
+        """Every file whose change invalidates the stage: its import closure and its data folders."""
+        return tuple(sorted(set().union(*(import_closure(m) for m in self.modules)))) + \
+            tuple(REPO / d for d in self.data)
 
 
 FLOW: tuple[Stage, ...] = (
     Stage("model", "train", _model_stage, ("data", "model", "pruning", "training"), (),
-          ("codesign/train.py", "codesign/model_io.py", "codesign/data.py")),
-    Stage("hls", "convert", _lazy("codesign.convert"), ("hls",), ("model",),
-          ("codesign/convert.py", "codesign/graph.py", "codesign/fixedpoint.py")),
-    Stage("rtl", "rtl", _lazy("codesign.rtlgen"), ("rtl",), ("hls",), ("codesign/rtlgen", "codesign/ipcore.py", "hls_templates/rtl", "hls_templates/ip", "rtl")),
-    Stage("sim", "verify", _lazy("codesign.verify"), ("verify",), ("hls", "rtl"),
-          ("codesign/verify.py", "codesign/vectors.py", "codesign/golden.py", "sim")),
-    Stage("synth", "synth", _lazy("codesign.synth"), ("synth",), ("rtl",), ("codesign/synth.py",)),
+          ("codesign.train", "codesign.model_io", "codesign.data")),
+    Stage("hls", "convert", _lazy("codesign.convert"), ("hls",), ("model",), ("codesign.convert",)),
+    Stage("rtl", "rtl", _lazy("codesign.rtlgen"), ("rtl",), ("hls",), ("codesign.rtlgen",),
+          ("hls_templates/rtl", "hls_templates/ip", "rtl", "sim")),
+    Stage("sim", "verify", _lazy("codesign.verify"), ("verify",), ("hls", "rtl"), ("codesign.verify",),
+          ("sim", "rtl")),
+    Stage("synth", "synth", _lazy("codesign.synth"), ("synth",), ("rtl",), ("codesign.synth",)),
     Stage("report", "report", _lazy("codesign.report"), (), ("model", "hls", "rtl", "sim", "synth"),
-          ("codesign/report.py", "codesign/plots.py", "hls_templates")),
+          ("codesign.report",), ("hls_templates",)),
 )
+
+
+def _module_file(name: str) -> Path | None:
+    base = REPO / Path(*name.split("."))
+    for f in (base.with_suffix(".py"), base / "__init__.py"):
+        if f.is_file():
+            return f
+    return None
+
+
+@functools.cache
+def import_closure(module: str) -> frozenset[Path]:
+    """The source files of ``module`` and of every codesign module it imports, at any depth
+    (imports inside functions included: they run when the stage does)."""
+    seen: dict[str, Path] = {}
+    todo = [module]
+    while todo:
+        name = todo.pop()
+        f = _module_file(name)
+        if name in seen or f is None:
+            continue
+        seen[name] = f
+        pkg = name if f.name == "__init__.py" else name.rpartition(".")[0]
+        for node in ast.walk(ast.parse(f.read_text(), str(f))):
+            if isinstance(node, ast.Import):
+                todo += [a.name for a in node.names if a.name.startswith("codesign")]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:  # relative import
+                    base = ".".join(pkg.split(".")[: len(pkg.split(".")) - node.level + 1] + ([base] if base else []))
+                if base.startswith("codesign"):
+                    todo.append(base)
+                    todo += [f"{base}.{a.name}" for a in node.names]  # submodules imported by name
+    # parents' __init__ run on import too
+    for name in list(seen):
+        parts = name.split(".")
+        for k in range(1, len(parts)):
+            f = _module_file(".".join(parts[:k]))
+            if f is not None:
+                seen.setdefault(".".join(parts[:k]), f)
+    return frozenset(seen.values())
+
+
 STAGE_NAMES = tuple(s.name for s in FLOW)
 COMMANDS = {s.command: s for s in FLOW}
 
@@ -78,7 +130,7 @@ def stage_fingerprint(stage: Stage, cfg: Config, run_dir: Path) -> str:
     for up in stage.reads_stages:
         fp = run_dir / up / "fingerprint.txt"
         parts.append(fp.read_text().strip() if fp.is_file() else "missing")
-    parts += [REPO / c for c in stage.code]
+    parts += [str(f.relative_to(REPO)) for f in stage.code] + list(stage.code)  # names and contents
     return fingerprint(*parts)
 
 

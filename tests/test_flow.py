@@ -91,3 +91,16 @@ def test_flow_is_cached_and_cli_summarises(trained, tmp_path: Path, capsys: pyte
     out = capsys.readouterr().out
     assert code == 0
     assert "up to date" in out and "verify:  PASS" in out and "0 mismatches" in out
+
+
+def test_stage_code_is_the_import_closure() -> None:
+    """A stage's cache key covers every codesign module it imports, at any depth (golden.py for rtl,
+    csim.py and simtools.py for verify were once missing from a hand-kept list)."""
+    from codesign.flow import COMMANDS, REPO
+
+    def code(command: str) -> set[str]:
+        return {str(p.relative_to(REPO)) for p in COMMANDS[command].code}
+
+    assert {"codesign/golden.py", "codesign/rtlgen/adder_graph.py", "codesign/ipcore.py", "rtl"} <= code("rtl")
+    assert {"codesign/csim.py", "codesign/simtools.py", "codesign/vectors.py", "sim"} <= code("verify")
+    assert "codesign/rtlgen/__init__.py" not in code("synth")
