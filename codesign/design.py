@@ -38,8 +38,10 @@ def write(rtl_dir: Path, design: dict[str, Any]) -> Path:
     return path
 
 
-def read(rtl_dir: Path, needed_by: str = "this stage", hint: str = "run `codesign rtl` first") -> dict[str, Any]:
-    """Read and check ``rtl_dir/design.json``; raise StageError naming the file and the field."""
+def read(rtl_dir: Path, needed_by: str = "this stage", hint: str = "run `codesign rtl` first",
+         required: tuple[str, ...] = REQUIRED) -> dict[str, Any]:
+    """Read and check ``rtl_dir/design.json`` (the ``required`` fields; ports when present, listed
+    files); raise StageError naming the file and the field."""
     path = Path(rtl_dir) / FILE
     if not path.is_file():
         raise StageError(f"{needed_by} needs {path}, which does not exist", hint=hint)
@@ -49,16 +51,16 @@ def read(rtl_dir: Path, needed_by: str = "this stage", hint: str = "run `codesig
         raise StageError(f"{path} is not valid JSON: {e}") from e
     if not isinstance(design, dict):
         raise StageError(f"{path} is not a JSON object")
-    missing = [k for k in REQUIRED if k not in design]
+    missing = [k for k in required if k not in design]
     if missing:
-        raise StageError(f"{path} has no {missing[0]!r} field (needed: {', '.join(REQUIRED)})")
+        raise StageError(f"{path} has no {missing[0]!r} field (needed: {', '.join(required)})")
     if design.get("format", FORMAT) != FORMAT:
         raise StageError(f"{path}: format {design['format']!r} is not supported (expected {FORMAT})")
-    for side in ("input", "output"):
+    for side in ("input", "output") if "input" in required else ():
         for key in ("n", "type"):
             if key not in design[side]:
                 raise StageError(f"{path}: {side!r} has no {key!r} field")
-    for f in design["files"]:
+    for f in design.get("files", ()):
         if not (Path(rtl_dir) / f).is_file():
             raise StageError(f"{path} lists {f!r}, but {Path(rtl_dir) / f} does not exist")
     design.setdefault("clock_period_ns", DEFAULT_CLOCK_NS)

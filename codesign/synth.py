@@ -247,7 +247,7 @@ def run(cfg: Any, run_dir: Path) -> dict[str, Any]:
     run_dir = Path(run_dir)
     rundir.require(run_dir, "rtl", "synth")
     rtl_dir = run_dir / "rtl"
-    design = design_io.read(rtl_dir, "synth", hint=f"re-run `codesign rtl --out {run_dir}`")
+    design = design_io.read(rtl_dir, "synth", hint=f"re-run `codesign rtl --out {run_dir}`", required=("top", "files"))
     top, files = str(design["top"]), [str(f) for f in design["files"]]
     family, nodsp = cfg.synth.family, bool(cfg.synth.nodsp)
     failed = run_dir / "synth.failed"
