@@ -326,7 +326,7 @@ def _activation_name(act: Any) -> str:
 
 def import_model(cfg: Config, run_dir: Path) -> dict[str, Any]:
     """The "model" stage for ``model.import_path``: re-save, measure, and attach data if it fits."""
-    from codesign.train import layer_stats, totals
+    from codesign.model_stats import layer_stats, totals
 
     if not cfg.model.import_path:
         raise ModelImportError("model.import_path is not set; nothing to import")

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from codesign import config, rundir, train
+from codesign import config, model_stats, rundir, train
 from codesign.config import Config
 from codesign.data import load_dataset
 from codesign.errors import ConfigError, DataError
@@ -23,7 +23,7 @@ def _cfg(**over: Any) -> Config:
 
 
 def _dense_kernels(model: Any) -> dict[str, np.ndarray]:
-    return {layer.name: train.quantized_weights(layer)[0] for layer in model.layers
+    return {layer.name: model_stats.quantized_weights(layer)[0] for layer in model.layers
             if type(layer).__name__ == "QDense"}
 
 
@@ -287,7 +287,7 @@ def test_cnn_trains_prunes_conv_and_reports_it(tmp_path: Path) -> None:
     assert result["test_accuracy"] == pytest.approx(acc) and acc > 0.3  # 3 epochs learn (chance 0.1)
     layers = {e["name"]: e for e in result["layers"]}
     conv = layers["conv_0"]
-    kernel = train.quantized_weights(model.get_layer("conv_0"))[0]
+    kernel = model_stats.quantized_weights(model.get_layer("conv_0"))[0]
     assert (conv["kind"], conv["weights"], conv["nonzero"], conv["uses"]) == \
         ("QConv2D", 36, np.count_nonzero(kernel), 36)  # 3x3x1x4 weights at 6x6 positions
     assert np.count_nonzero(model.get_layer("conv_0").get_weights()[0]) <= 18  # magnitude-pruned too
