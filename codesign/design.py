@@ -27,7 +27,8 @@ FORMAT = 1
 FILE = "design.json"
 #: Fields every reader needs.
 REQUIRED = ("top", "files", "input", "output", "latency", "ii")
-#: hls4ml's default clock (5 ns, 200 MHz): what a design.json without a clock was generated for.
+#: hls4ml's default clock (5 ns, 200 MHz): the generator's default, and the testbenches' clock for a
+#: design.json that states none.
 DEFAULT_CLOCK_NS = 5.0
 
 
@@ -39,9 +40,9 @@ def write(rtl_dir: Path, design: dict[str, Any]) -> Path:
 
 
 def read(rtl_dir: Path, needed_by: str = "this stage", hint: str = "run `codesign rtl` first",
-         required: tuple[str, ...] = REQUIRED) -> dict[str, Any]:
-    """Read and check ``rtl_dir/design.json`` (the ``required`` fields; ports when present, listed
-    files); raise StageError naming the file and the field."""
+         required: tuple[str, ...] = REQUIRED, check_files: bool = True) -> dict[str, Any]:
+    """Read and check ``rtl_dir/design.json`` (the ``required`` fields, the ports' fields, and with
+    ``check_files`` that every listed file exists); raise StageError naming the file and the field."""
     path = Path(rtl_dir) / FILE
     if not path.is_file():
         raise StageError(f"{needed_by} needs {path}, which does not exist", hint=hint)
@@ -60,8 +61,7 @@ def read(rtl_dir: Path, needed_by: str = "this stage", hint: str = "run `codesig
         for key in ("n", "type"):
             if key not in design[side]:
                 raise StageError(f"{path}: {side!r} has no {key!r} field")
-    for f in design.get("files", ()):
+    for f in design.get("files", ()) if check_files else ():
         if not (Path(rtl_dir) / f).is_file():
             raise StageError(f"{path} lists {f!r}, but {Path(rtl_dir) / f} does not exist")
-    design.setdefault("clock_period_ns", DEFAULT_CLOCK_NS)
     return design

@@ -29,7 +29,6 @@ from typing import Any
 
 from codesign.errors import StageError
 
-STAGES = ("model", "hls", "rtl", "sim", "synth", "report")
 #: Files of a source folder that count for a stage's fingerprint.
 SOURCE_SUFFIXES = (".py", ".v", ".sv", ".vh", ".j2", ".yaml", ".yml", ".cpp", ".h")
 

@@ -44,6 +44,7 @@ from codesign import config as cfgmod
 from codesign import plots, rundir
 from codesign.config import Config
 from codesign.errors import ConfigError
+from codesign.flow import STAGE_NAMES
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ COLUMNS = ["point", "slug", "status", "cached", "error", "reuse_factor", "bits",
            "latency_measured", "ii_measured", "LUT", "FF", "DSP", "CARRY", "BRAM", "train_seconds",
            "sim_seconds", "synth_seconds", "point_seconds", "fingerprint", "run_dir"]
 
-#: (cfg, run_dir, stages) -> anything. stages None: all; else a list of rundir.STAGES names.
+#: (cfg, run_dir, stages) -> anything. stages None: all; else a list of flow.STAGE_NAMES.
 PointFn = Callable[[Config, Path, "list[str] | None"], Any]
 
 
@@ -260,7 +261,7 @@ def point_task(point_fn: PointFn, point: Point, model_dir: Path, train: Mapping[
         if (point.dir / "model").exists():
             shutil.rmtree(point.dir / "model")
         shutil.copytree(model_dir / "model", point.dir / "model")
-        point_fn(point.cfg, point.dir, [s for s in rundir.STAGES if s != "model"])
+        point_fn(point.cfg, point.dir, [s for s in STAGE_NAMES if s != "model"])
     except Exception as e:
         return {"status": "failed", "cached": False, **_error(e), "seconds": time.monotonic() - t0}
     seconds = time.monotonic() - t0
