@@ -1,7 +1,8 @@
 """design.json: the contract between the RTL backend and everything that reads a generated core.
 
 One writer (:func:`write`, called by :func:`codesign.pipeline.generate` and the rtl stage) and one
-reader (:func:`read`), which checks the schema and fills the defaults every reader agrees on.
+reader (:func:`read`), which checks the schema; it fills in nothing (a design.json without a clock
+says so, and a testbench then runs at :data:`DEFAULT_CLOCK_NS`).
 
 Schema (format 1), as :func:`codesign.rtlgen.generate` builds it:
   top, files               the top module and the Verilog files, in compile order

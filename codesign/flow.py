@@ -2,8 +2,8 @@
 
 A stage is skipped when its fingerprint (the config fields it reads, the fingerprints of the stages
 it reads, the source of every codesign module its entry modules import, directly or not, and the
-data folders it reads) equals the one stored with its finished output. Each stage writes atomically (codesign.rundir.stage_dir), so a crash never leaves a stage
-that looks finished.
+data folders it reads) equals the one stored with its finished output. Each stage writes
+atomically (codesign.rundir.stage_dir), so a crash never leaves a stage that looks finished.
 """
 
 from __future__ import annotations
