@@ -1,6 +1,6 @@
-"""Fast bulk regression of a generated design: the compiled, file-driven ``sim/tb_stream.v``.
+"""Fast bulk regression of a generated design: the compiled, file-driven ``codesign/testbenches/tb_stream.v``.
 
-The cocotb testbench (``sim/tb_network.py``) is the primary checker (protocol rules, latency/II
+The cocotb testbench (``codesign/testbenches/tb_network.py``) is the primary checker (protocol rules, latency/II
 against design.json, layer localisation) but is Python-bound at ~10-20k cycles/s. This module runs
 the same kind of stream (random input gaps, random output back-pressure, AXI4-Stream hold rule)
 entirely inside the simulator: inputs go in through a hex file, outputs come back through a text
@@ -28,12 +28,12 @@ from typing import Any
 
 import numpy as np
 
-from codesign import simtools
+from codesign import resources, simtools
 from codesign.errors import SimulationError, ToolError
 
 log = logging.getLogger(__name__)
 
-TB_FILE = simtools.SIM_DIR / "tb_stream.v"
+TB_FILE = resources.TESTBENCHES / "tb_stream.v"
 TB_TOP = "tb_stream"
 RESET_CYCLES = 4
 _SUMMARY = re.compile(r"^# done (.*)$")

@@ -18,12 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from codesign import config as cfgmod
+from codesign import resources
 from codesign.config import Config
 from codesign.errors import ConfigError, StageError
 from codesign.rundir import fingerprint, read_json
 
 log = logging.getLogger(__name__)
-REPO = Path(__file__).resolve().parent.parent
+REPO = resources.PACKAGE.parent  #: holds the codesign package (a checkout or site-packages)
 
 
 def _model_stage(cfg: Config, run_dir: Path) -> dict[str, Any]:
@@ -54,13 +55,13 @@ class Stage:
     reads_config: tuple[str, ...]  #: config sections that change its output
     reads_stages: tuple[str, ...]  #: earlier stages it reads
     modules: tuple[str, ...]  #: entry modules; they and every codesign module they import are its code
-    data: tuple[str, ...] = ()  #: non-Python folders (repo-relative) it reads: templates, RTL, testbenches
+    data: tuple[str, ...] = ()  #: package data folders it reads (codesign/...): templates, primitives, testbenches
 
     @property
     def code(self) -> tuple[Path, ...]:
         """Every file whose change invalidates the stage: its import closure and its data folders."""
         return tuple(sorted(set().union(*(import_closure(m) for m in self.modules)))) + \
-            tuple(REPO / d for d in self.data)
+            tuple(resources.PACKAGE / d for d in self.data)
 
 
 FLOW: tuple[Stage, ...] = (
@@ -68,12 +69,12 @@ FLOW: tuple[Stage, ...] = (
           ("codesign.train", "codesign.model_io", "codesign.data")),
     Stage("hls", "convert", _lazy("codesign.convert"), ("hls",), ("model",), ("codesign.convert",)),
     Stage("rtl", "rtl", _lazy("codesign.rtlgen"), ("rtl",), ("hls",), ("codesign.rtlgen",),
-          ("hls_templates/rtl", "hls_templates/ip", "rtl", "sim")),
+          ("templates/rtl", "templates/ip", "primitives", "testbenches")),
     Stage("sim", "verify", _lazy("codesign.verify"), ("verify",), ("hls", "rtl"), ("codesign.verify",),
-          ("sim", "rtl")),
+          ("testbenches", "primitives")),
     Stage("synth", "synth", _lazy("codesign.synth"), ("synth",), ("rtl",), ("codesign.synth",)),
     Stage("report", "report", _lazy("codesign.report"), (), ("model", "hls", "rtl", "sim", "synth"),
-          ("codesign.report",), ("hls_templates",)),
+          ("codesign.report",), ("templates",)),
 )
 
 

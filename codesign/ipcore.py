@@ -36,12 +36,12 @@ import jinja2
 import numpy as np
 
 from codesign import design as design_io
-from codesign import rundir, simtools
+from codesign import resources, rundir, simtools
 from codesign.errors import StageError
 
 log = logging.getLogger(__name__)
 
-TEMPLATES = simtools.REPO_ROOT / "hls_templates" / "ip"
+TEMPLATES = resources.TEMPLATES / "ip"
 CORE_VERSION = "0.1.0"
 #: Vectors streamed by the FuseSoC ``sim`` testbench (the cocotb run checks all of them).
 TB_VECTORS = 64
@@ -358,7 +358,7 @@ def package(rtl_dir: Path, design: dict[str, Any], vectors: Path | None = None) 
     written += _write_tb(rtl_dir, design, vectors)
     (rtl_dir / f"{top}.core").write_text(_render_core(env, design))
     written.append(f"{top}.core")
-    shutil.copyfile(simtools.SIM_DIR / "tb_network.py", rtl_dir / "tb_network.py")
+    shutil.copyfile(resources.TESTBENCHES / "tb_network.py", rtl_dir / "tb_network.py")
     shutil.copyfile(TEMPLATES / "run_tb.py", rtl_dir / "run_tb.py")
     written += ["tb_network.py", "run_tb.py", "datasheet.md"]
     design["ip_files"] = sorted(written)

@@ -2,7 +2,7 @@
 
 It reads whatever stage results exist (``model``, ``hls`` + ``graph.json``, ``rtl/design.json``,
 ``sim``, ``synth``); a stage that has not run is shown as "not run" and none of its numbers appear.
-Python computes every figure and string; the Jinja2 templates (``hls_templates/report.*.j2``,
+Python computes every figure and string; the Jinja2 templates (``codesign/templates/report.*.j2``,
 StrictUndefined) only lay them out.
 """
 
@@ -15,12 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from codesign import plots, rundir
+from codesign import plots, resources, rundir
 from codesign.synth import NOTE as SYNTH_NOTE
 
 log = logging.getLogger(__name__)
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "hls_templates"
+TEMPLATES = resources.TEMPLATES
 #: Stages the report looks at, with the label it shows.
 STAGE_LABELS = {"model": "train", "hls": "convert (hls4ml C-sim)", "rtl": "rtl", "sim": "verify (RTL sim)",
                 "synth": "synth (Yosys)"}
@@ -28,7 +28,7 @@ NOT_RUN = "not run"
 
 
 def template_env(autoescape: bool) -> Any:
-    """A Jinja2 environment over hls_templates/ that fails on any undefined name."""
+    """A Jinja2 environment over codesign/templates/ that fails on any undefined name."""
     import jinja2
 
     return jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), undefined=jinja2.StrictUndefined,

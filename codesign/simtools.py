@@ -28,9 +28,8 @@ VERILATOR_MAKEFLAGS = (
     "CFG_CXXFLAGS_PCH_I=-include CFG_CXXFLAGS_COROUTINES=-fcoroutines "
     "'CFG_LDLIBS_THREADS=-pthread -lpthread -latomic'"
 )
-REPO_ROOT = Path(__file__).resolve().parent.parent
-RTL_LIB = REPO_ROOT / "rtl"
-SIM_DIR = REPO_ROOT / "sim"
+#: the folder holding the codesign package: cocotb test modules import codesign from it
+PACKAGE_PARENT = Path(__file__).resolve().parent.parent
 
 
 def verilator_root() -> Path:
@@ -142,7 +141,7 @@ def run_cocotb(
             ) from e
         test_env = dict(extra_env or {})
         test_env["PYTHONPATH"] = os.pathsep.join(
-            [str(test_dir), str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]
+            [str(test_dir), str(PACKAGE_PARENT), os.environ.get("PYTHONPATH", "")]
         )
         xml_path = Path(results_xml) if results_xml else Path(build_dir) / "results.xml"
         try:

@@ -1,7 +1,7 @@
 """The verify stage: cycle-accurate, bit-exact check of the generated RTL against hls4ml's C-sim.
 
 :func:`verify_design` builds the design listed in ``rtl/design.json`` with cocotb's runner
-(Verilator by default, Icarus for small designs) and runs ``sim/tb_network.py``: a latency/II
+(Verilator by default, Icarus for small designs) and runs ``codesign/testbenches/tb_network.py``: a latency/II
 measurement at full rate, then every vector with random input gaps and output back-pressure, each
 output integer compared with ``expected``; on a mismatch the first failing vector is re-run alone
 and the first layer whose probe differs from ``golden_<layer>`` is named. A mismatch is a result
@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from codesign import rundir, simtools
+from codesign import resources, rundir, simtools
 from codesign import design as design_io
 from codesign.errors import SimulationError, StageError
 
@@ -58,7 +58,7 @@ def _run_tb(design: dict[str, Any], rtl_dir: Path, vectors: Path, out_dir: Path,
             log_path: Path) -> tuple[dict[str, Any], float]:
     """Build and run once. Returns (testbench result JSON, wall seconds of the whole call)."""
     entry = out_dir / f"{_ENTRY_MODULE}.py"
-    entry.write_text(_ENTRY_TEXT.format(sim_dir=str(simtools.SIM_DIR), module=TB_MODULE))
+    entry.write_text(_ENTRY_TEXT.format(sim_dir=str(resources.TESTBENCHES), module=TB_MODULE))
     if tb_result.exists():
         tb_result.unlink()
     extra = dict(env)

@@ -1,4 +1,4 @@
-"""codesign.fastsim and sim/tb_stream.v: the compiled, file-driven stream testbench.
+"""codesign.fastsim and codesign/testbenches/tb_stream.v: the compiled, file-driven stream testbench.
 
 The main design under test is a small QKeras MLP (tests/conftest.py), converted here by hls4ml with
 every Dense layer at reuse factor 4 (II 4), its RTL generated, and checked against the C-sim

@@ -1,4 +1,4 @@
-"""Tests of the IP-core packaging (codesign/ipcore.py, hls_templates/ip/).
+"""Tests of the IP-core packaging (codesign/ipcore.py, codesign/templates/ip/).
 
 The design under test is a tiny network built here (7 x fixed<6,2> -> Dense 5, ReLU -> Dense 3
 with reuse factor 2, so II = 2): its 42-bit input and 3 x 13 = 39-bit output both need byte padding. Its

@@ -21,13 +21,13 @@ from typing import Any
 
 import pytest
 
-from codesign import simtools
+from codesign import resources, simtools
 from codesign.errors import ToolError
 from codesign.fixedpoint import OVERFLOW_CODE, OVERFLOW_MODES, QUANT_CODE, QUANT_MODES
 
-RTL = simtools.RTL_LIB
-TB_DIR = simtools.SIM_DIR / "primitives"
-BUILD = simtools.REPO_ROOT / "sim_build" / "primitives"
+RTL = resources.PRIMITIVES
+TB_DIR = Path(__file__).resolve().parent / "testbenches"
+BUILD = Path(__file__).resolve().parent.parent / "sim_build" / "primitives"
 CAST_SRC = [RTL / "fxp_cast.v"]
 RELU_SRC = [RTL / "fxp_relu.v", RTL / "fxp_cast.v"]
 SKID_SRC = [RTL / "skid_buffer.v"]

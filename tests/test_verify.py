@@ -1,4 +1,4 @@
-"""Tests of the network testbench (sim/tb_network.py) and the verify stage (codesign/verify.py).
+"""Tests of the network testbench (codesign/testbenches/tb_network.py) and the verify stage (codesign/verify.py).
 
 The DUT is a hand-written two-layer fixture (tests/fixtures/verify/): add_0 adds ADD0 to every
 element (latency LAT0, II II0), add_1 adds ADD1 + STEP1*i (latency LAT1, II II1), and can be told to
@@ -18,14 +18,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from codesign import simtools, verify
+from codesign import resources, simtools, verify
 from codesign.errors import SimulationError, StageError
 
 FIXTURE = Path(__file__).parent / "fixtures" / "verify"
 
 
 def _load_tb() -> Any:
-    spec = importlib.util.spec_from_file_location("tb_network_under_test", simtools.SIM_DIR / "tb_network.py")
+    spec = importlib.util.spec_from_file_location("tb_network_under_test", resources.TESTBENCHES / "tb_network.py")
     assert spec is not None and spec.loader is not None
     mod = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = mod  # dataclasses look their module up while the class is created

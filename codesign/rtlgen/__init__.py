@@ -1,7 +1,7 @@
 """The RTL backend: hardware IR (graph.json) -> synthesizable Verilog + design.json.
 
 One module per layer (constants inlined), a top with the docs/DESIGN.md interface, the hand-written
-primitives from the repository's ``rtl/`` folder, a file list and design.json describing ports,
+primitives from ``codesign/primitives/``, a file list and design.json describing ports,
 element types, per-layer cost, latency and II. Output is deterministic: same graph, same bytes.
 """
 
@@ -27,9 +27,9 @@ from codesign.rtlgen import adder_graph as adder_graph_mod
 from codesign.rtlgen import dense
 from codesign.rtlgen import pool as pool_mod
 from codesign.rundir import require, stage_dir, write_json
-from codesign.simtools import RTL_LIB
+from codesign.resources import PRIMITIVES, TEMPLATES as TEMPLATE_ROOT
 
-TEMPLATES = Path(__file__).resolve().parent.parent.parent / "hls_templates" / "rtl"
+TEMPLATES = TEMPLATE_ROOT / "rtl"
 DESIGN_FORMAT = design_io.FORMAT
 DEFAULT_CLOCK_NS = design_io.DEFAULT_CLOCK_NS
 _IDENT = re.compile(r"[^A-Za-z0-9_]")
@@ -205,9 +205,9 @@ def generate(graph: Graph, out_dir: Path, top: str = "codesign_top", levels_per_
         del i["_src"], i["_vname"]
     (out_dir / f"{top}.v").write_text(top_text)
     for p in prims:
-        src_file = RTL_LIB / p
+        src_file = PRIMITIVES / p
         if not src_file.is_file():
-            raise RtlGenError(f"RTL primitive {src_file} is missing from the repository")
+            raise RtlGenError(f"RTL primitive {src_file} is missing from the package")
         shutil.copyfile(src_file, out_dir / p)
     files = prims + [f"{r.module}.v" for r in rendered] + [f"{top}.v"]
     (out_dir / "filelist.f").write_text("".join(f"{f}\n" for f in files))

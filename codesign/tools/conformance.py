@@ -8,7 +8,7 @@ cached), builds the test set plus N random on-grid inputs (:func:`codesign.vecto
 inputs, C-sim expected outputs, golden per-layer outputs), and checks
 
 - golden model == C-sim on every output integer,
-- RTL == C-sim on every output integer, streamed through the compiled ``sim/tb_stream.v``
+- RTL == C-sim on every output integer, streamed through the compiled ``codesign/testbenches/tb_stream.v``
   (:mod:`codesign.fastsim`, Verilator) with random input gaps and output back-pressure,
 - no AXI4-Stream hold-rule violation, no spurious or surplus output, no timeout,
 - smallest measured latency == design.json latency, smallest accept distance == design.json II.
