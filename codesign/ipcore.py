@@ -36,7 +36,7 @@ import jinja2
 import numpy as np
 
 from codesign import design as design_io
-from codesign import resources, rundir, simtools
+from codesign import resources, rundir
 from codesign.errors import StageError
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""codesign.rtlgen.adder_graph: shared adder graphs for constant-coefficient Dense layers (RF=1).
+"""codesign.arch.adder_graph: shared adder graphs for constant-coefficient Dense layers (RF=1).
 
 Python level: the graph computes W^T x exactly, every node's range is exact (attained, never
 exceeded), sharing really removes adders, the pipeline schedule is consistent. Verilog level: the
@@ -18,7 +18,7 @@ from codesign import golden, pipeline, simtools
 from codesign import graph as hwgraph
 from codesign.fixedpoint import FixedType
 from codesign.graph import Graph, Layer
-from codesign.rtlgen import adder_graph, dense
+from codesign.arch import adder_graph, dense
 
 
 def _random_case(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

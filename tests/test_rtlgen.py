@@ -162,7 +162,7 @@ def test_design_json_costs_latency_ii(tmp_path: Path, rf0: int, rf1: int) -> Non
 
 
 def _csd(w: int) -> list[tuple[int, int]]:
-    from codesign.rtlgen.csd import csd
+    from codesign.arch.csd import csd
 
     return csd(w)
 

@@ -5,8 +5,8 @@
 1. Imports ``tests/reference_models/qkeras_3layer`` (16->64->32->32->5, QKeras 6-bit),
    strips the softmax and converts it with the automatic hls4ml configuration (input
    ``fixed<16,6>``, Latency strategy) once per reuse factor, compiling hls4ml's C-sim.
-2. RF=1: generates our RTL with :func:`codesign.rtlgen.adder_graph.parallel_shared` for every
-   Dense layer (``codesign.rtlgen.dense.parallel`` is patched for the duration of the call) and
+2. RF=1: generates our RTL with :func:`codesign.arch.adder_graph.parallel_shared` for every
+   Dense layer (``codesign.arch.dense.parallel`` is patched for the duration of the call) and
    checks it bit-exactly against the C-sim with the cocotb testbench (random on-grid vectors).
 3. Generates da4ml's RTL for the same hardware IR (same integer weights, biases and types) in a
    separate virtual environment (``.venv-da4ml``, created on demand: da4ml needs numpy >= 2, which
@@ -150,7 +150,7 @@ def run_da4ml(py: Path, graph: Any, out: Path, latency_cutoff: float, hard_dc: i
 @contextlib.contextmanager
 def shared_adder_graphs() -> Iterator[None]:
     """Generate RF=1 Dense layers with adder_graph.parallel_shared while inside the block."""
-    from codesign.rtlgen import adder_graph, dense
+    from codesign.arch import adder_graph, dense
 
     saved = dense.parallel
     dense.parallel = adder_graph.parallel_shared  # type: ignore[assignment]

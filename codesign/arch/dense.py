@@ -26,8 +26,8 @@ import numpy as np
 from codesign.errors import RtlGenError
 from codesign.fixedpoint import FixedType, cast
 from codesign.graph import Layer
-from codesign.rtlgen.csd import csd
-from codesign.rtlgen.netlist import Module, Net, cast_instance, const, ext, input_element, reduce_tree, signed_width
+from codesign.arch.csd import csd
+from codesign.arch.netlist import Module, Net, cast_instance, const, ext, input_element, reduce_tree, signed_width
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Constant-coefficient Dense layers (reuse factor 1) as one shared adder graph per layer.
 
 ``y_j = sum_i w_ij * x_i`` for a constant matrix W is a constant matrix-vector multiplication
-(CMVM). Instead of one shift-add tree per neuron (:func:`codesign.rtlgen.dense.parallel`), the
+(CMVM). Instead of one shift-add tree per neuron (:func:`codesign.arch.dense.parallel`), the
 whole matrix becomes one adder graph whose intermediate sums are shared between neurons:
 
 1. **Digits.** Every weight is written in canonical signed digits (non-adjacent form), so column j
@@ -44,10 +44,10 @@ overrun the budget starts a new stage with registered operands); the adders are 
 either as soon or as late as possible, whichever needs fewer pipeline register bits. Signals
 consumed in later stages travel through register chains, and all outputs leave through the
 output register of the same final stage, after the constant (bias and offsets) add of
-:func:`_output` and the accum/result casts of :func:`codesign.rtlgen.dense._output_stage` (same
+:func:`_output` and the accum/result casts of :func:`codesign.arch.dense._output_stage` (same
 casts, same order). So every output of the layer has the same latency.
 
-To use it in the flow, ``codesign.rtlgen._render_layer`` calls
+To use it in the flow, the dense layer kind (``codesign.layers.dense``) calls
 ``adder_graph.parallel_shared(layer, module, levels_per_stage)`` instead of ``dense.parallel``.
 """
 
@@ -60,10 +60,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from codesign.graph import Layer
-from codesign.rtlgen.csd import csd
-from codesign.rtlgen.dense import (DenseCost, _bias_acc, _output_stage, _product_frac,
+from codesign.arch.csd import csd
+from codesign.arch.dense import (DenseCost, _bias_acc, _output_stage, _product_frac,
                                    check_exact)
-from codesign.rtlgen.netlist import Module, cast_instance, const, signed_width
+from codesign.arch.netlist import Module, cast_instance, const, signed_width
 
 #: CSE pattern selections :func:`parallel_shared` tries; it keeps the graph with the fewest pipeline
 #: stages, then the lowest LUT estimate (:attr:`Hardware.cost`). The other scores of ``_SCORES`` gave
@@ -782,7 +782,7 @@ def _output(m: Module, layer: Layer, j: int, src: str, h: HwSignal, t: Term, sta
     ``v = pol * (H - off)``, so the accumulator value is ``K + (H' << k)`` with a constant K (bias
     and offsets) and ``H' = H`` or ``~H``: one constant adder (carry cells, plus an inverter per bit
     where the propagate signal is an inverted H bit: :func:`_const_add_forms`), then the casts of
-    :func:`codesign.rtlgen.dense._output_stage` (same casts, same order).
+    :func:`codesign.arch.dense._output_stage` (same casts, same order).
     """
     assert layer.accum_type is not None
     acc_t = layer.accum_type
@@ -851,7 +851,7 @@ def _input_codes(m: Module, layer: Layer, hw: Hardware, used: set[int]) -> list[
 
 def parallel_shared(layer: Layer, module_name: str, levels_per_stage: int = 2, *, clock_ns: float = CLOCK_NS,
                     max_depth: int | None = None, cse: bool = True) -> tuple[Module, DenseCost]:
-    """Reuse factor 1 as a shared adder graph; same contract as :func:`codesign.rtlgen.dense.parallel`.
+    """Reuse factor 1 as a shared adder graph; same contract as :func:`codesign.arch.dense.parallel`.
 
     ``levels_per_stage`` is accepted for that contract and ignored: registers are placed by the
     delay budget of ``clock_ns`` (module docstring). Render with ``dense_parallel.v.j2``.

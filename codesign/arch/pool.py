@@ -20,8 +20,8 @@ from __future__ import annotations
 from codesign.errors import RtlGenError
 from codesign.golden import pool_pad_code
 from codesign.graph import Layer
-from codesign.rtlgen.dense import DenseCost
-from codesign.rtlgen.netlist import Module, Net, cast_instance, const, ext, input_element, reduce_tree, signed_width
+from codesign.arch.dense import DenseCost
+from codesign.arch.netlist import Module, Net, cast_instance, const, ext, input_element, reduce_tree, signed_width
 
 
 def check(layer: Layer) -> None:

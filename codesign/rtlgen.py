@@ -23,9 +23,9 @@ from codesign.config import Config
 from codesign.errors import RtlGenError
 from codesign.fixedpoint import OVERFLOW_CODE, QUANT_CODE
 from codesign.graph import Graph, Layer
-from codesign.rtlgen import adder_graph as adder_graph_mod
-from codesign.rtlgen import dense
-from codesign.rtlgen import pool as pool_mod
+from codesign.arch import adder_graph as adder_graph_mod
+from codesign.arch import dense
+from codesign.arch import pool as pool_mod
 from codesign.rundir import require, stage_dir, write_json
 from codesign.resources import PRIMITIVES, TEMPLATES as TEMPLATE_ROOT
 
