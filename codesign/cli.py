@@ -1,7 +1,8 @@
 """The ``codesign`` command. The only place that prints for the user or picks an exit code.
 
 Exit codes: 0 success, 1 verification found mismatches (or a sweep point failed), 2 a user error
-(config, data, model, stage order), 3 a tool failed (log named), 130 interrupted.
+(config, data, model, stage order), 3 a tool failed (log named) or, for ``--version``, a required
+tool is missing, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from codesign import __version__
 from codesign.errors import CodesignError, ToolError
 
 EPILOG = """\
@@ -149,12 +149,26 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+class _VersionAction(argparse.Action):
+    """``--version``: codesign's version and the tools it finds (codesign.toolinfo), then exit."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        from codesign import toolinfo
+
+        text, code = toolinfo.report()
+        print(text, end="", flush=True)
+        parser.exit(code)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="codesign", description="Quantized neural network -> verified, bit-exact Verilog IP core.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--version", action="version", version=f"codesign {__version__}")
+    p.add_argument("--version", action=_VersionAction, nargs=0,
+                   help="print the versions of codesign and of the packages and tools it finds, then exit "
+                        "(exit code 3 when a required one is missing)")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
     p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)

@@ -19,6 +19,7 @@ import numpy as np
 import yaml
 
 from codesign import graph as hwgraph
+from codesign import layers as layer_kinds
 from codesign.config import Config
 from codesign.errors import ConfigError, ConversionError
 from codesign.rundir import require, stage_dir, write_json
@@ -66,7 +67,7 @@ def _first_quantizer_precision(hls_cfg: dict[str, Any], model: Any) -> str | Non
 
 
 #: Keras / QKeras layers with a reuse factor and a strategy (their products can be folded).
-WEIGHT_LAYER_CLASSES = ("Dense", "QDense", "Conv1D", "QConv1D", "Conv2D", "QConv2D")
+WEIGHT_LAYER_CLASSES = layer_kinds.KERAS_WEIGHT_CLASSES
 
 
 def build_hls_config(cfg: Config, model: Any) -> dict[str, Any]:
@@ -110,7 +111,7 @@ def _check_reuse_factors(hls_model: Any, hls_cfg: dict[str, Any]) -> None:
     for layer in hls_model.get_layers():
         if layer.class_name == "Dense":
             n_in, n_out = int(layer.get_attr("n_in")), int(layer.get_attr("n_out"))
-        elif layer.class_name in hwgraph.CONV_CLASSES:  # the per-pixel kernel's matrix
+        elif layer.class_name in layer_kinds.CONV_HLS4ML_CLASSES:  # the per-pixel kernel's matrix
             n_in = int(layer.get_attr("filt_height") or 1) * int(layer.get_attr("filt_width")) * int(layer.get_attr("n_chan"))
             n_out = int(layer.get_attr("n_filt"))
         else:
@@ -220,7 +221,7 @@ def run(cfg: Config, run_dir: Path) -> dict[str, Any]:
         t0 = time.time()
         hls_model, hls_cfg, stripped = convert_model(cfg, model, out)
         (out / "hls_config.yml").write_text(yaml.safe_dump(hls_cfg, sort_keys=True))
-        graph = hwgraph.from_hls4ml(hls_model, softmax_stripped=stripped)
+        graph = layer_kinds.from_hls4ml(hls_model, softmax_stripped=stripped)
         graph.save(out / "graph.json")
         result: dict[str, Any] = {
             "project": PROJECT, "backend": "Vitis", "part": cfg.hls.part,

@@ -202,3 +202,36 @@ def code_range_bits(lo: int, hi: int) -> tuple[int, bool]:
         return max(1, int(hi).bit_length()), False
     bits = max((-lo - 1).bit_length(), max(hi, 0).bit_length()) + 1
     return bits, True
+
+
+# -- hls4ml operators on ap_fixed codes, shared by the golden models and the RTL builders ----------
+
+def po2_zero_exponent(in_type: FixedType, product_type: FixedType) -> int:
+    """The exponent hls4ml's C-sim ends up with for a zero power-of-two weight: hls4ml writes it as
+    ``int(log2(0)) = INT64_MIN``, which the E-bit exponent field wraps to 0 (with the sign bit of a
+    non-negative value, so the C-sim multiplies by +1). E = product integer bits - input width."""
+    e_bits = product_type.integer - in_type.width
+    code = (-(1 << 63)) & ((1 << e_bits) - 1)
+    return code - (1 << e_bits) if code >> (e_bits - 1) else code
+
+
+def po2_products(x_col: np.ndarray, in_type: FixedType, w_row: np.ndarray, weight_frac: int,
+                 product_type: FixedType) -> np.ndarray:
+    """hls4ml's ``weight_exponential``: ``y = (r_T)x << e`` (a right shift for e < 0 drops bits:
+    floor), then ``sign ? y : (r_T)(-y)``; codes of ``product_type`` (r_T). x_col: N x 1 input
+    codes, w_row: the weights' codes (weight_frac fractional bits) of one input's outputs."""
+    xr = cast(x_col, in_type.frac, product_type)
+    w_real = w_row.astype(np.float64) * 2.0 ** -weight_frac
+    with np.errstate(divide="ignore"):
+        e = np.rint(np.log2(np.abs(np.where(w_row == 0, 1.0, w_real)))).astype(np.int64)
+    e = np.where(w_row == 0, po2_zero_exponent(in_type, product_type), e)
+    left = np.where(e > 0, e, 0)[None, :]
+    right = np.where(e < 0, -e, 0)[None, :]
+    y = cast((xr << left) >> right, product_type.frac, product_type)  # same type: only the wrap of a left shift
+    return np.where(w_row[None, :] >= 0, y, cast(-y, product_type.frac, product_type))
+
+
+def max_pool_pad_code(t: FixedType) -> int:
+    """hls4ml's ``pad_val`` for a padded tap of max pooling: a code with only the top bit set
+    (the most negative value of a signed type, but half the range of an unsigned one)."""
+    return t.min_code if t.signed else 1 << (t.width - 1)

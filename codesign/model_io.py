@@ -21,16 +21,16 @@ from typing import Any
 
 import numpy as np
 
+from codesign import layers as layer_kinds
 from codesign import rundir
 from codesign.config import Config
 from codesign.errors import DataError, ModelImportError
 
-#: Layer classes the flow can convert (Dropout is the identity at inference).
-SUPPORTED_LAYERS = ("InputLayer", "Dense", "QDense", "Conv1D", "QConv1D", "Conv2D", "QConv2D", "MaxPooling1D",
-                    "AveragePooling1D", "MaxPooling2D", "AveragePooling2D", "Flatten", "BatchNormalization",
-                    "Activation", "QActivation", "ReLU", "Softmax", "Dropout")
-CONV_LAYERS = ("Conv1D", "QConv1D", "Conv2D", "QConv2D")
-POOL_LAYERS = ("MaxPooling1D", "AveragePooling1D", "MaxPooling2D", "AveragePooling2D")
+#: Layer classes the flow can convert: the layer kinds' Keras classes (Dropout is the identity at inference).
+SUPPORTED_LAYERS = ("InputLayer", *layer_kinds.KERAS_CLASSES)
+CONV_LAYERS = layer_kinds.conv.KIND.keras_classes
+POOL_LAYERS = layer_kinds.pool.KIND.keras_classes
+DENSE_LAYERS = layer_kinds.dense.KIND.keras_classes
 #: Activation functions accepted in Activation layers and as Dense/QDense ``activation``.
 SUPPORTED_ACTIVATIONS = ("linear", "relu", "softmax")
 #: Quantizers accepted in QActivation layers.
@@ -261,7 +261,7 @@ def check_supported(model: Any, source: Path | str) -> None:
                                "channels-last (length, channels) / (height, width, channels) input")
     for layer in model.layers:
         kind = type(layer).__name__
-        if kind in ("Dense", "QDense") and len(layer.input_shape) != 2:
+        if kind in DENSE_LAYERS and len(layer.input_shape) != 2:
             raise ModelImportError(
                 f"{source}: layer {layer.name!r} ({kind}) gets a {len(layer.input_shape) - 1}-D input "
                 f"{tuple(layer.input_shape[1:])}; Dense layers need a flat one (put a Flatten before it)")
@@ -273,14 +273,14 @@ def _check_layer(layer: Any, source: Path | str) -> None:
     if kind not in SUPPORTED_LAYERS:
         raise ModelImportError(
             f"{where} is not supported; supported layer classes: {', '.join(SUPPORTED_LAYERS)}")
-    if kind in ("Dense", "QDense", "Activation") or kind in CONV_LAYERS:
+    if kind in DENSE_LAYERS or kind == "Activation" or kind in CONV_LAYERS:
         act = _activation_name(layer.activation)
         if act not in SUPPORTED_ACTIVATIONS:
             raise ModelImportError(
                 f"{where}: activation {act!r} is not supported; valid: {', '.join(SUPPORTED_ACTIVATIONS)}")
     if kind in CONV_LAYERS or kind in POOL_LAYERS:
         _check_window(layer, where)
-    if kind in ("QDense", "QConv1D", "QConv2D"):
+    if kind.startswith("Q") and kind in layer_kinds.KERAS_WEIGHT_CLASSES:  # QKeras kernel layers
         for attr in ("kernel_quantizer_internal", "bias_quantizer_internal"):
             q = getattr(layer, attr, None)
             if q is not None and type(q).__name__ not in SUPPORTED_WEIGHT_QUANTIZERS:

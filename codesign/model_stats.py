@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from codesign import layers as layer_kinds
+
 
 def quantized_weights(layer: Any) -> tuple[np.ndarray, np.ndarray | None]:
     """The kernel and bias as the hardware sees them (after the layer's quantizers)."""
@@ -26,7 +28,7 @@ def quantized_weights(layer: Any) -> tuple[np.ndarray, np.ndarray | None]:
 
 
 #: Layers with a kernel whose weights, nonzeros and sparsity are counted.
-WEIGHT_LAYERS = ("Dense", "QDense", "Conv1D", "QConv1D", "Conv2D", "QConv2D")
+WEIGHT_LAYERS = layer_kinds.KERAS_WEIGHT_CLASSES
 #: Layers that pass their input's bit width through unchanged (max, reshape, identity).
 WIDTH_PRESERVING = ("Dropout", "MaxPooling1D", "MaxPooling2D", "Flatten", "Reshape")
 

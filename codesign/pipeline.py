@@ -37,7 +37,7 @@ class Converted:
 def convert(cfg: Config, model: Any, hls_dir: Path, *, compile: bool = True) -> Converted:
     """hls4ml conversion (and C-sim compilation unless ``compile`` is false) plus IR extraction."""
     from codesign.convert import convert_model
-    from codesign.graph import from_hls4ml
+    from codesign.layers import from_hls4ml
 
     hls_model, hls_cfg, stripped = convert_model(cfg, model, Path(hls_dir), compile=compile)
     return Converted(hls_model, from_hls4ml(hls_model, softmax_stripped=stripped), Path(hls_dir), hls_cfg)

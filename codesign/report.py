@@ -64,7 +64,7 @@ def _load(run_dir: Path, stage: str) -> dict[str, Any] | None:
 def _dense_layers(graph: dict[str, Any] | None) -> list[dict[str, Any]]:
     if not graph:
         return []
-    return [layer for layer in graph.get("layers", []) if layer.get("kind") in ("dense", "conv") and "weights" in layer]
+    return [layer for layer in graph.get("layers", []) if "weights" in layer]
 
 
 def float_kernels(h5_path: Path, names: list[str]) -> dict[str, np.ndarray]:

@@ -1,6 +1,6 @@
 """The RTL backend: hardware IR (graph.json) -> synthesizable Verilog + design.json.
 
-One module per layer (constants inlined), a top with the docs/DESIGN.md interface, the hand-written
+One module per layer, built by its kind (:mod:`codesign.layers`; constants inlined), a top with the docs/DESIGN.md interface, the hand-written
 primitives from ``codesign/primitives/``, a file list and design.json describing ports,
 element types, per-layer cost, latency and II. Output is deterministic: same graph, same bytes.
 """
@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +20,8 @@ from codesign import graph as hwgraph
 from codesign import ipcore
 from codesign.config import Config
 from codesign.errors import RtlGenError
-from codesign.fixedpoint import OVERFLOW_CODE, QUANT_CODE
-from codesign.graph import Graph, Layer
-from codesign.arch import adder_graph as adder_graph_mod
-from codesign.arch import dense
-from codesign.arch import pool as pool_mod
+from codesign.graph import Graph
+from codesign.layers import RenderOptions, for_layer
 from codesign.rundir import require, stage_dir, write_json
 from codesign.resources import PRIMITIVES, TEMPLATES as TEMPLATE_ROOT
 
@@ -48,112 +44,6 @@ def verilog_name(name: str) -> str:
     return ident if ident[:1].isalpha() else f"l_{ident}"
 
 
-@dataclass
-class _Rendered:
-    module: str
-    text: str
-    latency: int
-    ii: int
-    multipliers: int
-    clocked: bool
-    primitives: tuple[str, ...]
-    extra: dict[str, Any]
-
-
-def _render_layer(env: jinja2.Environment, layer: Layer, module: str, levels_per_stage: int,
-                  shared: bool, clock_ns: float) -> _Rendered:
-    common = dict(
-        name=module, in_bits=layer.n_in * layer.in_type.width, out_bits=layer.n_out * layer.out_type.width,
-        n_out=layer.n_out,
-        comment=f"layer {layer.name} ({layer.source}): {layer.n_in} x {layer.in_type} -> {layer.n_out} x {layer.out_type}",
-    )
-    conv: dict[str, Any] = {}
-    if layer.kind == "conv":
-        g = layer.geometry
-        assert g is not None and layer.weights is not None
-        if layer.strategy != "latency":
-            raise RtlGenError(f"layer {layer.name}: convolutions are generated for hls4ml's Latency strategy only "
-                              f"(got {layer.strategy!r})", hint="set hls.layer_strategy for this layer to Latency")
-        k, n_filt = layer.weights.shape
-        if layer.reuse_factor > k * n_filt:
-            raise RtlGenError(f"layer {layer.name}: reuse factor {layer.reuse_factor} is outside 1..{k * n_filt} "
-                              f"(kernel n_in*n_out = {k}*{n_filt})")
-        kernel_nonzero = layer.nonzero_weights
-        layer = hwgraph.dense_equivalent(layer)
-        conv = {"pixels": g.pixels, "kernel": [g.k_h, g.k_w, g.n_chan, n_filt], "stride": [g.stride_h, g.stride_w],
-                "padding": [g.pad_top, g.pad_left], "kernel_nonzero_weights": kernel_nonzero,
-                "expanded_nonzero_weights": layer.nonzero_weights}
-    if layer.kind == "pool":
-        m, cost = pool_mod.build(layer, module)
-        text = env.get_template("dense_parallel.v.j2").render(m=m, n_stages=m.n_stages, **common)
-        g = layer.geometry
-        assert g is not None
-        extra = {"architecture": "parallel comparator trees" if layer.pool_op == "max" else "parallel adder trees",
-                 "pool_op": layer.pool_op, "window": [g.k_h, g.k_w], "stride": [g.stride_h, g.stride_w],
-                 "operators": cost.adders}
-        return _Rendered(module, text, cost.latency, cost.ii, 0, True, ("fxp_cast.v",), extra)
-    if layer.kind == "dense":
-        if layer.reuse_factor < 1 or layer.reuse_factor > layer.n_in * layer.n_out:
-            raise RtlGenError(
-                f"layer {layer.name}: reuse factor {layer.reuse_factor} is outside 1..{layer.n_in * layer.n_out} "
-                f"(n_in*n_out)"
-            )
-        if layer.reuse_factor == 1 and dense.needs_sequential(layer):
-            m, cost = dense.sequential(layer, module)
-            text = env.get_template("dense_parallel.v.j2").render(m=m, n_stages=m.n_stages, **common)
-            extra = {"architecture": "sequential saturating", "adders": cost.adders, "pipeline_stages": m.n_stages}
-        elif layer.reuse_factor == 1 or layer.nonzero_weights == 0:
-            # power-of-two products are wire shifts already: nothing for an adder graph to share
-            use_graph = shared and layer.product == "exact" and not dense.needs_product_rounding(layer)
-            if use_graph:  # registers placed by the delay budget of the target clock
-                m, cost = adder_graph_mod.parallel_shared(layer, module, levels_per_stage, clock_ns=clock_ns)
-            else:
-                m, cost = dense.parallel(layer, module, levels_per_stage)
-            text = env.get_template("dense_parallel.v.j2").render(m=m, n_stages=m.n_stages, **common)
-            extra = {"architecture": "parallel", "adder_graph": use_graph, "adders": cost.adders,
-                     "pipeline_stages": m.n_stages}
-        else:
-            m, cost, info = dense.folded(layer, module)
-            text = env.get_template("dense_folded.v.j2").render(m=m, R=info["R"], lanes=info["lanes"],
-                                                                 tw=info["tw"], **common)
-            extra = {"architecture": "folded", "lanes": info["lanes"]}
-        if conv:
-            # every output pixel has its own copy of the kernel's products (fully parallel over
-            # pixels); R > 1 folds the products of all pixels onto ceil(nonzeros / R) lanes
-            extra = {**extra, "architecture": f"conv ({extra['architecture']} over {conv['pixels']} pixels)", **conv}
-        # ii is what the layer promises at full rate; latency counts clock edges input -> output.
-        return _Rendered(module, text, cost.latency, cost.ii, cost.multipliers, True, ("fxp_cast.v",), extra)
-    if layer.kind in ("relu", "cast"):
-        if layer.n_in != layer.n_out:
-            raise RtlGenError(f"layer {layer.name}: element-wise {layer.kind} with n_in != n_out")
-        t_in, t_out = layer.in_type, layer.out_type
-        prim = "fxp_relu" if layer.kind == "relu" else "fxp_cast"
-        text = env.get_template("elementwise.v.j2").render(
-            kind=layer.kind, prim=prim, n=layer.n_in, w_in=t_in.width, f_in=t_in.frac, s_in=int(t_in.signed),
-            w_out=t_out.width, f_out=t_out.frac, s_out=int(t_out.signed), rnd=QUANT_CODE[t_out.rounding],
-            ovf=OVERFLOW_CODE[t_out.overflow], **common,
-        )
-        prims = ("fxp_cast.v", "fxp_relu.v") if prim == "fxp_relu" else ("fxp_cast.v",)
-        return _Rendered(module, text, 0, 1, 0, False, prims, {"architecture": "combinational"})
-    raise RtlGenError(
-        f"layer {layer.name}: {layer.source or layer.kind} is not supported by the RTL backend; "
-        f"supported: Dense, Conv1D/Conv2D, Max/AveragePooling1D/2D, Flatten, BatchNormalization, ReLU / "
-        f"quantized ReLU, linear activation (a final Softmax is stripped when hls.strip_softmax is true)"
-    )
-
-
-def _weight_count(layer: Layer) -> int:
-    """Stored weights: n_in*n_out of a Dense, the kernel of a conv, none elsewhere."""
-    return int(layer.weights.size) if layer.kind in ("dense", "conv") and layer.weights is not None else 0
-
-
-def _layer_ii(layer: Layer) -> int:
-    """Cycles between vectors the layer accepts: R for a folded Dense, 1 otherwise."""
-    if layer.kind in ("dense", "conv") and layer.reuse_factor > 1 and layer.nonzero_weights > 0:
-        return layer.reuse_factor
-    return 1
-
-
 def generate(graph: Graph, out_dir: Path, top: str = "codesign_top", levels_per_stage: int = 2,
              adder_graph: bool = True, clock_period_ns: float = DEFAULT_CLOCK_NS) -> dict[str, Any]:
     """Write the Verilog and filelist.f for ``graph`` into ``out_dir``; return design.json's contents
@@ -164,11 +54,13 @@ def generate(graph: Graph, out_dir: Path, top: str = "codesign_top", levels_per_
     env = _env()
     out_dir.mkdir(parents=True, exist_ok=True)
     rendered, layer_info, prims = [], [], []
-    ii = max(1, *(_layer_ii(layer) for layer in graph.layers))
+    kinds = [for_layer(layer) for layer in graph.layers]  # refuses an unsupported layer by name
+    opts = RenderOptions(levels_per_stage, adder_graph, clock_period_ns)
+    ii = max(1, *(kind.ii(layer) for kind, layer in zip(kinds, graph.layers)))
     src = "paced" if ii > 1 else "in"
-    for layer in graph.layers:
+    for kind, layer in zip(kinds, graph.layers):
         name = verilog_name(layer.name)
-        r = _render_layer(env, layer, f"{top}_{name}", levels_per_stage, adder_graph, clock_period_ns)
+        r = kind.render(env, layer, f"{top}_{name}", opts)
         (out_dir / f"{r.module}.v").write_text(r.text)
         rendered.append(r)
         for p in r.primitives:
@@ -177,8 +69,8 @@ def generate(graph: Graph, out_dir: Path, top: str = "codesign_top", levels_per_
         info = {
             "name": layer.name, "kind": layer.kind, "source": layer.source, "module": r.module,
             "n_in": layer.n_in, "n_out": layer.n_out, "in_type": layer.in_type.to_json(),
-            "out_type": layer.out_type.to_json(), "reuse_factor": layer.reuse_factor if layer.kind in ("dense", "conv") else None,
-            "nonzero_weights": layer.nonzero_weights, "weights": _weight_count(layer),
+            "out_type": layer.out_type.to_json(), "reuse_factor": kind.reuse_factor(layer),
+            "nonzero_weights": layer.nonzero_weights, "weights": kind.stored_weights(layer),
             "multipliers": r.multipliers, "latency": r.latency, "ii": r.ii,
             "probe": {"data": f"{name}_out_data", "valid": f"{name}_out_valid", "ready": f"{name}_out_ready"},
             **r.extra,
@@ -216,7 +108,7 @@ def generate(graph: Graph, out_dir: Path, top: str = "codesign_top", levels_per_
         "input": {"n": graph.n_in, "type": graph.input_type.to_json(), "port": "in_data", "bits": in_bits},
         "output": {"n": graph.n_out, "type": graph.output_type.to_json(), "port": "out_data", "bits": out_bits},
         "latency": latency, "ii": ii, "softmax_stripped": graph.softmax_stripped,
-        "multipliers": sum(i["multipliers"] for i in layer_info if i["kind"] in ("dense", "conv")),
+        "multipliers": sum(i["multipliers"] for i in layer_info),
         "nonzero_weights": sum(i["nonzero_weights"] for i in layer_info),
         "levels_per_stage": levels_per_stage, "adder_graph": adder_graph, "layers": layer_info,
         "clock_period_ns": clock_period_ns,

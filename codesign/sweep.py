@@ -26,34 +26,27 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-import itertools
 import logging
 import os
-import re
 import shutil
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from codesign import config as cfgmod
 from codesign import plots, rundir
 from codesign.config import Config
 from codesign.errors import ConfigError
 from codesign.flow import STAGE_NAMES
+from codesign.sweep_grid import (TRAINING_SECTIONS, Point, SweepSpec, cfg_data, expand, slug_value,
+                                 training_groups)
+# re-exported: codesign.cli and codesign.tools.bench read sweep files through codesign.sweep
+from codesign.sweep_grid import load_spec as load_spec, spec_from_dict as spec_from_dict
 
 log = logging.getLogger(__name__)
 
-#: Config sections whose fields change the trained model; points equal in these share training.
-TRAINING_SECTIONS = ("data", "model", "pruning", "training")
-#: Short names used in point slugs.
-SLUG_NAMES = {"hls.reuse_factor": "rf", "model.bits": "b", "pruning.target_sparsity": "sp",
-              "model.hidden": "h", "hls.strategy": "st", "model.input_bits": "ib", "training.seed": "seed",
-              "training.epochs": "ep", "synth.nodsp": "nodsp", "model.integer_bits": "ibits"}
 #: Metric columns of results.csv, after the grid columns.
 COLUMNS = ["point", "slug", "status", "cached", "error", "reuse_factor", "bits", "target_sparsity",
            "weight_sparsity", "acc_qkeras", "acc_csim", "acc_rtl", "mismatches", "latency", "ii",
@@ -62,130 +55,6 @@ COLUMNS = ["point", "slug", "status", "cached", "error", "reuse_factor", "bits",
 
 #: (cfg, run_dir, stages) -> anything. stages None: all; else a list of flow.STAGE_NAMES.
 PointFn = Callable[[Config, Path, "list[str] | None"], Any]
-
-
-@dataclass(frozen=True)
-class SweepSpec:
-    """A parsed sweep file."""
-
-    #: Base configuration data (before grid changes).
-    base: dict[str, Any]
-    #: Dotted config path -> values, in file order.
-    grid: dict[str, list[Any]]
-    #: Output directory of the sweep.
-    out: Path
-
-
-@dataclass(frozen=True)
-class Point:
-    """One grid point."""
-
-    index: int
-    values: dict[str, Any]
-    cfg: Config
-    slug: str
-    #: Hash of the whole resolved config (output_dir excluded).
-    fingerprint: str
-    #: Hash of the training-relevant sections: equal keys share one trained model.
-    train_key: str
-    dir: Path
-
-
-def load_spec(path: str | Path, out: str | Path | None = None) -> SweepSpec:
-    """Read and check a sweep YAML file; ``out`` overrides the file's ``out``.
-
-    Raises:
-        ConfigError: naming the file and the bad key or value.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"sweep file {path} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from e
-    try:
-        return spec_from_dict(data, out)
-    except ConfigError as e:
-        raise ConfigError(f"{path}: {e}") from e
-
-
-def spec_from_dict(data: Mapping[str, Any], out: str | Path | None = None) -> SweepSpec:
-    """Build a SweepSpec from plain data, checking every grid path and value against the config."""
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"a sweep file is a mapping with base, grid and out; got {type(data).__name__}")
-    unknown = sorted(set(data) - {"base", "grid", "out"})
-    if unknown:
-        raise ConfigError(f"{unknown[0]}: unknown sweep key; valid keys: base, grid, out")
-    base = dict(data.get("base") or {})
-    base_cfg = cfgmod.from_dict(base)  # validates the base
-    grid = data.get("grid") or {}
-    if not isinstance(grid, Mapping) or not grid:
-        raise ConfigError("grid: expected a mapping of dotted config paths to value lists, e.g. "
-                          "{hls.reuse_factor: [1, 4]}")
-    clean: dict[str, list[Any]] = {}
-    for key, values in grid.items():
-        if not isinstance(values, list) or not values:
-            raise ConfigError(f"grid.{key}: expected a non-empty list of values, got {values!r}")
-        if key == "output_dir":
-            raise ConfigError("grid.output_dir: the sweep sets each point's output directory itself")
-        for v in values:
-            try:
-                base_cfg.replace(**{key: v})
-            except ConfigError as e:
-                raise ConfigError(f"grid.{key} = {v!r}: {e}") from e
-        clean[str(key)] = list(values)
-    return SweepSpec(base, clean, Path(out if out is not None else data.get("out") or "runs/sweep"))
-
-
-def _slug_value(v: Any) -> str:
-    if isinstance(v, (list, tuple)):
-        return "x".join(_slug_value(x) for x in v)
-    if isinstance(v, bool):
-        return "1" if v else "0"
-    if isinstance(v, float):
-        return f"{v:g}"
-    return str(v)
-
-
-def slug(values: Mapping[str, Any]) -> str:
-    """A readable directory name for grid values: ``rf4_b6_sp0.8``."""
-    parts = []
-    for key, v in values.items():
-        name = SLUG_NAMES.get(key, key.rsplit(".", 1)[-1])
-        parts.append(f"{name}{_slug_value(v)}")
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", "_".join(parts))[:80] or "point"
-
-
-def _cfg_data(cfg: Config) -> dict[str, Any]:
-    d = cfgmod.to_dict(cfg)
-    d.pop("output_dir", None)
-    return d
-
-
-def expand(spec: SweepSpec) -> list[Point]:
-    """The grid's cartesian product, in file order (the last key varies fastest)."""
-    base = cfgmod.from_dict(spec.base)
-    keys = list(spec.grid)
-    points = []
-    for i, combo in enumerate(itertools.product(*(spec.grid[k] for k in keys))):
-        values = dict(zip(keys, combo))
-        cfg = base.replace(**values)
-        data = _cfg_data(cfg)
-        fp = rundir.fingerprint(data)
-        tkey = rundir.fingerprint({s: data[s] for s in TRAINING_SECTIONS})
-        s = slug(values)
-        d = spec.out / "points" / f"{s}-{fp[:8]}"
-        points.append(Point(i, values, dataclasses.replace(cfg, output_dir=str(d)), s, fp, tkey, d))
-    return points
-
-
-def training_groups(points: Sequence[Point]) -> dict[str, list[Point]]:
-    """Points keyed by train_key, in first-appearance order."""
-    groups: dict[str, list[Point]] = {}
-    for p in points:
-        groups.setdefault(p.train_key, []).append(p)
-    return groups
 
 
 # ----------------------------------------------------------------------------- point execution
@@ -229,7 +98,7 @@ def _error(e: BaseException) -> dict[str, str]:
 def train_task(point_fn: PointFn, cfg: Config, model_dir: Path) -> dict[str, Any]:
     """Train one group's model into ``model_dir/model`` (skipped when already trained)."""
     marker = model_dir / "train.json"
-    fp = rundir.fingerprint({s: _cfg_data(cfg)[s] for s in TRAINING_SECTIONS})
+    fp = rundir.fingerprint({s: cfg_data(cfg)[s] for s in TRAINING_SECTIONS})
     if _marker_ok(marker, fp) and (model_dir / "model" / "result.json").is_file():
         return {"status": "ok", "cached": True}
     t0 = time.monotonic()
@@ -511,7 +380,7 @@ def write_report(spec: SweepSpec, rows: Sequence[Mapping[str, Any]]) -> Path:
         out=str(spec.out), progress=_progress(rows, 0), columns=cols,
         rows=[[fmt(r.get(c)) if c != "error" else (r.get("error") or "") for c in cols] for r in rows],
         statuses=[r["status"] for r in rows], figures=figures, missing=missing,
-        grid=[(k, ", ".join(_slug_value(v) for v in vs)) for k, vs in spec.grid.items()],
+        grid=[(k, ", ".join(slug_value(v) for v in vs)) for k, vs in spec.grid.items()],
         note="Resources are Yosys synth_xilinx estimates, not vendor place-and-route results.",
     )
     path = spec.out / "report.html"

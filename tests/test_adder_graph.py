@@ -1,4 +1,4 @@
-"""codesign.arch.adder_graph: shared adder graphs for constant-coefficient Dense layers (RF=1).
+"""codesign.arch.adder_*: shared adder graphs for constant-coefficient Dense layers (RF=1).
 
 Python level: the graph computes W^T x exactly, every node's range is exact (attained, never
 exceeded), sharing really removes adders, the pipeline schedule is consistent. Verilog level: the
@@ -14,11 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from codesign import golden, pipeline, simtools
-from codesign import graph as hwgraph
+from codesign import golden, layers, pipeline, simtools
 from codesign.fixedpoint import FixedType
 from codesign.graph import Graph, Layer
-from codesign.arch import adder_graph, dense
+from codesign.arch import adder_build, adder_graph, adder_lower, adder_schedule, adder_timing, dense
 
 
 def _random_case(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -38,7 +37,7 @@ def _random_case(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 @pytest.mark.parametrize("seed", range(12))
 def test_graph_computes_matrix_vector_product_exactly(seed: int) -> None:
     w, lo, hi = _random_case(seed)
-    g = adder_graph.build(w, lo, hi)
+    g = adder_build.build(w, lo, hi)
     rng = np.random.default_rng(100 + seed)
     x = rng.integers(lo, hi + 1, size=(400, len(lo)))
     x[0], x[1] = lo, hi  # box corners
@@ -51,7 +50,7 @@ def test_graph_computes_matrix_vector_product_exactly(seed: int) -> None:
 def test_node_ranges_are_exact(seed: int) -> None:
     """Widths come from [lo, hi]: no value leaves it, and both ends are reached at a box corner."""
     w, lo, hi = _random_case(seed)
-    g = adder_graph.build(w, lo, hi)
+    g = adder_build.build(w, lo, hi)
     n = len(lo)
     base = g.signal_values(np.zeros((1, n), dtype=np.int64))
     unit = g.signal_values(np.eye(n, dtype=np.int64))
@@ -75,17 +74,17 @@ def test_unsigned_hardware_codes_are_exact(seed: int, select: str) -> None:
     (modulo 2^width, complemented operands, carry-ins), it is never negative and stays in [lo, hi];
     the output constant turns the root's code back into the column's value."""
     w, lo, hi = _random_case(seed)
-    g = adder_graph.build(w, lo, hi, select=select)
+    g = adder_build.build(w, lo, hi, select=select)
     rng = np.random.default_rng(200 + seed)
     biases = [(int(b), int(k)) for b, k in zip(rng.integers(-999, 999, size=w.shape[1]), rng.integers(0, 4, size=w.shape[1]))]
-    greedy = adder_graph.lower(g, biases)
-    refined = adder_graph.refine(g, greedy, biases)
+    greedy = adder_lower.lower(g, biases)
+    refined = adder_lower.refine(g, greedy, biases)
     assert refined.cost <= greedy.cost
     x = rng.integers(lo, hi + 1, size=(400, len(lo)))
     x[0], x[1] = lo, hi
     vals, y = g.signal_values(x), x @ w
     for hw in (greedy, refined):
-        codes = adder_graph.hw_evaluate(g, hw, x)
+        codes = adder_lower.hw_evaluate(g, hw, x)
         for sig, (v, h) in enumerate(zip(vals, codes)):
             s = hw.signals[sig]
             assert np.array_equal(h, s.pol * v + s.off)
@@ -95,7 +94,7 @@ def test_unsigned_hardware_codes_are_exact(seed: int, select: str) -> None:
                 continue
             h = hw.signals[t.sig]
             bias, k = biases[j]
-            kc, inv = adder_graph._out_const(h, t.neg, bias, k)
+            kc, inv = adder_lower.out_const(h, t.neg, bias, k)
             code = codes[t.sig]
             hp = ((1 << h.width) - 1 - code) if inv else code
             assert np.array_equal(kc + (hp << k), bias + ((y[:, j] >> t.shift) << k))  # k: the root's shift
@@ -107,8 +106,8 @@ def test_cost_selection_saves_bits() -> None:
     rng = np.random.default_rng(9)
     w = rng.integers(-24, 25, size=(32, 24)) * (rng.random((32, 24)) < 0.6)
     lo, hi = [0] * 32, [63] * 32
-    by_count = adder_graph.lower(adder_graph.build(w, lo, hi, select="count"))
-    by_cost = adder_graph.lower(adder_graph.build(w, lo, hi, select="cost"))
+    by_count = adder_lower.lower(adder_build.build(w, lo, hi, select="count"))
+    by_cost = adder_lower.lower(adder_build.build(w, lo, hi, select="cost"))
     assert by_cost.cost < by_count.cost
 
 
@@ -116,37 +115,37 @@ def test_sharing_removes_adders() -> None:
     rng = np.random.default_rng(7)
     w = rng.integers(-31, 32, size=(16, 24))
     lo, hi = [-128] * 16, [127] * 16
-    shared = adder_graph.build(w, lo, hi)
-    plain = adder_graph.build(w, lo, hi, cse=False)
+    shared = adder_build.build(w, lo, hi)
+    plain = adder_build.build(w, lo, hi, cse=False)
     nonzero_digits = sum(len(dense.csd(int(v))) for v in w.ravel())
     assert plain.adders == nonzero_digits - 24  # one tree per column: digits - 1 adders each
     assert shared.shared > 0 and shared.adders < 0.8 * plain.adders
     assert shared.adder_bits < plain.adder_bits
     # identical columns end up as the same signal: the second costs nothing
     w2 = np.concatenate([w[:, :1], w[:, :1]], axis=1)
-    g2 = adder_graph.build(w2, lo, hi)
+    g2 = adder_build.build(w2, lo, hi)
     assert g2.outputs[0] == g2.outputs[1]
-    assert g2.adders == adder_graph.build(w[:, :1], lo, hi).adders
+    assert g2.adders == adder_build.build(w[:, :1], lo, hi).adders
 
 
 def test_schedule_respects_budget_and_aligns_outputs() -> None:
     rng = np.random.default_rng(3)
     w = rng.integers(-31, 32, size=(48, 16))
-    g = adder_graph.build(w, [-(1 << 15)] * 48, [(1 << 15) - 1] * 48)
-    budget = adder_graph.CLOCK_NS - adder_graph.FF_OVERHEAD_NS
+    g = adder_build.build(w, [-(1 << 15)] * 48, [(1 << 15) - 1] * 48)
+    budget = adder_timing.CLOCK_NS - adder_timing.FF_OVERHEAD_NS
     for clock in (2.0, 5.0, 50.0):
-        b = clock - adder_graph.FF_OVERHEAD_NS
-        sch = adder_graph.schedule(g, [1.0] * 16, clock)
+        b = clock - adder_timing.FF_OVERHEAD_NS
+        sch = adder_schedule.schedule(g, [1.0] * 16, clock)
         for k, node in enumerate(g.nodes):
             sig = g.n_in + k
-            d = adder_graph.adder_delay(node.carry_bits)
+            d = adder_timing.adder_delay(node.carry_bits)
             assert sch.arrival[sig] <= max(b, d) + 1e-9
             for x in (node.a, node.b):  # operands come from earlier stages or are ready in time
                 assert sch.stage[x] < sch.stage[sig] or sch.arrival[x] <= sch.arrival[sig] - d + 1e-9
             assert sch.stage[sig] <= sch.out_stage
         if clock == 50.0:
             assert sch.out_stage == 0
-    assert adder_graph.schedule(g, [1.0] * 16, 2.0).out_stage > adder_graph.schedule(g, [1.0] * 16).out_stage
+    assert adder_schedule.schedule(g, [1.0] * 16, 2.0).out_stage > adder_schedule.schedule(g, [1.0] * 16).out_stage
     assert budget > 0
 
 
@@ -233,7 +232,7 @@ def _small_converted_model(out: Path) -> tuple[Graph, Path]:
     rng = np.random.default_rng(3)
     model.set_weights([w + rng.uniform(-0.5, 0.5, size=w.shape) if w.ndim == 1 else w for w in model.get_weights()])
     hls_model, _, stripped = convert_model(cfg, model, out / "hls")
-    return hwgraph.from_hls4ml(hls_model, softmax_stripped=stripped), out / "hls"
+    return layers.from_hls4ml(hls_model, softmax_stripped=stripped), out / "hls"
 
 
 @pytest.mark.verilator
@@ -252,5 +251,5 @@ def test_converted_network_bit_exact_with_csim(tmp_path: Path, monkeypatch: pyte
     for layer, info in zip(graph.layers, design["layers"]):
         if layer.kind == "dense":  # shared: fewer adders than one CSD tree per neuron
             t = layer.in_type
-            plain = adder_graph.build(layer.weights, [t.min_code] * layer.n_in, [t.max_code] * layer.n_in, cse=False)
+            plain = adder_build.build(layer.weights, [t.min_code] * layer.n_in, [t.max_code] * layer.n_in, cse=False)
             assert info["adders"] < plain.adders

@@ -62,7 +62,7 @@ def test_sigmoid_reaching_the_rtl_backend_is_refused_by_name(tmp_path: Path) -> 
     """Past the import check (convert_model called directly), the RTL stage still names the layer."""
     from codesign import rtlgen
     from codesign.convert import convert_model
-    from codesign.graph import from_hls4ml
+    from codesign.layers import from_hls4ml
 
     hls_model, _, stripped = convert_model(from_dict({}), tiny_model("sigmoid"), tmp_path / "hls")
     graph = from_hls4ml(hls_model, stripped)
@@ -122,7 +122,7 @@ def test_reuse_factor_out_of_range(tmp_path: Path) -> None:
 def test_saturating_accum_that_can_overflow_is_refused_after_convert(tmp_path: Path) -> None:
     from codesign import rtlgen
     from codesign.convert import convert_model
-    from codesign.graph import from_hls4ml
+    from codesign.layers import from_hls4ml
 
     # at reuse factor 1 this accum is built as hls4ml's sequential chain; folded, it is refused
     cfg = from_dict({"hls": {"layer_precision": {"fc0": {"accum": "fixed<11,3,AP_TRN,AP_SAT>"}},

@@ -14,11 +14,12 @@ import numpy as np
 import pytest
 from conftest import assert_verifies  # noqa: E402
 
-from codesign import golden, pipeline, rtlgen, simtools
+from codesign import golden, layers, pipeline, rtlgen, simtools
 from codesign import graph as hwgraph
 from codesign import vectors as vec
 from codesign.config import from_dict
 from codesign.errors import RtlGenError
+from codesign.layers.conv import dense_equivalent
 
 
 def _q(bits: int, integer: int = 0):
@@ -131,7 +132,7 @@ def convert(model: Any, tmp: Path, hls: dict[str, Any] | None = None, n: int = 4
     from codesign.csim import CSim
 
     hls_model, _, stripped = convert_model(from_dict({"hls": hls or {}}), model, tmp / "hls")
-    graph = hwgraph.from_hls4ml(hls_model, stripped)
+    graph = layers.from_hls4ml(hls_model, stripped)
     csim = CSim.for_graph(tmp / "hls", graph)
     inputs = vec.random_codes(graph, n, seed=5)
     arrays = vec.build(graph, csim, inputs)
@@ -182,7 +183,7 @@ def test_dense_equivalent_places_the_kernel_per_pixel() -> None:
     geom = hwgraph.Geometry(1, 3, 1, 1, 2, 1, 1, 0, 0, 1, 2)
     conv = hwgraph.Layer(name="c", kind="conv", n_in=3, n_out=4, in_type=t, out_type=t, accum_type=t,
                          weights=k, bias=np.array([5, 6]), geometry=geom)
-    d = hwgraph.dense_equivalent(conv)
+    d = dense_equivalent(conv)
     assert d.kind == "dense" and d.weights.tolist() == [[1, -2, 0, 0], [3, 0, 1, -2], [0, 0, 3, 0]]
     assert d.bias.tolist() == [5, 6, 5, 6]
     x = np.array([[1, 2, 3]])

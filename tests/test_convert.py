@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from codesign import convert, golden, graph, pipeline, vectors
+from codesign import convert, golden, graph, layers, pipeline, vectors
 from codesign.config import from_dict
 from codesign.csim import CSim
 from codesign.errors import ConfigError, ConversionError
@@ -22,7 +22,7 @@ def small_model(seed: int = 0, softmax: bool = False, sparsity: float = 0.5):
 def _convert(tmp: Path, model, **hls):
     cfg = from_dict({"hls": hls})
     hm, _, stripped = convert.convert_model(cfg, model, tmp)
-    g = graph.from_hls4ml(hm, softmax_stripped=stripped)
+    g = layers.from_hls4ml(hm, softmax_stripped=stripped)
     return hm, g, CSim.for_graph(tmp, g)
 
 

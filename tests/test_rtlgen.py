@@ -239,7 +239,7 @@ def modes_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any]:
 
     from codesign.config import from_dict
     from codesign.convert import convert_model
-    from codesign.graph import from_hls4ml
+    from codesign.layers import from_hls4ml
 
     tf.keras.backend.clear_session()
     rng = np.random.default_rng(7)
@@ -289,7 +289,7 @@ def _accum(d: Layer, x: np.ndarray) -> np.ndarray:
     assert d.accum_type is not None
     ident = Layer(d.name, "dense", d.n_in, d.n_out, d.in_type, d.accum_type, d.source, d.accum_type, d.weights,
                   d.weight_frac, d.bias, d.bias_frac)
-    return golden.dense(ident, x)
+    return golden.run_layer(ident, x)
 
 
 def test_multirate_chain_latency_matches_design_json(tmp_path: Path) -> None:

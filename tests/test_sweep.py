@@ -1,4 +1,5 @@
-"""codesign.sweep: grid expansion, shared training, failure isolation, caching/resume, Ray execution.
+"""codesign.sweep (and sweep_grid): grid expansion, shared training, failure isolation, caching/resume,
+Ray execution.
 
 The point runner is a cheap fake that writes real stage files (numbers derived from the config) and
 logs every call to a file, so tests can count what actually ran across re-runs and Ray workers.
@@ -13,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from codesign import rundir, sweep
+from codesign import rundir, sweep, sweep_grid
 from codesign.errors import ConfigError
 
 GRID = {"hls.reuse_factor": [1, 4], "model.bits": [4, 6]}
@@ -65,9 +66,9 @@ def _calls(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
-def _spec(tmp_path: Path, grid: dict[str, list[Any]] | None = None) -> sweep.SweepSpec:
-    return sweep.spec_from_dict({"base": {"training": {"epochs": 2}}, "grid": grid or GRID,
-                                 "out": str(tmp_path / "sw")})
+def _spec(tmp_path: Path, grid: dict[str, list[Any]] | None = None) -> sweep_grid.SweepSpec:
+    return sweep_grid.spec_from_dict({"base": {"training": {"epochs": 2}}, "grid": grid or GRID,
+                                      "out": str(tmp_path / "sw")})
 
 
 def test_expand_and_shared_training(tmp_path: Path) -> None:
@@ -75,8 +76,8 @@ def test_expand_and_shared_training(tmp_path: Path) -> None:
     f.write_text("base: {training: {epochs: 30}}\n"
                  "grid: {hls.reuse_factor: [1, 4, 16], model.bits: [4, 6], pruning.target_sparsity: [0.5, 0.8]}\n"
                  f"out: {tmp_path / 'sw'}\n")
-    spec = sweep.load_spec(f)
-    points = sweep.expand(spec)
+    spec = sweep_grid.load_spec(f)
+    points = sweep_grid.expand(spec)
     assert len(points) == 12
     assert len({p.dir for p in points}) == 12 and len({p.fingerprint for p in points}) == 12
     p = points[-1]
@@ -84,7 +85,7 @@ def test_expand_and_shared_training(tmp_path: Path) -> None:
     assert (p.cfg.hls.reuse_factor, p.cfg.model.bits, p.cfg.pruning.target_sparsity) == (16, 6, 0.8)
     assert p.cfg.training.epochs == 30 and p.cfg.output_dir == str(p.dir)
     assert p.dir.name.startswith("rf16_b6_sp0.8-")
-    groups = sweep.training_groups(points)
+    groups = sweep_grid.training_groups(points)
     # Reuse factor does not change training: 2 bits x 2 sparsities = 4 trained models of 3 points each.
     assert len(groups) == 4 and all(len(g) == 3 for g in groups.values())
     for g in groups.values():
@@ -94,15 +95,17 @@ def test_expand_and_shared_training(tmp_path: Path) -> None:
 
 def test_spec_errors_name_the_key(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="hls.reuse_factr"):
-        sweep.spec_from_dict({"grid": {"hls.reuse_factr": [1]}})
+        sweep_grid.spec_from_dict({"grid": {"hls.reuse_factr": [1]}})
     with pytest.raises(ConfigError, match=r"grid.model.bits = 99"):
-        sweep.spec_from_dict({"grid": {"model.bits": [4, 99]}})
+        sweep_grid.spec_from_dict({"grid": {"model.bits": [4, 99]}})
     with pytest.raises(ConfigError, match="non-empty list"):
-        sweep.spec_from_dict({"grid": {"model.bits": []}})
+        sweep_grid.spec_from_dict({"grid": {"model.bits": []}})
     with pytest.raises(ConfigError, match="unknown sweep key"):
-        sweep.spec_from_dict({"grid": {"model.bits": [4]}, "grdi": {}})
+        sweep_grid.spec_from_dict({"grid": {"model.bits": [4]}, "grdi": {}})
     with pytest.raises(ConfigError, match="does not exist"):
-        sweep.load_spec(tmp_path / "missing.yaml")
+        sweep_grid.load_spec(tmp_path / "missing.yaml")
+    # codesign.cli and codesign.tools.bench read sweep files through codesign.sweep
+    assert (sweep.load_spec, sweep.spec_from_dict) == (sweep_grid.load_spec, sweep_grid.spec_from_dict)
 
 
 def test_failing_point_is_recorded_and_others_finish(tmp_path: Path) -> None:
@@ -163,8 +166,8 @@ def test_interrupt_then_rerun_completes_only_missing(tmp_path: Path) -> None:
     calls.unlink()
     sweep.run_sweep(spec, point_fn=make_fake(calls), executor="local")
     assert _calls(calls) == []
-    changed = sweep.spec_from_dict({"base": {"training": {"epochs": 2}, "synth": {"nodsp": True}},
-                                    "grid": GRID, "out": str(spec.out)})
+    changed = sweep_grid.spec_from_dict({"base": {"training": {"epochs": 2}, "synth": {"nodsp": True}},
+                                         "grid": GRID, "out": str(spec.out)})
     sweep.run_sweep(changed, point_fn=make_fake(calls), executor="local")
     assert len([x for x in _calls(calls) if x["kind"] == "point"]) == 4
     assert [x for x in _calls(calls) if x["kind"] == "train"] == []  # synth does not affect training
@@ -198,8 +201,8 @@ import sys, time
 from pathlib import Path
 sys.path.insert(0, sys.argv[3])
 from test_sweep import make_fake, GRID
-from codesign import sweep
-spec = sweep.spec_from_dict({"base": {"training": {"epochs": 2}}, "grid": GRID, "out": sys.argv[1]})
+from codesign import sweep, sweep_grid
+spec = sweep_grid.spec_from_dict({"base": {"training": {"epochs": 2}}, "grid": GRID, "out": sys.argv[1]})
 fake = make_fake(Path(sys.argv[2]))
 def slow(cfg, run_dir, stages):
     fake(cfg, run_dir, stages)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from codesign.errors import RtlGenError
-from codesign.fixedpoint import FixedType, cast
+from codesign.fixedpoint import FixedType, cast, po2_zero_exponent
 from codesign.graph import Layer
 from codesign.arch.csd import csd
 from codesign.arch.netlist import Module, Net, cast_instance, const, ext, input_element, reduce_tree, signed_width
@@ -52,11 +52,9 @@ def _contributes(layer: Layer, w: int) -> bool:
 
 def _po2_shift(layer: Layer, w: int) -> tuple[int, bool]:
     """A power-of-two product as (s, negate): code = x << s (s >= 0) or floor(x / 2**-s), in r_T."""
-    from codesign.golden import po2_zero_exponent
-
     assert layer.product_type is not None
     if w == 0:
-        e, neg = po2_zero_exponent(layer), False
+        e, neg = po2_zero_exponent(layer.in_type, layer.product_type), False
     else:
         e, neg = int(round(np.log2(abs(w)))) - layer.weight_frac, w < 0
     return layer.product_type.frac - layer.in_type.frac + e, neg

@@ -18,7 +18,7 @@ Latency 1, II 1: the comparator/adder tree is a few LUT levels, registered at th
 from __future__ import annotations
 
 from codesign.errors import RtlGenError
-from codesign.golden import pool_pad_code
+from codesign.fixedpoint import max_pool_pad_code
 from codesign.graph import Layer
 from codesign.arch.dense import DenseCost
 from codesign.arch.netlist import Module, Net, cast_instance, const, ext, input_element, reduce_tree, signed_width
@@ -77,7 +77,7 @@ def build(layer: Layer, module_name: str) -> tuple[Module, DenseCost]:
     used = set()
     pad: Net | None = None
     if layer.pool_op == "max" and (g.windows() < 0).any():
-        code = pool_pad_code(layer)
+        code = max_pool_pad_code(layer.in_type)
         w = signed_width(code, code)
         m.wire("pad", w, const(code, w))
         pad = Net("pad", code, code)

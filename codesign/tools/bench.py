@@ -57,10 +57,11 @@ def bench_rtlgen(run: Path) -> None:
 
     from codesign import graph as hwgraph
     from codesign import rtlgen
+    from codesign.layers import dense
 
     g = hwgraph.load(run / "hls" / "graph.json")
     for rf in (1, 4, 32):
-        layers = tuple(replace(layer, reuse_factor=rf) if layer.kind == "dense" else layer for layer in g.layers)
+        layers = tuple(replace(layer, reuse_factor=rf) if layer.kind == dense.KIND.kind else layer for layer in g.layers)
         g_rf = replace(g, layers=layers)
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.perf_counter()

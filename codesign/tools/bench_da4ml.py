@@ -164,6 +164,7 @@ def convert(rf: int, out: Path) -> tuple[Any, Path]:
     """Convert the reference model at reuse factor ``rf``; return (hardware IR, hls dir)."""
     from codesign import config
     from codesign import graph as hwgraph
+    from codesign import layers as layer_kinds
     from codesign.convert import RESERVED_NAMES, convert_model
     from codesign.model_io import load_model
 
@@ -180,7 +181,7 @@ def convert(rf: int, out: Path) -> tuple[Any, Path]:
             layer._name = f"{layer.name}_layer"
     t0 = time.time()
     hls_model, _, stripped = convert_model(cfg, model, hls_dir)
-    graph = hwgraph.from_hls4ml(hls_model, softmax_stripped=stripped)
+    graph = layer_kinds.from_hls4ml(hls_model, softmax_stripped=stripped)
     graph.save(graph_file)
     _log(f"converted RF={rf} in {time.time() - t0:.1f} s (input {graph.input_type})")
     return graph, hls_dir

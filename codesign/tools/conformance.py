@@ -30,6 +30,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from codesign import layers as layer_kinds
+
 log = logging.getLogger(__name__)
 DEFAULT_RFS = "1,2,3,4,8,16,32,max"
 
@@ -41,7 +43,7 @@ def dense_sizes(model_h5: Path) -> dict[str, tuple[int, int]]:
     model = load_model(model_h5)
     sizes = {}
     for layer in model.layers:
-        if type(layer).__name__ in ("Dense", "QDense"):
+        if type(layer).__name__ in layer_kinds.dense.KIND.keras_classes:
             kernel = layer.get_weights()[0]
             sizes[layer.name] = (int(kernel.shape[0]), int(kernel.shape[1]))
     return sizes

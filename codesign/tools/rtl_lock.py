@@ -72,7 +72,7 @@ def write_lock(lock_dir: Path = LOCK_DIR) -> dict[str, dict[str, str]]:
     """Convert the corpus, write ``<case>.graph.json`` and the digests of every generated design."""
     import tensorflow as tf
 
-    from codesign import graph as hwgraph
+    from codesign import layers as layer_kinds
     from codesign.convert import convert_model
     from codesign.errors import RtlGenError
 
@@ -84,7 +84,7 @@ def write_lock(lock_dir: Path = LOCK_DIR) -> dict[str, dict[str, str]]:
             model, cfg = make()
             hls_model, _, stripped = convert_model(cfg, model, Path(tmp) / case / "hls", compile=False)
             graph_json = lock_dir / f"{case}.graph.json"
-            hwgraph.from_hls4ml(hls_model, softmax_stripped=stripped).save(graph_json)
+            layer_kinds.from_hls4ml(hls_model, softmax_stripped=stripped).save(graph_json)
             try:
                 hashes[case] = design_digests(graph_json, Path(tmp) / case / "rtl")
             except RtlGenError as e:  # a refusal is locked too: its message must not change

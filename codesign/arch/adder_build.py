@@ -1,0 +1,366 @@
+"""The adder graph of a constant matrix and its construction: digits, shared subexpressions, trees.
+
+``y_j = sum_i w_ij * x_i`` for a constant matrix W is a constant matrix-vector multiplication
+(CMVM). Instead of one shift-add tree per neuron (:func:`codesign.arch.dense.parallel`), the
+whole matrix becomes one adder graph whose intermediate sums are shared between neurons
+(:func:`build`):
+
+1. **Digits.** Every weight is written in canonical signed digits (non-adjacent form), so column j
+   is a list of terms ``±(x_i << k)``.
+2. **Common subexpressions** (Hartley's method, as in da4ml, arXiv:2507.04535). A *pattern* is a
+   pair of terms in the same column up to a common shift and sign: ``s1 ± (s2 << d)``. The most
+   frequent pattern over all columns (``select="count"``; ``"cost"``: the one saving the most
+   adder bits, count weighted by the bits its two terms overlap; ties: the shallowest, then the
+   lowest key) becomes a new signal, every non-overlapping occurrence is replaced by one term of it, the pair counts are
+   updated incrementally, and this repeats while some pattern occurs at least twice. New signals
+   take part in later patterns, so sums of sums are shared as well. ``max_depth`` optionally caps
+   the adder depth of a shared signal.
+3. **Per-output trees.** The terms left in a column are summed in a tree that always combines
+   the two earliest-arriving terms (delay-optimal for given arrival times; Huffman-style; arrival
+   times from :mod:`codesign.arch.adder_timing`).
+
+Every adder's width comes from the *exact* value range of its result: each signal is a linear form
+``sum c_i x_i`` of independent inputs, so its range is ``sum min/max(c_i*lo_i, c_i*hi_i)``. The
+``d`` low bits of ``a + (b << d)`` are a's bits and bypass the adder, which only spans the upper
+bits.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from codesign.arch.adder_timing import adder_delay
+from codesign.arch.csd import csd
+from codesign.arch.netlist import signed_width
+
+
+@dataclass(frozen=True)
+class Term:
+    """``±(signal << shift)``: one summand of an output."""
+
+    sig: int
+    shift: int
+    neg: bool
+
+
+@dataclass(frozen=True)
+class AddNode:
+    """``a + (b << shift)`` (or ``a - (b << shift)`` when ``sub``); a, b are signal ids."""
+
+    a: int
+    b: int
+    shift: int
+    sub: bool
+    lo: int  #: exact minimum of the node's value over the input box
+    hi: int  #: exact maximum
+
+    @property
+    def width(self) -> int:
+        return signed_width(self.lo, self.hi)
+
+    @property
+    def carry_bits(self) -> int:
+        """Bits the carry chain spans: the ``shift`` low bits are a's bits and bypass it."""
+        return max(self.width - self.shift, 1)
+
+
+@dataclass
+class AdderGraph:
+    """Signals ``0 .. n_in-1`` are the inputs, signal ``n_in + k`` is ``nodes[k]``."""
+
+    n_in: int
+    in_lo: tuple[int, ...]
+    in_hi: tuple[int, ...]
+    nodes: list[AddNode]
+    outputs: list[Term | None]  #: one per output; None: the output is 0 (all weights zero)
+    shared: int = 0  #: how many nodes are shared subexpressions (the rest are tree adders)
+
+    def range_of(self, sig: int) -> tuple[int, int]:
+        if sig < self.n_in:
+            return self.in_lo[sig], self.in_hi[sig]
+        node = self.nodes[sig - self.n_in]
+        return node.lo, node.hi
+
+    def width_of(self, sig: int) -> int:
+        return signed_width(*self.range_of(sig))
+
+    @property
+    def adders(self) -> int:
+        return len(self.nodes)
+
+    @property
+    def adder_bits(self) -> int:
+        """Sum of carry-chain widths: about the LUTs the adders cost."""
+        return sum(n.carry_bits for n in self.nodes)
+
+    def depth(self) -> int:
+        """Adder levels on the longest input -> output path."""
+        d = [0] * self.n_in
+        for n in self.nodes:
+            d.append(max(d[n.a], d[n.b]) + 1)
+        return max((d[t.sig] for t in self.outputs if t is not None), default=0)
+
+    def signal_values(self, x: np.ndarray) -> list[np.ndarray]:
+        """Every signal's value (inputs, then nodes) for input codes ``x`` (N x n_in)."""
+        x = np.asarray(x, dtype=np.int64)
+        if x.ndim != 2 or x.shape[1] != self.n_in:
+            raise ValueError(f"expected N x {self.n_in} inputs, got shape {x.shape}")
+        vals = [x[:, i] for i in range(self.n_in)]
+        for n in self.nodes:
+            b = vals[n.b] << n.shift
+            vals.append(vals[n.a] - b if n.sub else vals[n.a] + b)
+        return vals
+
+    def evaluate(self, x: np.ndarray) -> np.ndarray:
+        """Outputs (N x n_out, int64) for input codes ``x`` (N x n_in), exactly as the hardware adds."""
+        vals = self.signal_values(x)
+        out = np.zeros((len(vals[0]) if vals else 0, len(self.outputs)), dtype=np.int64)
+        for j, t in enumerate(self.outputs):
+            if t is not None:
+                v = vals[t.sig] << t.shift
+                out[:, j] = -v if t.neg else v
+        return out
+
+
+# ----------------------------------------------------------------------------- construction
+
+_Key = tuple[int, int, int, int]  # (s1, s2, d, g): s1 + g * (s2 << d), or (s1 << -d) + g * s2
+
+
+class _Builder:
+    """Mutable state of the CSE search: signals with exact linear forms, columns of terms."""
+
+    def __init__(self, weights: np.ndarray, in_lo: Sequence[int], in_hi: Sequence[int]) -> None:
+        self.n_in, self.n_out = weights.shape
+        self.in_lo, self.in_hi = tuple(int(v) for v in in_lo), tuple(int(v) for v in in_hi)
+        if len(self.in_lo) != self.n_in or len(self.in_hi) != self.n_in:
+            raise ValueError(f"{self.n_in} inputs but {len(self.in_lo)} / {len(self.in_hi)} input bounds")
+        self.coef: list[dict[int, int]] = [{i: 1} for i in range(self.n_in)]  # sparse linear forms
+        self.lo: list[int] = list(self.in_lo)
+        self.hi: list[int] = list(self.in_hi)
+        self.depth: list[int] = [0] * self.n_in
+        self.time: list[float] = [0.0] * self.n_in
+        self.nodes: list[AddNode] = []
+        # column j: signal -> {shift: sign}
+        self.cols: list[dict[int, dict[int, int]]] = [{} for _ in range(self.n_out)]
+        self.sig_cols: dict[int, set[int]] = {}
+        for j in range(self.n_out):
+            for i in range(self.n_in):
+                for shift, sign in csd(int(weights[i, j])):
+                    self._add_term(j, i, shift, sign)
+
+    # -- signals
+    def new_node(self, a: int, b: int, shift: int, sub: bool) -> int:
+        g = -1 if sub else 1
+        coef = dict(self.coef[a])
+        for i, c in self.coef[b].items():
+            coef[i] = coef.get(i, 0) + g * (c << shift)
+        coef = {i: c for i, c in coef.items() if c}
+        lo = sum(min(c * self.in_lo[i], c * self.in_hi[i]) for i, c in coef.items())
+        hi = sum(max(c * self.in_lo[i], c * self.in_hi[i]) for i, c in coef.items())
+        if max(abs(lo), abs(hi)) >= 1 << 62:
+            raise ValueError("adder graph values exceed 62 bits")
+        node = AddNode(a, b, shift, sub, lo, hi)
+        sig = self.n_in + len(self.nodes)
+        self.nodes.append(node)
+        self.coef.append(coef)
+        self.lo.append(lo)
+        self.hi.append(hi)
+        self.depth.append(max(self.depth[a], self.depth[b]) + 1)
+        self.time.append(max(self.time[a], self.time[b]) + adder_delay(node.carry_bits))
+        return sig
+
+    # -- columns
+    def _add_term(self, j: int, sig: int, shift: int, sign: int) -> None:
+        col = self.cols[j].setdefault(sig, {})
+        assert shift not in col, "duplicate term"
+        col[shift] = sign
+        self.sig_cols.setdefault(sig, set()).add(j)
+
+    def _remove_term(self, j: int, sig: int, shift: int) -> None:
+        col = self.cols[j][sig]
+        del col[shift]
+        if not col:
+            del self.cols[j][sig]
+            self.sig_cols[sig].discard(j)
+
+    def terms(self, j: int) -> list[tuple[int, int, int]]:
+        return [(s, k, g) for s, ks in sorted(self.cols[j].items()) for k, g in sorted(ks.items())]
+
+
+def _key(t1: tuple[int, int, int], t2: tuple[int, int, int]) -> tuple[_Key, int] | None:
+    """The pattern of two terms and the sign of its occurrence (``sign * (pattern << min shift)``)."""
+    (s1, k1, g1), (s2, k2, g2) = t1, t2
+    if (s1, k1) > (s2, k2):
+        (s1, k1, g1), (s2, k2, g2) = (s2, k2, g2), (s1, k1, g1)
+    if s1 == s2 and k1 == k2:
+        return None
+    return (s1, s2, k2 - k1, g1 * g2), g1
+
+
+def _pattern_node(b: _Builder, key: _Key) -> tuple[int, int]:
+    """Create the signal of a pattern; return (signal, sign) so that pattern = sign * signal."""
+    s1, s2, d, g = key
+    if d >= 0:
+        return b.new_node(s1, s2, d, g < 0), 1
+    if g > 0:  # (s1 << e) + s2 = s2 + (s1 << e)
+        return b.new_node(s2, s1, -d, False), 1
+    # (s1 << e) - s2 = -(s2 - (s1 << e)): keep the unshifted operand positive
+    return b.new_node(s2, s1, -d, True), -1
+
+
+def _overlap(b: _Builder, key: _Key) -> int:
+    """Bits where the two terms of a pattern overlap: about the LUTs of its adder."""
+    s1, s2, d, _ = key
+    w1, w2 = (max(abs(b.lo[s]), abs(b.hi[s])).bit_length() for s in (s1, s2))
+    lo1, lo2 = (0, d) if d >= 0 else (-d, 0)
+    return max(0, min(lo1 + w1, lo2 + w2) - max(lo1, lo2))
+
+
+#: Pattern scores of the cost-aware selections: (count, overlap bits, shift difference) -> score.
+_SCORES = {
+    "cost": lambda c, ov, d: (c - 1) * ov - c,  # bits saved: one adder instead of c, each a bit wider
+    "cost-overlap": lambda c, ov, d: (c - 1) * ov,
+    "cost-count": lambda c, ov, d: c * ov,
+    "cost-shift": lambda c, ov, d: 4 * (c - 1) * ov - c * abs(d),  # prefer close digits
+}
+
+
+def _cse(b: _Builder, max_depth: int | None, select: str = "count") -> int:
+    """Hartley-style common-subexpression elimination over all columns; returns nodes created.
+
+    ``select``: "count" takes the most frequent pattern; "cost" the one that saves the most adder
+    bits, ``(count - 1) * overlap - count`` (one adder of the pattern's overlap instead of
+    ``count`` tree adders of about that overlap each, the pattern's terms being a bit wider); the
+    other ``_SCORES`` are variants of it.
+    """
+    if select != "count" and select not in _SCORES:
+        raise ValueError(f"select must be 'count' or one of {sorted(_SCORES)}, got {select!r}")
+    counts: dict[_Key, int] = {}
+    heap: list[tuple[int, int, _Key]] = []
+    ov: dict[_Key, int] = {}
+
+    def prio(key: _Key) -> int:
+        return max(b.depth[key[0]], b.depth[key[1]])
+
+    def score(key: _Key, c: int) -> int:
+        if select == "count":
+            return c
+        if key not in ov:
+            ov[key] = _overlap(b, key)
+        return int(_SCORES[select](c, ov[key], key[2]))
+
+    def bump(key: _Key, by: int) -> None:
+        c = counts.get(key, 0) + by
+        counts[key] = c
+        if by > 0 and c >= 2 and (max_depth is None or prio(key) < max_depth) and score(key, c) > 0:
+            heapq.heappush(heap, (-score(key, c), prio(key), key))
+
+    for j in range(b.n_out):
+        ts = b.terms(j)
+        for x in range(len(ts)):
+            for y in range(x + 1, len(ts)):
+                kk = _key(ts[x], ts[y])
+                if kk is not None:
+                    bump(kk[0], 1)
+    created = 0
+    while heap:
+        negc, _, key = heapq.heappop(heap)
+        c = counts.get(key, 0)
+        if c < 2 or score(key, c) <= 0:
+            continue
+        if score(key, c) != -negc:  # stale (counts only drop between pushes): re-queue with the current score
+            heapq.heappush(heap, (-score(key, c), prio(key), key))
+            continue
+        s1, s2, d, g = key
+        sig: int | None = None
+        sig_sign = 1
+        for j in sorted(b.sig_cols.get(s1, ())):
+            if s2 not in b.cols[j]:
+                continue
+            for k1 in sorted(b.cols[j].get(s1, {})):
+                col = b.cols[j]
+                k2 = k1 + d
+                if s1 not in col or k1 not in col[s1] or s2 not in col or k2 not in col[s2]:
+                    continue
+                if (s1, k1) == (s2, k2) or col[s1][k1] * col[s2][k2] != g:
+                    continue
+                g1 = col[s1][k1]
+                if sig is None:
+                    sig, sig_sign = _pattern_node(b, key)
+                    created += 1
+                a_t, b_t = (s1, k1, g1), (s2, k2, col[s2][k2])
+                b._remove_term(j, s1, k1)
+                b._remove_term(j, s2, k2)
+                rest = b.terms(j)
+                bump(key, -1)
+                for u in rest:
+                    for t in (a_t, b_t):
+                        kk = _key(t, u)
+                        if kk is not None:
+                            bump(kk[0], -1)
+                new_t = (sig, min(k1, k2), g1 * sig_sign)
+                b._add_term(j, *new_t)
+                for u in rest:
+                    kk = _key(new_t, u)
+                    if kk is not None:
+                        bump(kk[0], 1)
+    return created
+
+
+def _merge(b: _Builder, t1: tuple[int, int, int], t2: tuple[int, int, int]) -> tuple[int, int, int]:
+    """One adder summing two terms (signal, shift, sign); returns the sum as a term."""
+    (s1, k1, g1), (s2, k2, g2) = t1, t2
+    if (k1, s1) > (k2, s2):
+        k1, s1, g1, k2, s2, g2 = k2, s2, g2, k1, s1, g1
+    if k1 == k2 and g1 < 0 < g2:  # keep the unshifted operand positive
+        s1, g1, s2, g2 = s2, g2, s1, g1
+    # g1*(s1 << k1) + g2*(s2 << k2) = g1 * ((s1 + g1*g2*(s2 << (k2-k1))) << k1)
+    return b.new_node(s1, s2, k2 - k1, g1 * g2 < 0), k1, g1
+
+
+def _tree(b: _Builder, terms: list[tuple[int, int, int]], order: str = "time") -> Term | None:
+    """Sum the terms of one column, always adding the two earliest-arriving ones."""
+    if not terms:
+        return None
+
+    def prio(s: int, k: int) -> float:
+        if order == "time":
+            return b.time[s]
+        return float((max(abs(b.lo[s]), abs(b.hi[s])) << k).bit_length())
+
+    heap = [(prio(s, k), k, s, n, g) for n, (s, k, g) in enumerate(terms)]
+    heapq.heapify(heap)
+    tie = len(terms)
+    while len(heap) > 1:
+        _, k1, s1, _, g1 = heapq.heappop(heap)
+        _, k2, s2, _, g2 = heapq.heappop(heap)
+        sig, k1, g1 = _merge(b, (s1, k1, g1), (s2, k2, g2))
+        heapq.heappush(heap, (prio(sig, k1), k1, sig, tie, g1))
+        tie += 1
+    _, k, s, _, g = heap[0]
+    return Term(s, k, g < 0)
+
+
+def build(weights: np.ndarray, in_lo: Sequence[int], in_hi: Sequence[int], *, cse: bool = True,
+          max_depth: int | None = None, tree: str = "time", select: str = "count") -> AdderGraph:
+    """The adder graph of ``y = W^T x`` for integer ``weights`` (n_in x n_out) and input bounds.
+
+    Args:
+        weights: integer weight codes, n_in x n_out.
+        in_lo, in_hi: bounds of every input code (inclusive).
+        cse: share subexpressions across outputs (False: plain CSD trees, for comparison).
+        max_depth: shared subexpressions are at most this many adders deep (None: no limit).
+    """
+    weights = np.asarray(weights)
+    if weights.ndim != 2:
+        raise ValueError(f"weights must be n_in x n_out, got shape {weights.shape}")
+    b = _Builder(weights.astype(np.int64), in_lo, in_hi)
+    shared = _cse(b, max_depth, select) if cse else 0
+    outputs = [_tree(b, b.terms(j), tree) for j in range(b.n_out)]
+    return AdderGraph(b.n_in, b.in_lo, b.in_hi, b.nodes, outputs, shared)
+

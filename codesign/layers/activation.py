@@ -1,0 +1,71 @@
+"""Element-wise activations: ReLU (``x > 0 ? (result_t)x : 0``) and linear (``(result_t)x``).
+
+hls4ml's Activation / ReLU layers with ``relu`` or ``linear``; other activations are recorded as
+unsupported (conversion and C-sim still work, the RTL stage refuses them by name). RTL: one
+combinational fxp_relu / fxp_cast per element.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jinja2
+import numpy as np
+
+from codesign.errors import RtlGenError
+from codesign.fixedpoint import OVERFLOW_CODE, QUANT_CODE, cast
+from codesign.graph import Layer
+from codesign.layers.base import LayerKind, Rendered, RenderOptions, Upstream, module_header
+
+#: activation functions with an RTL builder
+ACTIVATIONS = ("relu", "linear")
+
+
+class _Elementwise(LayerKind):
+    primitive: str = "fxp_cast"
+
+    def render(self, env: jinja2.Environment, layer: Layer, module: str, opts: RenderOptions) -> Rendered:
+        if layer.n_in != layer.n_out:
+            raise RtlGenError(f"layer {layer.name}: element-wise {layer.kind} with n_in != n_out")
+        t_in, t_out = layer.in_type, layer.out_type
+        text = env.get_template("elementwise.v.j2").render(
+            kind=layer.kind, prim=self.primitive, n=layer.n_in, w_in=t_in.width, f_in=t_in.frac,
+            s_in=int(t_in.signed), w_out=t_out.width, f_out=t_out.frac, s_out=int(t_out.signed),
+            rnd=QUANT_CODE[t_out.rounding], ovf=OVERFLOW_CODE[t_out.overflow], **module_header(layer, module),
+        )
+        prims = ("fxp_cast.v", "fxp_relu.v") if self.primitive == "fxp_relu" else ("fxp_cast.v",)
+        return Rendered(module, text, 0, 1, 0, False, prims, {"architecture": "combinational"})
+
+
+class Relu(_Elementwise):
+    kind = "relu"
+    primitive = "fxp_relu"
+
+    def golden(self, layer: Layer, x: np.ndarray) -> np.ndarray:
+        return np.where(x > 0, cast(x, layer.in_type.frac, layer.out_type), 0)
+
+
+class Cast(_Elementwise):
+    kind = "cast"
+
+    def golden(self, layer: Layer, x: np.ndarray) -> np.ndarray:
+        return cast(x, layer.in_type.frac, layer.out_type)
+
+
+class Activation(LayerKind):
+    """Recognises hls4ml's Activation / ReLU layers as a ``relu`` or ``cast`` layer."""
+
+    hls4ml_classes = ("Activation", "ReLU")
+    keras_classes = ("Activation", "QActivation", "ReLU", "Softmax")
+    supported = "ReLU / quantized ReLU, linear activation"
+
+    def accepts(self, hl: Any) -> bool:
+        return (hl.get_attr("activation") or "").lower() in ACTIVATIONS
+
+    def extract(self, hl: Any, up: Upstream) -> Layer:
+        kind = "relu" if (hl.get_attr("activation") or "").lower() == "relu" else "cast"
+        return Layer(name=hl.name, kind=kind, n_in=up.n_in, n_out=up.n_out, in_type=up.in_type,
+                     out_type=up.out_type, source=up.source, reuse_factor=up.reuse_factor, strategy=up.strategy)
+
+
+RELU, CAST, ACTIVATION = Relu(), Cast(), Activation()

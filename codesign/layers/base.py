@@ -1,0 +1,117 @@
+"""What a layer kind is: one class that knows a kind of layer end to end.
+
+A kind recognises its hls4ml layer classes and extracts them into the hardware IR
+(:class:`codesign.graph.Layer`), names the Keras classes the importer accepts for it, computes its
+integer golden model, renders its Verilog module and states its cost. The registry
+(:mod:`codesign.layers`) maps hls4ml classes and IR kind names to these classes; adding a kind is
+a new module here and a line in the registry (hls4ml's per-layer template classes and FINN's step
+lookup work the same way).
+
+Two roles, often one class: a *recogniser* turns hls4ml layers into IR layers (BatchNormalization
+becomes a diagonal ``dense``; Flatten becomes nothing), an *IR kind* (``kind`` set) computes and
+builds them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import jinja2
+import numpy as np
+
+from codesign.errors import RtlGenError
+from codesign.fixedpoint import FixedType
+from codesign.graph import Layer
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """What extraction knows of an hls4ml layer before its kind looks at it."""
+
+    in_type: FixedType  #: the previous layer's output type
+    n_in: int
+    out_type: FixedType  #: this layer's result type
+    n_out: int
+    source: str  #: hls4ml class (and activation), for messages
+    reuse_factor: int
+    strategy: str
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    """The rtl section's choices every builder may use."""
+
+    levels_per_stage: int
+    adder_graph: bool
+    clock_ns: float  #: the delay budget pipeline registers are placed by
+
+
+@dataclass
+class Rendered:
+    """A layer's Verilog module and what design.json says of it."""
+
+    module: str
+    text: str
+    latency: int  #: clock edges from input to output
+    ii: int  #: cycles between vectors at full rate
+    multipliers: int
+    clocked: bool
+    primitives: tuple[str, ...]  #: files of codesign/primitives it instantiates
+    extra: dict[str, Any]  #: kind-specific design.json fields (architecture, cost figures)
+
+
+def module_header(layer: Layer, module: str) -> dict[str, Any]:
+    """Template parameters every layer module shares: name, bus widths, its comment line."""
+    return dict(
+        name=module, in_bits=layer.n_in * layer.in_type.width, out_bits=layer.n_out * layer.out_type.width,
+        n_out=layer.n_out,
+        comment=f"layer {layer.name} ({layer.source}): {layer.n_in} x {layer.in_type} -> {layer.n_out} x {layer.out_type}",
+    )
+
+
+class LayerKind:
+    """Base class of the layer kinds; a subclass overrides what applies to it."""
+
+    #: the IR kind name it computes and builds ("" for a recogniser only)
+    kind: ClassVar[str] = ""
+    #: hls4ml layer classes (``class_name``) it extracts
+    hls4ml_classes: ClassVar[tuple[str, ...]] = ()
+    #: Keras / QKeras classes the importer accepts for it
+    keras_classes: ClassVar[tuple[str, ...]] = ()
+    #: Keras classes with a kernel (weights counted, a reuse factor and strategy set per layer)
+    keras_weight_classes: ClassVar[tuple[str, ...]] = ()
+    #: how the RTL backend's "supported:" message names it
+    supported: ClassVar[str] = ""
+
+    def accepts(self, hl: Any) -> bool:
+        """Whether it builds this layer of one of its hls4ml classes (an Activation: relu or linear)."""
+        return True
+
+    def extract(self, hl: Any, up: Upstream) -> Layer | None:
+        """The IR layer for hls4ml layer ``hl``, or None when it moves no data (Flatten)."""
+        raise NotImplementedError(f"{type(self).__name__} recognises no hls4ml layer")
+
+    def expand(self, layer: Layer) -> Layer:
+        """The layer as the golden model computes it (a conv as its Dense equivalent); done once."""
+        return layer
+
+    def golden(self, layer: Layer, x: np.ndarray) -> np.ndarray:
+        """Output codes for N x n_in input codes, with hls4ml's casts in hls4ml's order."""
+        raise NotImplementedError(f"layer {layer.name}: no golden model for kind {layer.kind!r}")
+
+    def render(self, env: jinja2.Environment, layer: Layer, module: str, opts: RenderOptions) -> Rendered:
+        """Its Verilog module."""
+        raise RtlGenError(f"layer {layer.name}: kind {layer.kind!r} has no RTL builder")
+
+    def ii(self, layer: Layer) -> int:
+        """Cycles between vectors the layer accepts."""
+        return 1
+
+    def reuse_factor(self, layer: Layer) -> int | None:
+        """The reuse factor design.json reports (None: the kind has none)."""
+        return None
+
+    def stored_weights(self, layer: Layer) -> int:
+        """Weights the layer stores (a conv's kernel once, not per pixel)."""
+        return 0

@@ -1,0 +1,108 @@
+"""Conv1D / Conv2D: hls4ml's ``conv_1d/2d_latency_cl`` (io_parallel; ``nnet_conv*_latency.h``).
+
+Each output pixel computes the Dense product/accumulate of its im2col window, so the golden model
+and the RTL both work on the layer's Dense equivalent (:func:`dense_equivalent`): fully parallel
+over output pixels, every pixel with its own copy of the kernel's products; RF > 1 folds the
+products of all pixels onto ceil(nonzeros / R) lanes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import jinja2
+import numpy as np
+
+from codesign.errors import RtlGenError
+from codesign.graph import Layer
+from codesign.layers import extract
+from codesign.layers.base import Rendered, RenderOptions, Upstream, module_header
+from codesign.layers.dense import Dense, check_reuse_factor, golden_dense, render_products
+
+
+def dense_equivalent(layer: Layer) -> Layer:
+    """A conv layer as the Dense layer it computes: one weight-shared kernel per output pixel.
+
+    Output (pixel p, filter f) sums kernel[(tap*C + c), f] * x[window[p, tap]*C + c] over the
+    taps inside the image, in hls4ml's im2col order; padded taps multiply zero and drop out (a
+    zero product leaves wrapping and saturating accumulators alike unchanged). Input index order
+    follows tap order, so the golden model's input-by-input accumulation keeps hls4ml's order.
+    """
+    g, k = layer.geometry, layer.weights
+    assert layer.kind == "conv" and g is not None and k is not None and layer.bias is not None
+    n_filt = k.shape[1]
+    w = np.zeros((layer.n_in, g.pixels * n_filt), dtype=np.int64)
+    for p, taps in enumerate(g.windows()):
+        for t, pix in enumerate(taps):
+            if pix >= 0:
+                rows = slice(t * g.n_chan, (t + 1) * g.n_chan)
+                w[pix * g.n_chan : (pix + 1) * g.n_chan, p * n_filt : (p + 1) * n_filt] = k[rows]
+    return replace(layer, kind="dense", weights=w, bias=np.tile(layer.bias, g.pixels))
+
+
+class Conv(Dense):
+    """A conv shares Dense's cost rules (ii, reuse factor, stored weights: the kernel once)."""
+
+    kind = "conv"
+    #: hls4ml classes computed by conv_1d/2d_latency_cl (im2col + the Dense product/accumulate)
+    hls4ml_classes = ("Conv1D", "Conv2D", "PointwiseConv1D", "PointwiseConv2D", "Conv2DBatchnorm")
+    keras_classes = ("Conv1D", "QConv1D", "Conv2D", "QConv2D")
+    keras_weight_classes = keras_classes
+    supported = "Conv1D/Conv2D"
+
+    def extract(self, hl: Any, up: Upstream) -> Layer:
+        a = hl.get_attr
+        two_d = a("filt_height") is not None and "1D" not in hl.class_name
+        k_h, k_w = (int(a("filt_height")), int(a("filt_width"))) if two_d else (1, int(a("filt_width")))
+        n_chan, n_filt = int(a("n_chan")), int(a("n_filt"))
+        for attr in ("dilation_height", "dilation_width", "dilation"):
+            if int(a(attr) or 1) != 1:
+                raise RtlGenError(f"layer {hl.name}: dilated convolutions ({attr}={a(attr)}) are not supported")
+        geom = extract.geometry(hl, two_d, k_h, k_w, n_chan)
+        extract.check_geometry(hl, geom, up.n_in, up.n_out, n_filt)
+        w, b = extract.kernel_and_bias(hl)
+        k = k_h * k_w * n_chan
+        if hl.get_attr("_weights_transposed", False) or w.size != k * n_filt:
+            raise RtlGenError(f"layer {hl.name}: kernel layout {w.shape} (strategy {up.strategy}) is not the "
+                              f"{k_h}x{k_w}x{n_chan}x{n_filt} kernel of the Latency strategy",
+                              hint="use the Latency strategy for convolutions (hls.layer_strategy)")
+        wc, wf = extract.grid_codes(w, f"layer {hl.name} weights")
+        bc, bf = extract.grid_codes(b, f"layer {hl.name} biases")
+        product, product_type = extract.product(hl, up.in_type)
+        return Layer(
+            name=hl.name, kind="conv", n_in=up.n_in, n_out=up.n_out, in_type=up.in_type, out_type=up.out_type,
+            source=up.source, accum_type=extract.accum_type(hl), weights=wc.reshape(k, n_filt), weight_frac=wf,
+            bias=bc.reshape(n_filt), bias_frac=bf, reuse_factor=up.reuse_factor, strategy=up.strategy,
+            product=product, product_type=product_type, geometry=geom,
+        )
+
+    def expand(self, layer: Layer) -> Layer:
+        return dense_equivalent(layer)
+
+    def golden(self, layer: Layer, x: np.ndarray) -> np.ndarray:
+        return golden_dense(dense_equivalent(layer), x)
+
+    def render(self, env: jinja2.Environment, layer: Layer, module: str, opts: RenderOptions) -> Rendered:
+        g = layer.geometry
+        assert g is not None and layer.weights is not None
+        if layer.strategy != "latency":
+            raise RtlGenError(f"layer {layer.name}: convolutions are generated for hls4ml's Latency strategy only "
+                              f"(got {layer.strategy!r})", hint="set hls.layer_strategy for this layer to Latency")
+        k, n_filt = layer.weights.shape
+        if layer.reuse_factor > k * n_filt:
+            raise RtlGenError(f"layer {layer.name}: reuse factor {layer.reuse_factor} is outside 1..{k * n_filt} "
+                              f"(kernel n_in*n_out = {k}*{n_filt})")
+        header = module_header(layer, module)
+        kernel_nonzero = layer.nonzero_weights
+        flat = dense_equivalent(layer)
+        check_reuse_factor(flat, flat.n_in, flat.n_out)
+        conv = {"pixels": g.pixels, "kernel": [g.k_h, g.k_w, g.n_chan, n_filt], "stride": [g.stride_h, g.stride_w],
+                "padding": [g.pad_top, g.pad_left], "kernel_nonzero_weights": kernel_nonzero,
+                "expanded_nonzero_weights": flat.nonzero_weights}
+        rendered, extra = render_products(env, flat, module, opts, header)
+        rendered.extra = {**extra, "architecture": f"conv ({extra['architecture']} over {g.pixels} pixels)", **conv}
+        return rendered
+
+
+KIND = Conv()

@@ -1,0 +1,124 @@
+"""Dense: hls4ml's ``dense_latency`` / ``dense_resource`` (``nnet_dense_*.h``).
+
+Golden model: every product ``x*w`` is exact (or hls4ml's power-of-two shift), then converted to
+accum_t; the accumulator starts at ``(accum_t)bias`` and adds the products in accum_t, input by
+input; the result is ``(result_t)acc``.
+
+RTL (``codesign.arch``): RF 1 as a shared constant-coefficient adder graph (or, where products
+round or are shifts, parallel trees; a sequential chain where a saturating accumulator makes the
+order matter); RF > 1 folded onto multiplier lanes, one vector every RF cycles.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jinja2
+import numpy as np
+
+from codesign.arch import adder_graph
+from codesign.arch import dense as dense_arch
+from codesign.errors import RtlGenError
+from codesign.fixedpoint import cast, po2_products
+from codesign.graph import Layer
+from codesign.layers import extract
+from codesign.layers.base import LayerKind, Rendered, RenderOptions, Upstream, module_header
+
+
+def golden_dense(layer: Layer, x: np.ndarray) -> np.ndarray:
+    """hls4ml's dense arithmetic on N x n_in codes (also a conv's, through its Dense equivalent)."""
+    assert layer.weights is not None and layer.bias is not None and layer.accum_type is not None
+    acc_t = layer.accum_type
+    po2 = layer.product == "po2"
+    prod_frac = layer.product_type.frac if po2 and layer.product_type else layer.in_type.frac + layer.weight_frac
+    acc = np.broadcast_to(cast(layer.bias, layer.bias_frac, acc_t), (len(x), layer.n_out)).copy()
+    wrap = acc_t.overflow == "WRAP"
+    for i in range(layer.n_in):  # hls4ml's order: input by input, all outputs
+        if po2:
+            assert layer.product_type is not None
+            raw = po2_products(x[:, i : i + 1], layer.in_type, layer.weights[i], layer.weight_frac, layer.product_type)
+        else:
+            raw = x[:, i : i + 1] * layer.weights[i][None, :]
+        acc = acc + cast(raw, prod_frac, acc_t)
+        if not wrap:  # saturating accumulators depend on the order: apply after every add
+            acc = cast(acc, acc_t.frac, acc_t)
+    if wrap:  # modular: one wrap at the end equals a wrap after every add
+        acc = cast(acc, acc_t.frac, acc_t)
+    return cast(acc, acc_t.frac, layer.out_type)
+
+
+def check_reuse_factor(layer: Layer, n_in: int, n_out: int, what: str = "n_in*n_out") -> None:
+    if layer.reuse_factor < 1 or layer.reuse_factor > n_in * n_out:
+        raise RtlGenError(f"layer {layer.name}: reuse factor {layer.reuse_factor} is outside 1..{n_in * n_out} "
+                          f"({what})")
+
+
+def render_products(env: jinja2.Environment, layer: Layer, module: str, opts: RenderOptions,
+                    header: dict[str, Any]) -> tuple[Rendered, dict[str, Any]]:
+    """The Verilog of a constant-weight product/accumulate layer (a Dense, or a conv's Dense
+    equivalent), choosing the architecture; returns it and its design.json fields."""
+    if layer.reuse_factor == 1 and dense_arch.needs_sequential(layer):
+        m, cost = dense_arch.sequential(layer, module)
+        text = env.get_template("dense_parallel.v.j2").render(m=m, n_stages=m.n_stages, **header)
+        extra = {"architecture": "sequential saturating", "adders": cost.adders, "pipeline_stages": m.n_stages}
+    elif layer.reuse_factor == 1 or layer.nonzero_weights == 0:
+        # power-of-two products are wire shifts already: nothing for an adder graph to share
+        use_graph = opts.adder_graph and layer.product == "exact" and not dense_arch.needs_product_rounding(layer)
+        if use_graph:  # registers placed by the delay budget of the target clock
+            m, cost = adder_graph.parallel_shared(layer, module, opts.levels_per_stage, clock_ns=opts.clock_ns)
+        else:
+            m, cost = dense_arch.parallel(layer, module, opts.levels_per_stage)
+        text = env.get_template("dense_parallel.v.j2").render(m=m, n_stages=m.n_stages, **header)
+        extra = {"architecture": "parallel", "adder_graph": use_graph, "adders": cost.adders,
+                 "pipeline_stages": m.n_stages}
+    else:
+        m, cost, info = dense_arch.folded(layer, module)
+        text = env.get_template("dense_folded.v.j2").render(m=m, R=info["R"], lanes=info["lanes"],
+                                                             tw=info["tw"], **header)
+        extra = {"architecture": "folded", "lanes": info["lanes"]}
+    # ii is what the layer promises at full rate; latency counts clock edges input -> output.
+    return Rendered(module, text, cost.latency, cost.ii, cost.multipliers, True, ("fxp_cast.v",), extra), extra
+
+
+class Dense(LayerKind):
+    kind = "dense"
+    hls4ml_classes = ("Dense",)
+    keras_classes = ("Dense", "QDense")
+    keras_weight_classes = ("Dense", "QDense")
+    supported = "Dense"
+
+    def extract(self, hl: Any, up: Upstream) -> Layer:
+        w, b = extract.kernel_and_bias(hl)
+        if hl.get_attr("_weights_transposed", False):  # hls4ml's resource strategy stores W^T
+            w = np.transpose(w)
+        if extract.is_binary(hl):  # weight_binary: bit 0 means -1 (the product is w == 0 ? -a : a)
+            w = np.where(w == 0, -1.0, 1.0)
+        wc, wf = extract.grid_codes(w, f"layer {hl.name} weights")
+        bc, bf = extract.grid_codes(b, f"layer {hl.name} biases")
+        product, product_type = extract.product(hl, up.in_type)
+        return Layer(
+            name=hl.name, kind="dense", n_in=up.n_in, n_out=up.n_out, in_type=up.in_type, out_type=up.out_type,
+            source=up.source, accum_type=extract.accum_type(hl), weights=wc.reshape(up.n_in, up.n_out),
+            weight_frac=wf, bias=bc.reshape(up.n_out), bias_frac=bf, reuse_factor=up.reuse_factor,
+            strategy=up.strategy, product=product, product_type=product_type,
+        )
+
+    def golden(self, layer: Layer, x: np.ndarray) -> np.ndarray:
+        return golden_dense(layer, x)
+
+    def render(self, env: jinja2.Environment, layer: Layer, module: str, opts: RenderOptions) -> Rendered:
+        check_reuse_factor(layer, layer.n_in, layer.n_out)
+        return render_products(env, layer, module, opts, module_header(layer, module))[0]
+
+    def ii(self, layer: Layer) -> int:
+        """R for a folded layer (one vector every R cycles), 1 otherwise."""
+        return layer.reuse_factor if layer.reuse_factor > 1 and layer.nonzero_weights > 0 else 1
+
+    def reuse_factor(self, layer: Layer) -> int | None:
+        return layer.reuse_factor
+
+    def stored_weights(self, layer: Layer) -> int:
+        return int(layer.weights.size) if layer.weights is not None else 0
+
+
+KIND = Dense()
