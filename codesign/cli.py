@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from codesign.errors import CodesignError, ToolError
+from codesign.flow import FLOW
 
 EPILOG = """\
 stages (each reads the previous stage's files in the run directory):
@@ -184,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--reuse-factor", type=int, help="global reuse factor (overrides hls.reuse_factor)")
         sp.add_argument("--vectors", type=int, help="random verification vectors (overrides verify.random_vectors)")
 
-    s = sub.add_parser("flow", help="train (or import) -> convert -> rtl -> verify -> synth -> report")
+    s = sub.add_parser("flow", help=" -> ".join(st.command for st in FLOW) + " (train or import)")
     run_args(s)
     s.add_argument("--from-model", metavar="MODEL", help="import a Keras/QKeras .h5 or .json instead of training")
     s.add_argument("--weights", metavar="H5", help="weights .h5 for a .json model")
@@ -192,14 +193,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--force", action="store_true", help="re-run stages even when up to date")
     s.set_defaults(func=cmd_flow)
 
-    helps = {"train": "train the QKeras model (or import one: model.import_path)",
-             "convert": "hls4ml conversion, HLS project and C-sim", "rtl": "generate the Verilog accelerator",
-             "verify": "cycle-accurate cocotb/Verilator verification against the C-sim",
-             "synth": "Yosys resource estimate", "report": "HTML/Markdown/JSON report"}
-    for name, text in helps.items():
-        s = sub.add_parser(name, help=text)
+    for stage in FLOW:
+        s = sub.add_parser(stage.command, help=stage.help)
         run_args(s)
-        if name == "train":
+        if stage.name == "model":
             s.add_argument("--from-model", metavar="MODEL", help="import instead of training")
             s.add_argument("--weights", metavar="H5", help="weights .h5 for a .json model")
         s.set_defaults(func=cmd_stage)

@@ -56,6 +56,8 @@ class Stage:
     reads_stages: tuple[str, ...]  #: earlier stages it reads
     modules: tuple[str, ...]  #: entry modules; they and every codesign module they import are its code
     data: tuple[str, ...] = ()  #: package data folders it reads (codesign/...): templates, primitives, testbenches
+    help: str = ""  #: the CLI subcommand's help line
+    label: str = ""  #: how the report names it
 
     @property
     def code(self) -> tuple[Path, ...]:
@@ -66,15 +68,20 @@ class Stage:
 
 FLOW: tuple[Stage, ...] = (
     Stage("model", "train", _model_stage, ("data", "model", "pruning", "training"), (),
-          ("codesign.train", "codesign.model_io", "codesign.data")),
-    Stage("hls", "convert", _lazy("codesign.convert"), ("hls",), ("model",), ("codesign.convert",)),
+          ("codesign.train", "codesign.model_io", "codesign.data"),
+          help="train the QKeras model (or import one: model.import_path)", label="train"),
+    Stage("hls", "convert", _lazy("codesign.convert"), ("hls",), ("model",), ("codesign.convert",),
+          help="hls4ml conversion, HLS project and C-sim", label="convert (hls4ml C-sim)"),
     Stage("rtl", "rtl", _lazy("codesign.rtlgen"), ("rtl",), ("hls",), ("codesign.rtlgen",),
-          ("templates/rtl", "templates/ip", "primitives", "testbenches")),
+          ("templates/rtl", "templates/ip", "primitives", "testbenches"),
+          help="generate the Verilog accelerator", label="rtl"),
     Stage("sim", "verify", _lazy("codesign.verify"), ("verify",), ("hls", "rtl"), ("codesign.verify",),
-          ("testbenches", "primitives")),
-    Stage("synth", "synth", _lazy("codesign.synth"), ("synth",), ("rtl",), ("codesign.synth",)),
+          ("testbenches", "primitives"),
+          help="cycle-accurate cocotb/Verilator verification against the C-sim", label="verify (RTL sim)"),
+    Stage("synth", "synth", _lazy("codesign.synth"), ("synth",), ("rtl",), ("codesign.synth",),
+          help="Yosys resource estimate", label="synth (Yosys)"),
     Stage("report", "report", _lazy("codesign.report"), (), ("model", "hls", "rtl", "sim", "synth"),
-          ("codesign.report",), ("templates",)),
+          ("codesign.report",), ("templates",), help="HTML/Markdown/JSON report", label="report"),
 )
 
 
@@ -84,6 +91,28 @@ def _module_file(name: str) -> Path | None:
         if f.is_file():
             return f
     return None
+
+
+def direct_imports(module: str) -> set[str]:
+    """The codesign modules ``module``'s source names in an import statement (inside functions
+    too: they run when the code does). ``from codesign.x import y`` yields both ``codesign.x``
+    and ``codesign.x.y``; names that are not modules drop out where they are looked up."""
+    f = _module_file(module)
+    if f is None:
+        return set()
+    pkg = module if f.name == "__init__.py" else module.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(f.read_text(), str(f))):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("codesign"))
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative import
+                base = ".".join(pkg.split(".")[: len(pkg.split(".")) - node.level + 1] + ([base] if base else []))
+            if base.startswith("codesign"):
+                found.add(base)
+                found.update(f"{base}.{a.name}" for a in node.names)  # submodules imported by name
+    return found
 
 
 @functools.cache
@@ -98,17 +127,7 @@ def import_closure(module: str) -> frozenset[Path]:
         if name in seen or f is None:
             continue
         seen[name] = f
-        pkg = name if f.name == "__init__.py" else name.rpartition(".")[0]
-        for node in ast.walk(ast.parse(f.read_text(), str(f))):
-            if isinstance(node, ast.Import):
-                todo += [a.name for a in node.names if a.name.startswith("codesign")]
-            elif isinstance(node, ast.ImportFrom):
-                base = node.module or ""
-                if node.level:  # relative import
-                    base = ".".join(pkg.split(".")[: len(pkg.split(".")) - node.level + 1] + ([base] if base else []))
-                if base.startswith("codesign"):
-                    todo.append(base)
-                    todo += [f"{base}.{a.name}" for a in node.names]  # submodules imported by name
+        todo += direct_imports(name)
     # parents' __init__ run on import too
     for name in list(seen):
         parts = name.split(".")

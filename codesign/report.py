@@ -16,14 +16,14 @@ from typing import Any
 import numpy as np
 
 from codesign import plots, resources, rundir
+from codesign.flow import COMMANDS, FLOW
 from codesign.synth import NOTE as SYNTH_NOTE
 
 log = logging.getLogger(__name__)
 
 TEMPLATES = resources.TEMPLATES
 #: Stages the report looks at, with the label it shows.
-STAGE_LABELS = {"model": "train", "hls": "convert (hls4ml C-sim)", "rtl": "rtl", "sim": "verify (RTL sim)",
-                "synth": "synth (Yosys)"}
+STAGE_LABELS = {s.name: s.label for s in FLOW if s.name in COMMANDS["report"].reads_stages}
 NOT_RUN = "not run"
 
 
