@@ -30,6 +30,7 @@ import numpy as np
 
 from codesign import resources, simtools
 from codesign.errors import SimulationError, ToolError
+from codesign.testbenches import bus
 
 log = logging.getLogger(__name__)
 
@@ -47,32 +48,18 @@ def load_design(rtl_dir: Path) -> dict[str, Any]:
 
 
 def pack_hex(codes: np.ndarray, width: int) -> list[str]:
-    """One hex word per row: element i at bits [i*W +: W], two's complement (W-bit)."""
+    """One hex word per row of N x n codes (tb_stream's input file): element i at bits [i*W +: W],
+    two's complement, n*W/4 digits rounded up. ValueError for a code that no W-bit field holds
+    (a silent wrap here would test the design on other inputs than the caller's)."""
     codes = np.asarray(codes, dtype=np.int64)
     if codes.ndim != 2:
         raise ValueError(f"expected N x n codes, got shape {codes.shape}")
-    n_rows, n = codes.shape
-    lo, hi = -(1 << (width - 1)), (1 << width) - 1
-    if codes.size and (codes.min() < lo or codes.max() > hi):
-        raise ValueError(f"codes outside a {width}-bit field: min {codes.min()}, max {codes.max()}")
-    unsigned = codes & np.int64((1 << width) - 1)
-    bits = ((unsigned[:, :, None] >> np.arange(width, dtype=np.int64)) & 1).astype(np.uint8)
-    packed = np.packbits(bits.reshape(n_rows, n * width), axis=1, bitorder="little")
-    digits = (n * width + 3) // 4
-    return [f"{int.from_bytes(row.tobytes(), 'little'):0{digits}x}" for row in packed]
+    bus.check_range(codes, width)
+    return bus.hex_words(bus.pack_rows(codes, width), codes.shape[1] * width)
 
 
-def unpack_words(words: list[int], n: int, width: int, signed: bool) -> np.ndarray:
-    """Inverse of :func:`pack_hex` on integers: N x n int64 codes."""
-    out = np.zeros((len(words), n), dtype=np.int64)
-    mask = (1 << width) - 1
-    half = 1 << (width - 1)
-    for r, w in enumerate(words):
-        row = [(w >> (i * width)) & mask for i in range(n)]
-        if signed:
-            row = [v - (1 << width) if v >= half else v for v in row]
-        out[r] = row
-    return out
+#: Inverse of :func:`pack_hex` on integers: N x n int64 codes (``codesign.testbenches.bus``).
+unpack_words = bus.unpack_words
 
 
 def _capacity(n: int) -> int:
@@ -104,31 +91,21 @@ def build(rtl_dir: Path, design: dict[str, Any], build_dir: Path, n_vectors: int
           simulator: str = "verilator") -> tuple[list[str], float, bool]:
     """Build tb_stream around the design (unless the same build exists); return (run command
     prefix, build seconds, whether it was built now)."""
-    if simulator not in simtools.SIMULATORS:
-        raise SimulationError(f"simulator {simulator!r} is not supported; valid: {', '.join(simtools.SIMULATORS)}")
+    sim = simtools.simulator(simulator)
     build_dir.mkdir(parents=True, exist_ok=True)
-    env = simtools.sim_env(simulator)
+    env = sim.env()
     top = str(design["top"])
     sources = [(Path(rtl_dir) / f).resolve() for f in design["files"]] + [TB_FILE]
     params = {"IN_BITS": int(design["input"]["n"]) * int(design["input"]["type"]["width"]),
               "OUT_BITS": int(design["output"]["n"]) * int(design["output"]["type"]["width"]),
               "N": _capacity(n_vectors), "RESET_CYCLES": RESET_CYCLES}
-    if simulator == "verilator":
-        exe = build_dir / "obj" / "Vtb_stream"
-        cmd = [str(simtools.verilator_root() / "bin" / "verilator"), "--binary", "-j", "2", "-Wno-fatal",
-               "--x-assign", "0", "--x-initial", "0", "--top-module", TB_TOP, f"-DTOP={top}",
-               "--Mdir", str(build_dir / "obj"), "-o", "Vtb_stream"]
-        cmd += [f"-G{k}={v}" for k, v in params.items()] + [str(s) for s in sources]
-        run_prefix = [str(exe)]
-    else:
-        exe = build_dir / "tb_stream.vvp"
-        cmd = ["iverilog", "-g2005", "-s", TB_TOP, f"-DTOP={top}", "-o", str(exe)]
-        cmd += [f"-P{TB_TOP}.{k}={v}" for k, v in params.items()] + [str(s) for s in sources]
-        run_prefix = ["vvp", "-n", str(exe)]
-    key = _digest(sources, json.dumps({"cmd": cmd[1:], "sim": simulator}, sort_keys=True))
+    bench = sim.compiled_bench(TB_TOP, sources, params, {"TOP": top}, build_dir)
+    cmd, exe = bench.cmd, bench.exe
+    # the key leaves out cmd[0], the simulator's path: a build is reused whichever install path ran it
+    key = _digest(sources, json.dumps({"cmd": cmd[1:], "sim": sim.name}, sort_keys=True))
     key_file = build_dir / "key.txt"
     if exe.is_file() and key_file.is_file() and key_file.read_text().strip() == key:
-        return run_prefix, 0.0, False
+        return bench.run_prefix, 0.0, False
     key_file.unlink(missing_ok=True)
     log_path = build_dir / "build.log"
     log_path.write_text("")
@@ -137,7 +114,7 @@ def build(rtl_dir: Path, design: dict[str, Any], build_dir: Path, n_vectors: int
     if not exe.is_file():
         raise SimulationError(f"{simulator} build of tb_stream + {top} wrote no {exe}; see {log_path}")
     key_file.write_text(key + "\n")
-    return run_prefix, time.monotonic() - t0, True
+    return bench.run_prefix, time.monotonic() - t0, True
 
 
 def run_stream(rtl_dir: Path, inputs: np.ndarray, *, simulator: str = "verilator", gap_pct: int = 20,
@@ -196,7 +173,8 @@ def run_stream(rtl_dir: Path, inputs: np.ndarray, *, simulator: str = "verilator
     log_path = build_dir / "run.log"
     log_path.write_text("")
     t0 = time.monotonic()
-    _run(cmd, build_dir, simtools.sim_env(simulator), log_path, f"{simulator} run of tb_stream + {design['top']}")
+    _run(cmd, build_dir, simtools.simulator(simulator).env(), log_path,
+         f"{simulator} run of tb_stream + {design['top']}")
     run_s = time.monotonic() - t0
     if not out_file.is_file():
         raise SimulationError(f"{simulator} run of tb_stream wrote no {out_file}; see {log_path}")
@@ -217,7 +195,7 @@ def run_stream(rtl_dir: Path, inputs: np.ndarray, *, simulator: str = "verilator
                                   f"(X/Z in out_data on a transfer?)") from e
     if summary is None:
         raise SimulationError(f"{out_file} has no '# done' summary: the simulator stopped early; see {log_path}")
-    outputs = unpack_words(words, n_out, int(t_out["width"]), bool(t_out["signed"]))
+    outputs = bus.unpack_words(words, n_out, int(t_out["width"]), bool(t_out["signed"]))
     lat = np.asarray(out_edge, dtype=np.int64) - np.asarray(acc, dtype=np.int64)
     acc_edges = np.asarray(acc, dtype=np.int64)
     cycles = summary["cycles"]

@@ -38,6 +38,7 @@ import numpy as np
 from codesign import design as design_io
 from codesign import resources, rundir
 from codesign.errors import StageError
+from codesign.testbenches import bus
 
 log = logging.getLogger(__name__)
 
@@ -75,21 +76,10 @@ def _description(design: dict[str, Any]) -> str:
             f"{design['output']['n']}, latency {design['latency']} cycles, II {design['ii']}")
 
 
-def _pack(codes: np.ndarray, width: int) -> list[int]:
-    """Element i of each row at bits [i*W +: W], two's complement (as the core packs its data)."""
-    mask = (1 << width) - 1
-    words = []
-    for row in np.asarray(codes, dtype=np.int64):
-        w = 0
-        for i, c in enumerate(row.tolist()):
-            w |= (int(c) & mask) << (i * width)
-        words.append(w)
-    return words
-
-
-def _hex_lines(words: list[int], bits: int) -> str:
-    digits = (bits + 3) // 4
-    return "".join(f"{w:0{digits}x}\n" for w in words)
+def _hex_lines(codes: np.ndarray, width: int, bits: int) -> str:
+    """A $readmemh file of the rows of ``codes``: each packed as the core packs its data
+    (``codesign.testbenches.bus``), one ``bits``-wide tdata word per line."""
+    return "".join(f"{h}\n" for h in bus.hex_words(bus.pack_rows(codes, width), bits))
 
 
 # --------------------------------------------------------------------------------------- vectors
@@ -166,8 +156,8 @@ def _write_tb(rtl_dir: Path, design: dict[str, Any], vectors: Path | None) -> li
             expected = np.asarray(z["expected"][:TB_VECTORS], dtype=np.int64)
         n = len(inputs)
         ib, ob = tdata_bits(_bits(design, "input")), tdata_bits(_bits(design, "output"))
-        (rtl_dir / in_hex).write_text(_hex_lines(_pack(inputs, int(design["input"]["type"]["width"])), ib))
-        (rtl_dir / exp_hex).write_text(_hex_lines(_pack(expected, int(design["output"]["type"]["width"])), ob))
+        (rtl_dir / in_hex).write_text(_hex_lines(inputs, int(design["input"]["type"]["width"]), ib))
+        (rtl_dir / exp_hex).write_text(_hex_lines(expected, int(design["output"]["type"]["width"]), ob))
         if Path(vectors).resolve() != (rtl_dir / "vectors.npz").resolve():
             shutil.copyfile(vectors, rtl_dir / "vectors.npz")
         written.append("vectors.npz")
@@ -358,9 +348,10 @@ def package(rtl_dir: Path, design: dict[str, Any], vectors: Path | None = None) 
     written += _write_tb(rtl_dir, design, vectors)
     (rtl_dir / f"{top}.core").write_text(_render_core(env, design))
     written.append(f"{top}.core")
-    shutil.copyfile(resources.TESTBENCHES / "tb_network.py", rtl_dir / "tb_network.py")
+    for name in ("tb_network.py", "bus.py"):  # the cocotb testbench and the sibling module it imports
+        shutil.copyfile(resources.TESTBENCHES / name, rtl_dir / name)
     shutil.copyfile(TEMPLATES / "run_tb.py", rtl_dir / "run_tb.py")
-    written += ["tb_network.py", "run_tb.py", "datasheet.md"]
+    written += ["tb_network.py", "bus.py", "run_tb.py", "datasheet.md"]
     design["ip_files"] = sorted(written)
     design_io.write(rtl_dir, design)
     # figures the run already has (model accuracy; sim/synth ones are marked stale if they are)

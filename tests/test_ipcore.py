@@ -90,7 +90,7 @@ def fusesoc(cores_root: Path, target: str, work: Path) -> subprocess.CompletedPr
 def test_files_exist_are_listed_and_deterministic(core: tuple[Path, dict[str, Any], Path], tmp_path: Path) -> None:
     rtl, design, _ = core
     expected = {f"{TOP}_axis.v", f"{TOP}.core", "datasheet.md", f"tb_{TOP}.v", f"tb_{TOP}_in.hex",
-                f"tb_{TOP}_expected.hex", "tb_network.py", "run_tb.py", "vectors.npz"}
+                f"tb_{TOP}_expected.hex", "tb_network.py", "bus.py", "run_tb.py", "vectors.npz"}
     assert set(design["ip_files"]) == expected
     assert json.loads((rtl / "design.json").read_text())["ip_files"] == design["ip_files"]
     for f in expected:

@@ -29,7 +29,12 @@ def _load_tb() -> Any:
     assert spec is not None and spec.loader is not None
     mod = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = mod  # dataclasses look their module up while the class is created
-    spec.loader.exec_module(mod)
+    # it imports its sibling ``bus`` from its own folder, as in cocotb's run (folder on sys.path)
+    sys.path.insert(0, str(resources.TESTBENCHES))
+    try:
+        spec.loader.exec_module(mod)
+    finally:
+        sys.path.remove(str(resources.TESTBENCHES))
     return mod
 
 

@@ -28,9 +28,8 @@ protocol rules and transfer times), model (:class:`Model`, the expected words) a
 (:class:`Checker`) are plain objects called from ONE coroutine per clock cycle
 (:func:`stream`), which awaits one falling edge and one ReadOnly per cycle. Values that decide a
 transfer on the next rising edge are read in ReadOnly after the testbench's own writes, so a
-combinational path from out_ready to in_ready is sampled correctly. When nothing can happen (the
-source waits on in_ready low and out_valid is low) the loop sleeps on a value change of in_ready or
-out_valid instead of polling every cycle; cycle numbers come from simulation time.
+combinational path from out_ready to in_ready is sampled correctly. Cycle numbers come from
+simulation time.
 """
 
 from __future__ import annotations
@@ -51,44 +50,15 @@ from cocotb.simtime import get_sim_time
 from cocotb.triggers import FallingEdge, ReadOnly
 from cocotb.utils import get_sim_steps
 
+# The bus packing rule (element i at bits [i*W +: W], two's complement). ``bus.py`` sits beside this
+# file, here and in every IP core folder; it is imported as a sibling because the folder is on
+# sys.path (codesign.verify's entry module, the core's run_tb.py) and codesign may not be installed.
+from bus import pack_rows, unpack_word, unpack_words
+
 ENV_PREFIX = "CODESIGN_TB_"
 
 
-# ---------------------------------------------------------------------------------------------
-# Packing: element i at bits [i*W +: W], two's complement when signed (pure numpy/int; no cocotb)
-# ---------------------------------------------------------------------------------------------
-def pack_rows(codes: np.ndarray, width: int) -> list[int]:
-    """Pack each row of integer codes into one Python int (element i at bits [i*W +: W])."""
-    codes = np.asarray(codes, dtype=np.int64)
-    if codes.ndim != 2:
-        raise ValueError(f"expected a 2-D array of codes, got shape {codes.shape}")
-    n_rows, n = codes.shape
-    unsigned = codes & np.int64((1 << width) - 1) if width < 63 else codes
-    bits = ((unsigned[:, :, None] >> np.arange(width, dtype=np.int64)) & 1).astype(np.uint8)
-    packed = np.packbits(bits.reshape(n_rows, n * width), axis=1, bitorder="little")
-    return [int.from_bytes(row.tobytes(), "little") for row in packed]
-
-
-def unpack_word(word: int, n: int, width: int, signed: bool) -> np.ndarray:
-    """Inverse of :func:`pack_rows` for one word: n int64 codes."""
-    nbytes = (n * width + 7) // 8
-    raw = np.frombuffer(int(word).to_bytes(nbytes, "little"), dtype=np.uint8)
-    bits = np.unpackbits(raw, bitorder="little")[: n * width].reshape(n, width).astype(np.int64)
-    codes = bits @ (np.int64(1) << np.arange(width, dtype=np.int64))
-    if signed:
-        codes = np.where(codes >= (1 << (width - 1)), codes - (1 << width), codes)
-    return codes
-
-
-def unpack_words(words: list[int], n: int, width: int, signed: bool) -> np.ndarray:
-    if not words:
-        return np.zeros((0, n), dtype=np.int64)
-    return np.stack([unpack_word(w, n, width, signed) for w in words])
-
-
-# ---------------------------------------------------------------------------------------------
-# Configuration
-# ---------------------------------------------------------------------------------------------
+# --- Configuration -------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Port:
     n: int
@@ -127,14 +97,9 @@ class Design:
     @classmethod
     def load(cls, path: str) -> Design:
         d = json.loads(Path(path).read_text())
-        layers = []
-        for lay in d.get("layers", []):
-            probe = lay.get("probe")
-            if not probe:
-                continue
-            t = lay["out_type"]
-            layers.append(Layer(str(lay["name"]), int(lay["n_out"]), int(t["width"]), bool(t["signed"]),
-                                probe["data"], probe["valid"], probe.get("ready")))
+        layers = [Layer(str(lay["name"]), int(lay["n_out"]), int(lay["out_type"]["width"]),
+                        bool(lay["out_type"]["signed"]), lay["probe"]["data"], lay["probe"]["valid"],
+                        lay["probe"].get("ready")) for lay in d.get("layers", []) if lay.get("probe")]
         return cls(path, d["top"], Port.from_json(d["input"], "in_data"), Port.from_json(d["output"], "out_data"),
                    int(d["latency"]), int(d["ii"]), float(d.get("clock_period_ns", 5.0)), tuple(layers))
 
@@ -166,9 +131,7 @@ class Settings:
                    float(get("BP_PROB", "0.2")), int(get("MEASURE", "8")), int(limit) if limit else None)
 
 
-# ---------------------------------------------------------------------------------------------
-# Driver, sink, monitor, model, checker
-# ---------------------------------------------------------------------------------------------
+# --- Driver, sink, monitor, model, checker -------------------------------------------------
 class Source:
     """Input driver: vectors in order, each preceded by a geometric number of idle cycles."""
 
@@ -184,13 +147,9 @@ class Source:
                 g += 1
         return g
 
-    @property
-    def done(self) -> bool:
-        return self.sent >= len(self.order)
-
     def next_word(self) -> int | None:
         """Called once per cycle while in_valid is low: the word to present now, or None (idle)."""
-        if self.done:
+        if self.sent >= len(self.order):  # all sent
             return None
         if self.gap > 0:
             self.gap -= 1
@@ -268,10 +227,8 @@ class Checker:
 
     def __init__(self, model: Model, out: Port):
         self.model, self.out = model, out
-        self.mismatched_vectors = 0
-        self.mismatched_elements = 0
+        self.mismatched_vectors = self.mismatched_elements = self.checked = 0
         self.first: dict[str, Any] | None = None
-        self.checked = 0
 
     def check(self, vector: int, word: int) -> None:
         self.checked += 1
@@ -288,11 +245,9 @@ class Checker:
                           "got_vector": got.tolist(), "expected_vector": exp.tolist()}
 
 
-# ---------------------------------------------------------------------------------------------
-# The cycle loop
-# ---------------------------------------------------------------------------------------------
+# --- The cycle loop ------------------------------------------------------------------------
 class Hang(Exception):
-    pass
+    """No transfer for the watchdog's number of cycles."""
 
 
 class Bench:
@@ -304,9 +259,8 @@ class Bench:
         self.out_valid, self.out_ready = dut.out_valid, dut.out_ready
         self.out_data = getattr(dut, self.d.out.port)
         self.period = get_sim_steps(self.d.period_ns, "ns")
-        self.fall = FallingEdge(self.clk)
-        self.ro = ReadOnly()
-        self.t_ref = 0
+        self.fall, self.ro = FallingEdge(self.clk), ReadOnly()
+        self.t_ref = 0  # simulation time of the falling edge that ends reset: edge numbers count from it
 
     def edge(self) -> int:
         """Number of the next rising edge, counted from the reference falling edge (call at a fall)."""
@@ -332,11 +286,8 @@ class Bench:
         in_valid_h, in_ready_h, in_data_h = self.in_valid, self.in_ready, self.in_data
         out_valid_h, out_ready_h, out_data_h = self.out_valid, self.out_ready, self.out_data
         fall, ro = self.fall, self.ro
-        driving = False
-        cur_ready = -1
-        cur_valid = -1
-        edge = 0
-        last_progress = None
+        driving, cur_ready, cur_valid, edge = False, -1, -1, 0
+        last_progress: int | None = None
         while len(mon.words) < n:
             await fall
             edge = self.edge()
@@ -381,10 +332,8 @@ class Bench:
 
     async def probe_layers(self, word: int, timeout: int) -> dict[str, int | None]:
         """Send one word into an idle DUT, sink always ready; each layer's first probe transfer."""
-        probes = []
-        for lay in self.d.layers:
-            probes.append((lay, getattr(self.dut, lay.valid), getattr(self.dut, lay.data),
-                           getattr(self.dut, lay.ready) if lay.ready else None))
+        probes = [(lay, getattr(self.dut, lay.valid), getattr(self.dut, lay.data),
+                   getattr(self.dut, lay.ready) if lay.ready else None) for lay in self.d.layers]
         seen: dict[str, int | None] = {lay.name: None for lay in self.d.layers}
         self.out_ready.value = 1
         self.in_data.value = word
@@ -461,8 +410,7 @@ async def test_network(dut: Any) -> None:
 
     # (b) all vectors, random gaps and back-pressure
     checker = Checker(model, d.out)
-    t0 = get_sim_time()
-    t_stream = time.perf_counter()
+    t0, t_stream = get_sim_time(), time.perf_counter()
     mon = Monitor()
     if not any(f.startswith("measurement phase") for f in failures):
         try:
@@ -493,14 +441,13 @@ async def test_network(dut: Any) -> None:
     # accuracy against labels and agreement with QKeras, from the RTL's own outputs
     got = unpack_words(mon.words, d.out.n, d.out.width, d.out.signed)
     pred = np.argmax(got, axis=1) if len(got) else np.zeros(0, dtype=np.int64)
-    if "labels" in s.vectors and len(pred):
-        labels = np.asarray(s.vectors["labels"]).astype(np.int64)
-        m = min(len(labels), len(pred))
-        result.update(labeled=m, accuracy=float(np.mean(pred[:m] == labels[:m])) if m else None)
-    if "qkeras_pred" in s.vectors and len(pred):
-        q = np.asarray(s.vectors["qkeras_pred"]).astype(np.int64)
-        m = min(len(q), len(pred))
-        result.update(qkeras_agreement=float(np.mean(pred[:m] == q[:m])) if m else None)
+    for key, figure in (("labels", "accuracy"), ("qkeras_pred", "qkeras_agreement")):
+        if key in s.vectors and len(pred):
+            ref = np.asarray(s.vectors[key]).astype(np.int64)
+            m = min(len(ref), len(pred))
+            result[figure] = float(np.mean(pred[:m] == ref[:m])) if m else None
+            if key == "labels":
+                result["labeled"] = m
 
     # (c) localise the first mismatch to a layer
     if checker.first is not None:
@@ -530,25 +477,24 @@ async def localise(bench: Bench, s: Settings, words: list[int], vector: int, tim
     except AttributeError as e:
         return [{"name": lay.name, "status": f"probe not found in {d.top}: {e}"} for lay in d.layers]
     for lay in d.layers:
-        key = f"golden_{lay.name}"
+        key, word = f"golden_{lay.name}", seen.get(lay.name)
         entry: dict[str, Any] = {"name": lay.name}
-        word = seen.get(lay.name)
+        out.append(entry)
         if word is None:
             entry["status"] = "no handshake"
-        else:
-            got = unpack_word(word, lay.n_out, lay.width, lay.signed)
-            entry["got"] = got.tolist()
-            if key not in s.vectors:
-                entry["status"] = f"no {key} in vectors"
-            else:
-                gold = np.asarray(s.vectors[key][vector], dtype=np.int64)
-                entry["golden"] = gold.tolist()
-                if gold.shape != got.shape:
-                    entry["status"] = f"{key} has {gold.size} elements, probe has {got.size}"
-                else:
-                    bad = np.flatnonzero(gold != got)
-                    entry["status"] = "differs" if bad.size else "match"
-                    if bad.size:
-                        entry["first_element"] = int(bad[0])
-        out.append(entry)
+            continue
+        got = unpack_word(word, lay.n_out, lay.width, lay.signed)
+        entry["got"] = got.tolist()
+        if key not in s.vectors:
+            entry["status"] = f"no {key} in vectors"
+            continue
+        gold = np.asarray(s.vectors[key][vector], dtype=np.int64)
+        entry["golden"] = gold.tolist()
+        if gold.shape != got.shape:
+            entry["status"] = f"{key} has {gold.size} elements, probe has {got.size}"
+            continue
+        bad = np.flatnonzero(gold != got)
+        entry["status"] = "differs" if bad.size else "match"
+        if bad.size:
+            entry["first_element"] = int(bad[0])
     return out
