@@ -16,9 +16,9 @@ demo: setup
 test: setup
 	$(PY) -m pytest -q -rs -n 2 --dist loadfile --durations=15
 
-# Unit tests only: no training, no simulation.
+# Unit tests only: no hls4ml conversion, no training, no simulation, no synthesis (markers: pyproject.toml).
 test-fast: setup
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -n 2 -m "not (slow or hls4ml or train or verilator or icarus or yosys)"
 
 # Long benchmarks, kept out of the test suite: they print their measured figures.
 bench: setup

@@ -99,6 +99,10 @@ def _summary(results: dict[str, Any]) -> int:
     if y:
         lines.append(f"synth:   LUT {y.get('LUT')} FF {y.get('FF')} DSP {y.get('DSP')} CARRY {y.get('CARRY')} "
                      f"BRAM {y.get('BRAM')} (Yosys estimate)")
+    ip = results.get("ip")
+    if ip:
+        lines.append(f"ip:      {Path(run_dir) / 'ip'} ({ip['vlnv']}; datasheet.md, run_tb.py"
+                     f"{', test vectors' if ip.get('vectors') else ''})")
     rep = results.get("report")
     if rep:
         lines.append(f"report:  {Path(run_dir) / 'report' / 'report.html'}")

@@ -22,6 +22,8 @@ DATASETS = ("digits", "npz")
 MODEL_KINDS = ("mlp", "cnn")
 STRATEGIES = ("Latency", "Resource")
 SIMULATORS = ("verilator", "icarus")
+#: Values of rtl.fold_architecture (codesign.arch.fold.CHOICES).
+FOLD_ARCHITECTURES = ("auto", "lanes", "digit_serial", "input_serial")
 PRECISION_RE = re.compile(
     r"^(u?fixed)<\s*(\d+)\s*,\s*(-?\d+)\s*(?:,\s*(\w+)\s*)?(?:,\s*(\w+)\s*)?(?:,\s*(\d+)\s*)?>$"
     r"|^(u?int)<\s*(\d+)\s*>$"
@@ -126,6 +128,10 @@ class RtlConfig:
     adder_graph: bool = True
     #: Adder levels between pipeline registers in per-neuron trees (when adder_graph is false).
     levels_per_stage: int = 2
+    #: Reuse factor > 1: "auto" (the cheapest by the cost model of codesign.arch.fold), "lanes"
+    #: (multiplier lanes), "digit_serial" (adder graph on input digits) or "input_serial" (inputs
+    #: from a shift register, weights from ROMs); a layer that cannot use the choice gets "lanes".
+    fold_architecture: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -332,6 +338,8 @@ def validate(cfg: Config) -> Config:
             )
             check_precision(text, f"hls.layer_precision.{name}.{kind}")
     _require(1 <= cfg.rtl.levels_per_stage <= 16, "rtl.levels_per_stage", cfg.rtl.levels_per_stage, "1 .. 16")
+    _require(cfg.rtl.fold_architecture in FOLD_ARCHITECTURES, "rtl.fold_architecture", cfg.rtl.fold_architecture,
+             ", ".join(FOLD_ARCHITECTURES))
     _require(0 <= v.random_vectors <= 10_000_000, "verify.random_vectors", v.random_vectors, "0 .. 1e7")
     _require(v.simulator in SIMULATORS, "verify.simulator", v.simulator, ", ".join(SIMULATORS))
     _require(0 <= v.input_gap_prob < 1, "verify.input_gap_prob", v.input_gap_prob, "0 <= p < 1")

@@ -1,7 +1,7 @@
 """design.json: the contract between the RTL backend and everything that reads a generated core.
 
-One writer (:func:`write`, called by :func:`codesign.pipeline.generate` and the rtl stage) and one
-reader (:func:`read`), which checks the schema; it fills in nothing (a design.json without a clock
+One writer (:func:`write`, called by :func:`codesign.pipeline.generate` and the rtl stage; the ip
+stage copies the file unchanged) and one reader (:func:`read`), which checks the schema; it fills in nothing (a design.json without a clock
 says so, and a testbench then runs at :data:`DEFAULT_CLOCK_NS`).
 
 Schema (format 1), as :func:`codesign.rtlgen.generate` builds it:
@@ -12,7 +12,6 @@ Schema (format 1), as :func:`codesign.rtlgen.generate` builds it:
   softmax_stripped         a final Softmax was removed (outputs are the logits)
   multipliers, nonzero_weights, levels_per_stage, adder_graph
   layers                   one entry per layer: name, kind, module, types, reuse factor, cost, probe
-  ip_files                 the IP packaging beside the Verilog (added by the rtl stage)
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
-"""A deliverable IP core next to the generated RTL: AXI4-Stream top, FuseSoC core, datasheet.
+"""The deliverable IP core: the generated RTL plus AXI4-Stream top, FuseSoC core, testbenches, datasheet.
 
-:func:`package` writes into the rtl directory (``<run>/rtl/``):
+The 'ip' stage (:func:`run`) copies the rtl stage's Verilog and design.json into ``<run>/ip/`` and
+:func:`package` adds:
 
 - ``<top>_axis.v``: AXI4-Stream wrapper (``aclk``, ``aresetn`` active low and synchronous,
   ``s_axis_*`` in, ``m_axis_*`` out) around the core; tdata widths rounded up to whole bytes
@@ -11,18 +12,14 @@
   testbench of the wrapper streaming up to :data:`TB_VECTORS` vectors (empty hex files and a
   testbench that fails saying so when no vectors were available).
 - ``datasheet.md``: ports, element types and bit layout, latency, II, clock, per-layer table,
-  resources and accuracy: the figures the run already holds (``model/result.json``; sim and synth
-  figures marked STALE when they were measured on another design.json), otherwise "not measured
-  yet" until :func:`update_datasheet` finds them.
-- ``tb_network.py`` (copy of the cocotb testbench), ``run_tb.py`` (runs it on this directory
-  alone) and ``vectors.npz`` when vectors are available.
+  resources and accuracy as the run measured them (sim and synth figures marked STALE when they
+  were measured on another design.json; "not measured yet" when the run has none).
+- ``tb_network.py`` + ``bus.py`` (the cocotb testbench and its bus packing), ``run_tb.py`` (runs
+  it on this directory alone) and ``vectors.npz`` when vectors are available.
 
-It then records the list as ``ip_files`` in design.json. Vectors come from an explicit path or,
-when none is given, from ``<rtl_dir>/../sim/vectors.npz`` if that file fits the design (same
-input/output sizes and layer probes) and is newer than ``<run>/hls/graph.json``. In the normal
-flow the rtl stage runs before the verify stage makes the vectors, so :func:`update_datasheet`
-(meant to be called by the report stage) adds them afterwards and re-renders the datasheet with
-the measured figures; it never touches design.json or the Verilog the other stages fingerprint.
+Vectors come from ``<run>/sim/vectors.npz`` when that file fits the design (same input/output
+sizes and layer probes) and is newer than ``<run>/hls/graph.json``. The stage runs after verify
+and synth, so it reads their results; it writes only ``<run>/ip/``.
 """
 
 from __future__ import annotations
@@ -315,75 +312,67 @@ def _render_datasheet(env: jinja2.Environment, rtl_dir: Path, design: dict[str, 
 
 
 # --------------------------------------------------------------------------------------- public
-def package(rtl_dir: Path, design: dict[str, Any], vectors: Path | None = None) -> list[str]:
-    """Write the IP core files into ``rtl_dir`` and record them as ``ip_files`` in design.json.
+def package(core_dir: Path, design: dict[str, Any], vectors: Path | None = None,
+            run_dir: Path | None = None) -> list[str]:
+    """Write the IP core files into ``core_dir``, beside the Verilog and design.json it holds.
 
     Args:
-        rtl_dir: the rtl stage directory; holds design.json and the Verilog it lists.
-        design: the design.json contents (gets an ``ip_files`` entry).
-        vectors: vectors.npz for the testbenches; default ``<rtl_dir>/../sim/vectors.npz`` when it
-            fits the design and is newer than ``<run>/hls/graph.json``, else none.
+        core_dir: holds design.json and the Verilog it lists (never modified here).
+        design: the design.json contents.
+        vectors: vectors.npz for the testbenches (checked against the design), or None: the
+            testbenches then fail saying no vectors were packaged.
+        run_dir: the run whose measured figures (synth, sim, model) the datasheet shows, if any.
 
     Returns:
-        The files written, relative to ``rtl_dir``, in a fixed order.
+        The files written, relative to ``core_dir``, sorted.
 
     Raises:
-        StageError: design.json lacks a field, or an explicit vectors file does not fit the design.
+        StageError: design.json lacks a field, or the vectors file is missing or does not fit.
     """
-    rtl_dir = Path(rtl_dir)
+    core_dir = Path(core_dir)
     for key in ("top", "files", "input", "output", "latency", "ii"):
         if key not in design:
-            raise StageError(f"ipcore: design.json in {rtl_dir} has no {key!r} field")
+            raise StageError(f"ipcore: design.json in {core_dir} has no {key!r} field")
     if vectors is not None:
         vectors = Path(vectors)
         if not vectors.is_file():
             raise StageError(f"ipcore: vectors file {vectors} does not exist")
         check_vectors(vectors, design)
-    else:
-        vectors = _run_vectors(rtl_dir.resolve().parent, design)
     env = _env()
     top = design["top"]
     written = [f"{top}_axis.v"]
-    (rtl_dir / f"{top}_axis.v").write_text(_render_axis(env, design))
-    written += _write_tb(rtl_dir, design, vectors)
-    (rtl_dir / f"{top}.core").write_text(_render_core(env, design))
+    (core_dir / f"{top}_axis.v").write_text(_render_axis(env, design))
+    written += _write_tb(core_dir, design, vectors)
+    (core_dir / f"{top}.core").write_text(_render_core(env, design))
     written.append(f"{top}.core")
     for name in ("tb_network.py", "bus.py"):  # the cocotb testbench and the sibling module it imports
-        shutil.copyfile(resources.TESTBENCHES / name, rtl_dir / name)
-    shutil.copyfile(TEMPLATES / "run_tb.py", rtl_dir / "run_tb.py")
+        shutil.copyfile(resources.TESTBENCHES / name, core_dir / name)
+    shutil.copyfile(TEMPLATES / "run_tb.py", core_dir / "run_tb.py")
     written += ["tb_network.py", "bus.py", "run_tb.py", "datasheet.md"]
-    design["ip_files"] = sorted(written)
-    design_io.write(rtl_dir, design)
-    # figures the run already has (model accuracy; sim/synth ones are marked stale if they are)
-    (rtl_dir / "datasheet.md").write_text(_render_datasheet(env, rtl_dir, design, rtl_dir.resolve().parent,
-                                                            vectors is not None))
+    (core_dir / "datasheet.md").write_text(_render_datasheet(env, core_dir, design, run_dir, vectors is not None))
     return sorted(written)
 
 
-def update_datasheet(run_dir: Path, refresh_vectors: bool = True) -> list[str]:
-    """Re-render ``<run>/rtl/datasheet.md`` with the run's measured figures.
+def run(cfg: Any, run_dir: Path) -> dict[str, Any]:
+    """The 'ip' stage: ``<run>/ip/``, the deliverable IP core.
 
-    Reads ``<run>/synth/resources.json``, ``<run>/sim/verify.json`` (marked stale when
-    ``sim/result.json`` verified another design.json) and ``<run>/model/result.json`` when they
-    exist. With ``refresh_vectors``, also packages ``<run>/sim/vectors.npz`` into the core
-    (testbench, hex files, vectors.npz) when it fits the design. design.json and the Verilog
-    it lists are never modified, so the fingerprints of later stages stay valid.
-
-    Returns:
-        The files rewritten, relative to ``<run>/rtl``.
-
-    Raises:
-        StageError: ``<run>/rtl/design.json`` does not exist.
+    The rtl stage's Verilog, filelist.f and design.json (copied unchanged), the AXI4-Stream top,
+    FuseSoC core, testbenches with the run's vectors (``<run>/sim/vectors.npz`` when it fits the
+    design) and a datasheet with the figures the run measured (sim, synth, model; each marked
+    STALE if it was measured on another design). The folder stands alone: ``run_tb.py`` verifies it.
     """
+    del cfg  # the core depends only on the stages it reads
     run_dir = Path(run_dir)
     rtl_dir = run_dir / "rtl"
-    design = design_io.read(rtl_dir, "ipcore.update_datasheet", hint=f"run `codesign rtl --out {run_dir}` first",
-                            check_files=False)  # the datasheet describes the design; it reads no Verilog
-    written: list[str] = []
-    vec = _run_vectors(run_dir, design) if refresh_vectors else None
-    if vec is not None:
-        written += _write_tb(rtl_dir, design, vec)
-    has_vectors = (rtl_dir / "vectors.npz").is_file()
-    (rtl_dir / "datasheet.md").write_text(_render_datasheet(_env(), rtl_dir, design, run_dir, has_vectors))
-    written.append("datasheet.md")
-    return sorted(written)
+    rundir.require(run_dir, "rtl", "package")
+    design = design_io.read(rtl_dir, "package", hint=f"run `codesign rtl --out {run_dir}` first")
+    with rundir.stage_dir(run_dir, "ip") as out:
+        copied = [*design["files"], "filelist.f", design_io.FILE]
+        for name in copied:
+            shutil.copyfile(rtl_dir / name, out / name)
+        vectors = _run_vectors(run_dir, design)
+        written = package(out, design, vectors, run_dir)
+        result = {"top": design["top"], "vlnv": vlnv(design), "files": sorted(set(copied) | set(written)),
+                  "vectors": vectors is not None, "datasheet": "datasheet.md"}
+        rundir.write_json(out / "result.json", result)
+    return result

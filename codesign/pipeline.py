@@ -59,12 +59,15 @@ def golden_agreement(graph: Graph, arrays: dict[str, np.ndarray]) -> dict[str, A
 
 
 def generate(graph: Graph, rtl_dir: Path, *, top: str = "codesign_top", levels_per_stage: int = 2,
-             adder_graph: bool = True, clock_period_ns: float = design_io.DEFAULT_CLOCK_NS) -> dict[str, Any]:
-    """The RTL backend: Verilog, filelist.f and design.json in ``rtl_dir``; returns design.json."""
+             adder_graph: bool = True, clock_period_ns: float = design_io.DEFAULT_CLOCK_NS,
+             fold_architecture: str = "auto") -> dict[str, Any]:
+    """The RTL backend: Verilog, filelist.f and design.json in ``rtl_dir``; returns design.json.
+    ``fold_architecture`` is rtl.fold_architecture: how layers with RF > 1 are folded."""
     from codesign import rtlgen
 
     design = rtlgen.generate(graph, Path(rtl_dir), top=top, levels_per_stage=levels_per_stage,
-                             adder_graph=adder_graph, clock_period_ns=clock_period_ns)
+                             adder_graph=adder_graph, clock_period_ns=clock_period_ns,
+                             fold_architecture=fold_architecture)
     design_io.write(rtl_dir, design)
     return design
 

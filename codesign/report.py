@@ -331,11 +331,5 @@ def run(cfg: Any, run_dir: Path) -> dict[str, Any]:
         result = {"files": {"html": "report.html", "markdown": "report.md", "summary": "summary.json"},
                   "plots": summary["plots"], "stages": summary["stages"], "accuracy": summary["accuracy"]}
         rundir.write_json(tmp / "result.json", result)
-    if (run_dir / "rtl" / "design.json").is_file():
-        from codesign import ipcore
-
-        # the IP core's datasheet gains the figures measured after the rtl stage (resources,
-        # verification, accuracy) and the core gets its test vectors
-        ipcore.update_datasheet(run_dir)
     del cfg  # the report depends only on the run directory's contents
     return result

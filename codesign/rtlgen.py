@@ -17,7 +17,6 @@ import jinja2
 
 from codesign import design as design_io
 from codesign import graph as hwgraph
-from codesign import ipcore
 from codesign.config import Config
 from codesign.errors import RtlGenError
 from codesign.graph import Graph
@@ -45,17 +44,20 @@ def verilog_name(name: str) -> str:
 
 
 def generate(graph: Graph, out_dir: Path, top: str = "codesign_top", levels_per_stage: int = 2,
-             adder_graph: bool = True, clock_period_ns: float = DEFAULT_CLOCK_NS) -> dict[str, Any]:
+             adder_graph: bool = True, clock_period_ns: float = DEFAULT_CLOCK_NS,
+             fold_architecture: str = "auto") -> dict[str, Any]:
     """Write the Verilog and filelist.f for ``graph`` into ``out_dir``; return design.json's contents
     (:func:`codesign.pipeline.generate` writes it). ``clock_period_ns`` is the delay budget the adder
-    graphs' pipeline registers are placed by."""
+    graphs' pipeline registers are placed by; ``fold_architecture`` (``rtl.fold_architecture``) the
+    architecture of layers with reuse factor > 1 (:mod:`codesign.arch.fold`; per layer in
+    design.json's ``architecture`` / ``fold_architecture``)."""
     if not graph.layers:
         raise RtlGenError("the model has no layers after the input")
     env = _env()
     out_dir.mkdir(parents=True, exist_ok=True)
     rendered, layer_info, prims = [], [], []
     kinds = [for_layer(layer) for layer in graph.layers]  # refuses an unsupported layer by name
-    opts = RenderOptions(levels_per_stage, adder_graph, clock_period_ns)
+    opts = RenderOptions(levels_per_stage, adder_graph, clock_period_ns, fold_architecture)
     ii = max(1, *(kind.ii(layer) for kind, layer in zip(kinds, graph.layers)))
     src = "paced" if ii > 1 else "in"
     for kind, layer in zip(kinds, graph.layers):
@@ -123,8 +125,9 @@ def run(cfg: Config, run_dir: Path) -> dict[str, Any]:
     with stage_dir(run_dir, "rtl") as out:
         t0 = time.time()
         design = generate(g, out, levels_per_stage=cfg.rtl.levels_per_stage, adder_graph=cfg.rtl.adder_graph,
-                          clock_period_ns=hls_res.get("clock_period_ns", cfg.hls.clock_period_ns))
-        ipcore.package(out, design)  # writes design.json once, with its ip_files
+                          clock_period_ns=hls_res.get("clock_period_ns", cfg.hls.clock_period_ns),
+                          fold_architecture=cfg.rtl.fold_architecture)
+        design_io.write(out, design)
         lines = sum(len((out / f).read_text().splitlines()) for f in design["files"])
         result = {"design_file": "design.json", "top": design["top"], "latency": design["latency"],
                   "ii": design["ii"], "multipliers": design["multipliers"], "verilog_lines": lines,

@@ -1,4 +1,20 @@
-"""Shared test helpers: a tiny QKeras MLP converted by hls4ml (cached per session)."""
+"""Shared test helpers: a tiny QKeras MLP (cheap to convert, simulate and synthesize) and the
+bit-exactness check of a simulated design.
+
+Markers (declared in pyproject.toml): every test that runs a tool says so, on the test itself
+(``@pytest.mark.<tool>``, or a module's ``pytestmark`` when every test of the file needs it):
+
+* ``hls4ml``: converts a model with hls4ml (and compiles its C-sim), or compiles C++ against
+  hls4ml's ap_types headers;
+* ``train``: trains a model;
+* ``verilator`` / ``icarus``: runs that simulator (a lint counts: ``verilator --lint-only``);
+* ``yosys``: runs Yosys;
+* ``slow``: long end-to-end runs; they carry the tool markers too.
+
+A fixture that converts, trains or simulates makes every test that uses it need the marker.
+``make test-fast`` deselects all of them; ``make test`` runs everything. tests/test_markers.py
+checks the markers against what each test calls (its helpers and fixtures included).
+"""
 
 from __future__ import annotations
 

@@ -235,6 +235,7 @@ def _small_converted_model(out: Path) -> tuple[Graph, Path]:
     return layers.from_hls4ml(hls_model, softmax_stripped=stripped), out / "hls"
 
 
+@pytest.mark.hls4ml
 @pytest.mark.verilator
 def test_converted_network_bit_exact_with_csim(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """hls4ml C-sim is the reference; the testbench measures the latency design.json states."""

@@ -58,6 +58,7 @@ def test_sigmoid_activation_is_refused_at_import(tmp_path: Path) -> None:
         check_supported(tiny_model("sigmoid"), "tiny")
 
 
+@pytest.mark.hls4ml
 def test_sigmoid_reaching_the_rtl_backend_is_refused_by_name(tmp_path: Path) -> None:
     """Past the import check (convert_model called directly), the RTL stage still names the layer."""
     from codesign import rtlgen
@@ -109,6 +110,7 @@ def test_unknown_layer_in_layer_reuse_factor(tmp_path: Path) -> None:
         convert_model(cfg, tiny_model(), tmp_path / "hls")
 
 
+@pytest.mark.hls4ml
 def test_reuse_factor_out_of_range(tmp_path: Path) -> None:
     from codesign.convert import convert_model
 
@@ -119,6 +121,7 @@ def test_reuse_factor_out_of_range(tmp_path: Path) -> None:
         convert_model(cfg, tiny_model(), tmp_path / "hls")
 
 
+@pytest.mark.hls4ml
 def test_saturating_accum_that_can_overflow_is_refused_after_convert(tmp_path: Path) -> None:
     from codesign import rtlgen
     from codesign.convert import convert_model
@@ -164,6 +167,7 @@ def test_output_dir_not_writable(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert code == 2 and f"cannot create run directory {blocker / 'run'}" in err
 
 
+@pytest.mark.hls4ml
 def test_failed_stage_leaves_nothing_that_looks_finished(tmp_path: Path) -> None:
     """The rtl stage fails (saturating accum) after convert: no rtl/result.json, no partial dir."""
     from codesign.flow import COMMANDS, run_stage

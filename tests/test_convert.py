@@ -26,6 +26,7 @@ def _convert(tmp: Path, model, **hls):
     return hm, g, CSim.for_graph(tmp, g)
 
 
+@pytest.mark.hls4ml
 @pytest.mark.parametrize("hls", [{}, {"reuse_factor": 3}, {"strategy": "Resource", "reuse_factor": 2, "layer_reuse_factor": {"d2": 7}},
                                  {"layer_precision": {"d2": {"result": "fixed<9,3,RND_CONV,SAT>"}}},
                                  {"layer_precision": {"d1": {"result": "fixed<10,4,RND_INF,SAT_SYM>"}}}])
@@ -40,6 +41,7 @@ def test_golden_equals_csim_on_random_codes(tmp_path: Path, hls: dict) -> None:
     assert len(np.unique(arrays["expected"][:, 0])) > 10
 
 
+@pytest.mark.hls4ml
 def test_graph_roundtrip_and_reuse_factor(tmp_path: Path) -> None:
     _, g, _ = _convert(tmp_path, small_model(), reuse_factor=3)
     g.save(tmp_path / "graph.json")
@@ -52,6 +54,7 @@ def test_graph_roundtrip_and_reuse_factor(tmp_path: Path) -> None:
     assert np.array_equal(golden.predict(g, codes), golden.predict(g2, codes))
 
 
+@pytest.mark.hls4ml
 def test_softmax_is_stripped_and_said(tmp_path: Path) -> None:
     hm, g, cs = _convert(tmp_path, small_model(softmax=True))
     assert g.softmax_stripped
@@ -60,11 +63,13 @@ def test_softmax_is_stripped_and_said(tmp_path: Path) -> None:
     assert np.array_equal(golden.predict(g, codes), cs.predict_codes(codes))
 
 
+@pytest.mark.hls4ml
 def test_resource_strategy_invalid_reuse_factor_lists_valid_ones(tmp_path: Path) -> None:
     with pytest.raises(ConversionError, match=r"layer d1: .*reuse factor 5.*valid for 12x7: 1, 2, 3, 4, 6"):
         _convert(tmp_path, small_model(), strategy="Resource", reuse_factor=5)
 
 
+@pytest.mark.hls4ml
 def test_reuse_factor_beyond_weights_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConversionError, match=r"layer d2: reuse factor 500 exceeds n_in\*n_out = 35"):
         _convert(tmp_path, small_model(), layer_reuse_factor={"d2": 500})
@@ -83,6 +88,8 @@ def test_agreement_counts() -> None:
                  "max_abs_err": 0.5}
 
 
+@pytest.mark.hls4ml
+@pytest.mark.icarus
 @pytest.mark.parametrize("kind", ["binary", "ternary"])
 def test_binary_and_ternary_weights_bit_exact_through_rtl(tmp_path: Path, kind: str) -> None:
     """hls4ml's binary product is ``w == 0 ? -a : a`` (bit 0 is -1); ternary weights are int<2>."""

@@ -69,6 +69,8 @@ def assert_clean(res: dict[str, Any], n: int) -> None:
 
 
 # ------------------------------------------------------------------ the RF 4 digits network
+@pytest.mark.hls4ml
+@pytest.mark.icarus
 @pytest.mark.verilator
 def test_verilator_and_icarus_match_csim_with_identical_cycles(demo: Demo) -> None:
     assert demo.design["ii"] == RF
@@ -88,6 +90,7 @@ def test_verilator_and_icarus_match_csim_with_identical_cycles(demo: Demo) -> No
     assert ver["cycles"] > len(demo.inputs) * RF
 
 
+@pytest.mark.hls4ml
 @pytest.mark.verilator
 def test_corrupted_expected_value_is_detected(demo: Demo) -> None:
     outputs = stream(demo, "verilator")["outputs"]
@@ -102,6 +105,7 @@ def test_corrupted_expected_value_is_detected(demo: Demo) -> None:
     assert short["first_mismatch"]["vector"] == len(demo.inputs) - 1
 
 
+@pytest.mark.hls4ml
 @pytest.mark.verilator
 def test_backpressure_makes_the_run_longer_not_different(demo: Demo) -> None:
     full = stream(demo, "verilator", gap_pct=0, bp_pct=0)
@@ -118,6 +122,7 @@ def test_backpressure_makes_the_run_longer_not_different(demo: Demo) -> None:
     assert pressed["latency_max"] > demo.design["latency"]
 
 
+@pytest.mark.hls4ml
 @pytest.mark.verilator
 def test_seed_changes_the_schedule_not_the_outputs(demo: Demo) -> None:
     a, b = stream(demo, "verilator", seed=3), stream(demo, "verilator", seed=4)
@@ -168,6 +173,7 @@ def small_inputs(n: int = 200) -> np.ndarray:
     return np.random.default_rng(0).integers(-8, 8, size=(n, 2), dtype=np.int64)
 
 
+@pytest.mark.icarus
 def test_register_slice_passes_with_exact_latency(tmp_path: Path) -> None:
     x = small_inputs()
     res = fastsim.run_stream(small_dut(tmp_path, "slice"), x, simulator="icarus", bp_pct=40,
@@ -177,6 +183,7 @@ def test_register_slice_passes_with_exact_latency(tmp_path: Path) -> None:
     assert res["latency_min"] == 1 and res["ii_min"] == 1 and res["latency_max"] > 1
 
 
+@pytest.mark.icarus
 def test_hold_rule_violation_is_counted(tmp_path: Path) -> None:
     x = small_inputs()
     res = fastsim.run_stream(small_dut(tmp_path, "fickle"), x, simulator="icarus", bp_pct=40,
@@ -189,6 +196,7 @@ def test_hold_rule_violation_is_counted(tmp_path: Path) -> None:
     assert np.array_equal(calm["outputs"], x)
 
 
+@pytest.mark.icarus
 def test_watchdog_stops_a_silent_design(tmp_path: Path) -> None:
     x = small_inputs(20)
     res = fastsim.run_stream(small_dut(tmp_path, "mute"), x, simulator="icarus", timeout_cycles=300,

@@ -175,6 +175,7 @@ def test_cases_cover_every_mode_and_shift_kind() -> None:
     assert any(d.integer > d.width for _, d in PAIRS)
 
 
+@pytest.mark.hls4ml
 @pytest.mark.parametrize("src,dst", PAIRS, ids=[f"{s}->{d}".replace(",TRN,WRAP", "") for s, d in PAIRS])
 def test_cast_equals_ap_fixed(src: FixedType, dst: FixedType,
                               apfixed_results: dict[str, np.ndarray]) -> None:
@@ -194,6 +195,7 @@ def test_cast_equals_ap_fixed(src: FixedType, dst: FixedType,
             assert got.min() >= to.min_code and got.max() <= to.max_code
 
 
+@pytest.mark.hls4ml
 def test_apfixed_asserts_when_every_bit_is_shifted_out(apfixed_bins: dict[str, Path]) -> None:
     """Documents a limit of real ap_fixed (hence of hls4ml's C-sim): rounding a value whose every
     bit is shifted out aborts. The other cases of the same pair run fine (TRN)."""
@@ -208,6 +210,7 @@ def test_apfixed_asserts_when_every_bit_is_shifted_out(apfixed_bins: dict[str, P
     assert sum(asserts_in_apfixed(s, d) for s, d in CASES) > 0
 
 
+@pytest.mark.hls4ml
 def test_reference_is_not_trivial(apfixed_results: dict[str, np.ndarray]) -> None:
     """Guard against a harness that prints the same thing for every mode."""
     src, dst = FixedType(8, 4), FixedType(5, 3)

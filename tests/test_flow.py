@@ -18,7 +18,6 @@ from codesign.flow import run_flow
 from codesign.rundir import read_json, write_json
 from codesign.verify import verify_design
 
-pytestmark = [pytest.mark.slow, pytest.mark.verilator]
 VECTORS = 1000
 
 
@@ -40,6 +39,10 @@ def _run_at(trained: tuple[Config, Path], tmp: Path, rf: int) -> tuple[dict, Pat
     return run_flow(cfg, run, stages="convert,rtl,verify"), run
 
 
+@pytest.mark.slow
+@pytest.mark.train
+@pytest.mark.hls4ml
+@pytest.mark.verilator
 @pytest.mark.parametrize("rf", [1, 4, 32])
 def test_default_model_verifies_bit_exact(trained, tmp_path: Path, rf: int) -> None:
     res, run = _run_at(trained, tmp_path, rf)
@@ -49,7 +52,8 @@ def test_default_model_verifies_bit_exact(trained, tmp_path: Path, rf: int) -> N
     assert design["ii"] == rf
     dense = [layer for layer in design["layers"] if layer["kind"] == "dense"]
     for layer in dense:
-        if rf > 1:
+        assert layer["ii"] == (rf if layer["nonzero_weights"] else 1)
+        if rf > 1 and layer["architecture"] == "folded":  # multiplier lanes: ceil(nonzeros / R) of them
             assert layer["multipliers"] == -(-layer["nonzero_weights"] // rf)
     sim = res["sim"]
     assert sim["passed"], sim["failures"]
@@ -61,6 +65,10 @@ def test_default_model_verifies_bit_exact(trained, tmp_path: Path, rf: int) -> N
     assert sim["qkeras_agreement"] == 1.0
 
 
+@pytest.mark.slow
+@pytest.mark.train
+@pytest.mark.hls4ml
+@pytest.mark.verilator
 def test_corrupted_weight_is_caught_and_layer_named(trained, tmp_path: Path) -> None:
     res, run = _run_at(trained, tmp_path, 4)
     assert res["sim"]["passed"]
@@ -80,6 +88,10 @@ def test_corrupted_weight_is_caught_and_layer_named(trained, tmp_path: Path) -> 
     assert (tmp_path / "bad_sim" / out["files"]["waves"]).is_file()
 
 
+@pytest.mark.slow
+@pytest.mark.train
+@pytest.mark.hls4ml
+@pytest.mark.verilator
 def test_flow_is_cached_and_cli_summarises(trained, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     res, run = _run_at(trained, tmp_path, 32)
     cfg = Config().replace(**{"hls.reuse_factor": 32, "verify.random_vectors": VECTORS, "output_dir": str(run)})
@@ -101,7 +113,9 @@ def test_stage_code_is_the_import_closure() -> None:
     def code(command: str) -> set[str]:
         return {str(p.relative_to(REPO)) for p in COMMANDS[command].code}
 
-    assert {"codesign/arch/adder_graph.py", "codesign/ipcore.py", "codesign/primitives"} <= code("rtl")
+    assert {"codesign/arch/adder_graph.py", "codesign/layers/dense.py", "codesign/primitives"} <= code("rtl")
+    assert {"codesign/ipcore.py", "codesign/testbenches/bus.py", "codesign/templates/ip"} <= code("package")
+    assert "codesign/ipcore.py" not in code("rtl")
     assert {"codesign/csim.py", "codesign/simtools.py", "codesign/vectors.py", "codesign/golden.py",
             "codesign/testbenches"} <= code("verify")
     assert "codesign/rtlgen.py" not in code("synth")

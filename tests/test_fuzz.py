@@ -16,7 +16,6 @@ from codesign.tools import fuzz
 SEED = 11
 CASES = 20
 SIMULATED = 6
-pytestmark = [pytest.mark.verilator]
 
 
 @pytest.fixture(scope="module")
@@ -41,12 +40,18 @@ def test_case_generation_is_deterministic() -> None:
     assert fuzz.make_case(SEED, 3) != fuzz.make_case(SEED, 4)
 
 
+@pytest.mark.hls4ml
+@pytest.mark.verilator
+@pytest.mark.icarus
 def test_golden_equals_csim_for_every_case(results: list[fuzz.CaseResult]) -> None:
     assert len(results) == CASES
     bad = [r.line() for r in results if r.golden_mismatches != 0]
     assert not bad, "\n".join(bad)
 
 
+@pytest.mark.hls4ml
+@pytest.mark.verilator
+@pytest.mark.icarus
 def test_no_case_fails(results: list[fuzz.CaseResult]) -> None:
     """Every case passes or is refused with an RtlGenError naming a layer (lint problems aside)."""
     bad = [r.line() for r in results if r.status == "failed" and r.stage != "lint"]
@@ -56,6 +61,9 @@ def test_no_case_fails(results: list[fuzz.CaseResult]) -> None:
     assert len(refused) < CASES // 2, "the generator should mostly build accepted designs"
 
 
+@pytest.mark.hls4ml
+@pytest.mark.verilator
+@pytest.mark.icarus
 def test_simulated_cases_cover_both_simulators(results: list[fuzz.CaseResult]) -> None:
     simulated = [r for r in results if r.simulators]
     assert len(simulated) >= 5
@@ -64,6 +72,9 @@ def test_simulated_cases_cover_both_simulators(results: list[fuzz.CaseResult]) -
         assert r.status == "passed" or (r.stage == "lint" and r.detail.endswith("simulation passed")), r.line()
 
 
+@pytest.mark.hls4ml
+@pytest.mark.verilator
+@pytest.mark.icarus
 def test_every_generated_design_is_lint_clean(results: list[fuzz.CaseResult]) -> None:
     bad = [r.line() for r in results if r.stage == "lint"]
     assert not bad, "\n".join(bad)
@@ -83,6 +94,9 @@ def cnn_results(tmp_path_factory: pytest.TempPathFactory) -> list[fuzz.CaseResul
 
 
 @pytest.mark.slow
+@pytest.mark.hls4ml
+@pytest.mark.verilator
+@pytest.mark.icarus
 def test_random_cnns_are_bit_exact_or_refused_by_name(cnn_results: list[fuzz.CaseResult]) -> None:
     """Random conv/pool geometries (1-D and 2-D, padding, stride, max/avg, per-layer RFs), simulated."""
     assert len(cnn_results) == CNN_CASES

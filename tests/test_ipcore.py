@@ -92,7 +92,7 @@ def test_files_exist_are_listed_and_deterministic(core: tuple[Path, dict[str, An
     expected = {f"{TOP}_axis.v", f"{TOP}.core", "datasheet.md", f"tb_{TOP}.v", f"tb_{TOP}_in.hex",
                 f"tb_{TOP}_expected.hex", "tb_network.py", "bus.py", "run_tb.py", "vectors.npz"}
     assert set(design["ip_files"]) == expected
-    assert json.loads((rtl / "design.json").read_text())["ip_files"] == design["ip_files"]
+    assert "ip_files" not in json.loads((rtl / "design.json").read_text()), "package() rewrote design.json"
     for f in expected:
         assert (rtl / f).is_file(), f
     again, _, _ = build(tmp_path)
@@ -140,11 +140,15 @@ def test_vectors_that_do_not_fit_are_refused(core: tuple[Path, dict[str, Any], P
         ipcore.package(tmp_path, dict(design), vectors=bad)
 
 
-def test_update_datasheet_reads_the_run_figures(core: tuple[Path, dict[str, Any], Path], tmp_path: Path) -> None:
+def test_ip_stage_reads_the_run_figures(core: tuple[Path, dict[str, Any], Path], tmp_path: Path) -> None:
+    """The ip stage packages <run>/rtl into <run>/ip with the run's vectors and measured figures,
+    and leaves every other stage's folder as it was."""
     src, _, vec = core
     run = tmp_path / "run"
-    shutil.copytree(src, run / "rtl")
-    (run / "rtl" / "vectors.npz").unlink()
+    (run / "rtl").mkdir(parents=True)
+    for f in json.loads((src / "design.json").read_text())["files"] + ["design.json", "filelist.f"]:
+        shutil.copyfile(src / f, run / "rtl" / f)
+    (run / "rtl" / "result.json").write_text("{}")
     (run / "sim").mkdir()
     (run / "synth").mkdir()
     (run / "model").mkdir()
@@ -154,9 +158,14 @@ def test_update_datasheet_reads_the_run_figures(core: tuple[Path, dict[str, Any]
         {"passed": True, "mismatches": 0, "vectors_checked": 120, "latency_min": 7, "latency_max": 7, "ii": 2,
          "accuracy": 0.875, "labeled": 8}))
     (run / "model" / "result.json").write_text(json.dumps({"test_accuracy": 0.9125}))
-    written = ipcore.update_datasheet(run)
-    assert "datasheet.md" in written and "vectors.npz" in written
-    sheet = (run / "rtl" / "datasheet.md").read_text()
+    rtl_before = {f.name: f.read_bytes() for f in (run / "rtl").iterdir()}
+    result = ipcore.run(None, run)
+    assert "datasheet.md" in result["files"] and "vectors.npz" in result["files"] and result["vectors"]
+    for f in result["files"]:
+        assert (run / "ip" / f).is_file(), f
+    assert {f.name: f.read_bytes() for f in (run / "rtl").iterdir()} == rtl_before, "the ip stage wrote into rtl/"
+    assert (run / "ip" / "design.json").read_bytes() == rtl_before["design.json"]
+    sheet = (run / "ip" / "datasheet.md").read_text()
     assert "Not measured yet" not in sheet
     assert "| LUT | 123 |" in sheet and "| FF | 45 |" in sheet and "estimate" in sheet
     assert "passed: 0 mismatching of 120 vectors" in sheet and "| 0.8750 (8 labeled vectors) |" in sheet
@@ -164,14 +173,10 @@ def test_update_datasheet_reads_the_run_figures(core: tuple[Path, dict[str, Any]
     assert "STALE" not in sheet
     (run / "sim" / "result.json").write_text(json.dumps({"rtl_fingerprint": "0123456789abcdef"}))
     (run / "synth" / "result.json").write_text(json.dumps({"rtl_fingerprint": "0123456789abcdef"}))
-    ipcore.update_datasheet(run)
-    sheet = (run / "rtl" / "datasheet.md").read_text()
+    ipcore.run(None, run)
+    sheet = (run / "ip" / "datasheet.md").read_text()
     assert "sim/verify.json (STALE: verified a different design.json)" in sheet
     assert "STALE: these figures were synthesized from a different design.json" in sheet
-    before = {f: (run / "rtl" / f).read_bytes() for f in ["design.json"] + json.loads(
-        (run / "rtl" / "design.json").read_text())["files"]}
-    ipcore.update_datasheet(run)
-    assert before == {f: (run / "rtl" / f).read_bytes() for f in before}, "update_datasheet changed the design"
 
 
 def test_without_vectors_the_sim_testbench_says_so(tmp_path: Path) -> None:
@@ -299,7 +304,7 @@ def test_run_tb_verifies_the_core_dir_alone(core: tuple[Path, dict[str, Any], Pa
     assert os.path.samefile(res["design"], alone / "design.json")
 
 
-def test_rtl_stage_packages_the_core(tmp_path: Path) -> None:
+def test_ip_stage_packages_the_rtl_stage_core(tmp_path: Path) -> None:
     from codesign import config, rtlgen
     from codesign.rundir import write_json
 
@@ -313,8 +318,10 @@ def test_rtl_stage_packages_the_core(tmp_path: Path) -> None:
     rtlgen.run(config.from_dict({}), run)
     design = json.loads((run / "rtl" / "design.json").read_text())
     top = design["top"]
-    assert f"{top}_axis.v" in design["ip_files"] and "vectors.npz" in design["ip_files"]
-    for f in design["ip_files"]:
-        assert (run / "rtl" / f).is_file(), f
-    assert "| Clock assumption | 4.0 ns (250 MHz" in (run / "rtl" / "datasheet.md").read_text()
-    assert len((run / "rtl" / f"tb_{top}_in.hex").read_text().split()) == 64
+    assert not (run / "rtl" / f"{top}_axis.v").exists(), "the rtl stage writes only the generated RTL"
+    files = ipcore.run(config.from_dict({}), run)["files"]
+    assert f"{top}_axis.v" in files and "vectors.npz" in files and f"{top}.v" in files
+    for f in files:
+        assert (run / "ip" / f).is_file(), f
+    assert "| Clock assumption | 4.0 ns (250 MHz" in (run / "ip" / "datasheet.md").read_text()
+    assert len((run / "ip" / f"tb_{top}_in.hex").read_text().split()) == 64

@@ -101,6 +101,7 @@ def test_layer_named_input_is_refused_by_name(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.hls4ml
 @pytest.mark.verilator
 def test_qkeras_3layer_renamed_rf4(tmp_path: Path) -> None:
     """The canonical jet-tagging benchmark (6-bit QKeras) as shipped, RF 4 everywhere."""
@@ -110,6 +111,8 @@ def test_qkeras_3layer_renamed_rf4(tmp_path: Path) -> None:
     assert design["input"]["n"] == 16 and design["output"]["n"] == 5
 
 
+@pytest.mark.hls4ml
+@pytest.mark.verilator
 def test_qkeras_3layer_upstream_config_converts(tmp_path: Path) -> None:
     """Upstream config: RF 1, Latency, weight/bias fixed<6,1>, relu results fixed<7,1,RND_CONV,SAT>."""
     model = load("qkeras_3layer")
@@ -121,6 +124,7 @@ def test_qkeras_3layer_upstream_config_converts(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.hls4ml
 @pytest.mark.verilator
 def test_keras_3layer_float_model_rf8(tmp_path: Path) -> None:
     """Plain Keras float weights: the C-sim quantizes them to weight_t (fixed<16,6>); so must graph.py.
@@ -132,16 +136,19 @@ def test_keras_3layer_float_model_rf8(tmp_path: Path) -> None:
     assert design["ii"] == 8
 
 
+@pytest.mark.hls4ml
 def test_keras_3layer_golden_equals_csim_rf1(tmp_path: Path) -> None:
     """Reproducer for the float-weights bug in graph.py: golden == C-sim and the RTL is generated."""
     flow(load("KERAS_3layer"), from_dict({}), tmp_path, n=200, simulate=False, lint=False)
 
 
+@pytest.mark.hls4ml
 @pytest.mark.verilator
 def test_keras_3layer_lint(tmp_path: Path) -> None:
     flow(load("KERAS_3layer"), from_dict({}), tmp_path, n=10, simulate=False)
 
 
+@pytest.mark.hls4ml
 def test_qkeras_mnist_dense_upstream_config(tmp_path: Path) -> None:
     """784 -> 20 -> 10, quantized_po2 weights in q_dense_2, RF 112 and Resource strategy there.
 
@@ -159,6 +166,7 @@ def test_qkeras_mnist_dense_upstream_config(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.hls4ml
 @pytest.mark.verilator
 def test_qkeras_mnist_dense_po2_rf1_verifies(tmp_path: Path) -> None:
     """Automatic config (RF 1): po2 products become wire shifts; bit-exact under the testbench."""

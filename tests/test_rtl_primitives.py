@@ -32,8 +32,6 @@ CAST_SRC = [RTL / "fxp_cast.v"]
 RELU_SRC = [RTL / "fxp_relu.v", RTL / "fxp_cast.v"]
 SKID_SRC = [RTL / "skid_buffer.v"]
 
-pytestmark = pytest.mark.verilator
-
 
 def P(w_in: int, f_in: int, s_in: int, w_out: int, f_out: int, s_out: int,
       q: str = "TRN", o: str = "WRAP") -> dict[str, int]:
@@ -143,6 +141,7 @@ def test_sweep_covers_every_mode() -> None:
     assert {(c["SIGNED_IN"], c["SIGNED_OUT"]) for c in cases} == {(0, 0), (0, 1), (1, 0), (1, 1)}
 
 
+@pytest.mark.verilator
 def test_fxp_cast_and_relu_sweep_verilator() -> None:
     """One Verilator build with every sweep instance; each checked over all its input codes."""
     cases = _sweep()
@@ -152,6 +151,7 @@ def test_fxp_cast_and_relu_sweep_verilator() -> None:
          {"FXP_CASES": json.dumps(cases)})
 
 
+@pytest.mark.verilator
 @pytest.mark.parametrize("kind,params", [
     ("cast", P(9, 5, 1, 6, 2, 1, "RND_CONV", "SAT_SYM")),
     ("relu", P(9, 6, 1, 6, 4, 0, "RND_CONV", "SAT")),
@@ -163,6 +163,7 @@ def test_single_primitive_as_toplevel(kind: str, params: dict[str, int]) -> None
     _run(f"top_{kind}", src, f"fxp_{kind}", "tb_fxp_cast", params, env)
 
 
+@pytest.mark.verilator
 def test_testbench_catches_a_wrong_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The checker is live: tell the testbench another mode than the RTL has, expect a failure.
     (Same RTL and parameters as test_single_primitive_as_toplevel[cast]: the build is shared.)"""
@@ -182,6 +183,7 @@ def test_testbench_catches_a_wrong_model(tmp_path: Path, monkeypatch: pytest.Mon
 # ------------------------------------------------------------------------------------ skid_buffer
 
 
+@pytest.mark.verilator
 @pytest.mark.parametrize("width,seed", [(8, 1), (1, 7)])
 def test_skid_buffer(width: int, seed: int) -> None:
     env = {"SKID_W": str(width), "SKID_WORDS": "2000", "SKID_SEED": str(seed)}
@@ -206,6 +208,7 @@ LINT_SETS = [
 ]
 
 
+@pytest.mark.verilator
 @pytest.mark.parametrize("top,src,params", LINT_SETS, ids=[f"{t}-{i}" for i, (t, _, _) in enumerate(LINT_SETS)])
 def test_verilator_lint_wall_clean(top: str, src: list[Path], params: dict[str, int], tmp_path: Path) -> None:
     simtools.verilator_lint(src, top, tmp_path / "lint.log", params)
@@ -228,6 +231,9 @@ BAD_PARAMS = [
 ]
 
 
+@pytest.mark.verilator
+@pytest.mark.icarus
+@pytest.mark.yosys
 @pytest.mark.parametrize("top,src,params,msg", BAD_PARAMS, ids=[m for *_, m in BAD_PARAMS])
 def test_bad_parameters_stop_elaboration(top: str, src: list[Path], params: dict[str, int], msg: str,
                                          tmp_path: Path) -> None:
@@ -263,6 +269,7 @@ def _yosys(src: list[Path], top: str, params: dict[str, int], script: str,
     return subprocess.run([exe, "-q", "-p", cmd], capture_output=True, text=True, cwd=tmp)
 
 
+@pytest.mark.icarus
 @pytest.mark.parametrize("top,src,params", [
     ("fxp_cast", CAST_SRC, P(8, 4, 1, 5, 2, 1, "RND_CONV", "SAT_SYM")),
     ("fxp_cast", CAST_SRC, P(7, 4, 1, 4, -4, 0, "RND_INF", "SAT")),
@@ -275,6 +282,7 @@ def test_icarus_accepts(top: str, src: list[Path], params: dict[str, int], tmp_p
     assert "warning" not in (proc.stdout + proc.stderr).lower(), proc.stdout + proc.stderr
 
 
+@pytest.mark.icarus
 def test_fxp_cast_simulates_the_same_under_icarus() -> None:
     """The exhaustive cocotb test of one configuration, second simulator."""
     params = P(9, 5, 1, 6, 2, 1, "RND_CONV", "SAT_SYM")
@@ -311,6 +319,7 @@ def test_yosys_synthesizes(top: str, src: list[Path], params: dict[str, int], ce
         assert n == cells, f"{top} {params}: {n} cells where the cast is a no-op"
 
 
+@pytest.mark.icarus
 @pytest.mark.yosys
 def test_yosys_netlist_is_still_bit_exact(tmp_path: Path) -> None:
     """Yosys reads the parameters (negative ones too) as intended: its synthesized netlist of a

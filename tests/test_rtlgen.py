@@ -41,11 +41,11 @@ def lint(rtl: Path, design: dict[str, Any]) -> None:
 
 
 def simulate_against_golden(tmp: Path, graph: Graph, n: int = 200, seed: int = 0,
-                            simulator: str = "icarus") -> dict[str, Any]:
+                            simulator: str = "icarus", fold_architecture: str = "auto") -> dict[str, Any]:
     """Generate, write design.json, and verify the RTL against the golden model on random inputs."""
 
     rtl = tmp / "rtl"
-    design = pipeline.generate(graph, rtl)
+    design = pipeline.generate(graph, rtl, fold_architecture=fold_architecture)
     t = graph.input_type
     rng = np.random.default_rng(seed)
     x = rng.integers(t.min_code, t.max_code + 1, size=(n, graph.n_in), dtype=np.int64)
@@ -62,6 +62,7 @@ def simulate_against_golden(tmp: Path, graph: Graph, n: int = 200, seed: int = 0
 # ----------------------------------------------------------------------------- reproducers
 
 @pytest.mark.verilator
+@pytest.mark.icarus
 def test_folded_lane_shared_by_wide_and_narrow_neuron(tmp_path: Path) -> None:
     """Bug: a folded lane whose register p is wider than a neuron's accumulator crashed generate.
 
@@ -73,7 +74,7 @@ def test_folded_lane_shared_by_wide_and_narrow_neuron(tmp_path: Path) -> None:
     out_t = FixedType(16, 12, True, "RND_CONV", "SAT")
     layer = dense_layer("fc", [[100, 1], [0, 0]], [3, -2], in_t, out_t, FixedType(20, 14), rf=2)
     graph = Graph(in_t, 2, (layer,))
-    design = simulate_against_golden(tmp_path, graph)
+    design = simulate_against_golden(tmp_path, graph, fold_architecture="lanes")  # the lanes' reproducer
     assert design["layers"][0]["architecture"] == "folded"
     lint(tmp_path / "rtl", design)
 
@@ -184,6 +185,7 @@ def test_unsupported_layer_is_refused_by_name(tmp_path: Path) -> None:
 
 
 @pytest.mark.verilator
+@pytest.mark.icarus
 @pytest.mark.parametrize("overflow", ["SAT", "SAT_ZERO", "SAT_SYM"])
 def test_saturating_accum_that_overflows_follows_hls4ml_order(tmp_path: Path, overflow: str) -> None:
     """Partial sums overflow a saturating accum_t, so the result depends on the order of additions:
@@ -213,7 +215,7 @@ def test_saturating_accum_that_can_overflow_is_refused_when_folded(tmp_path: Pat
         rtlgen.generate(Graph(in_t, 2, (d,)), tmp_path)
 
 
-@pytest.mark.verilator
+@pytest.mark.icarus
 def test_saturating_accum_that_cannot_overflow_is_accepted(tmp_path: Path) -> None:
     in_t = FixedType(6, 2)
     d = dense_layer("fc_sat", [[31, -7], [5, 31]], [9, -3], in_t, FixedType(7, 3, True, "RND_INF", "SAT_SYM"),
@@ -261,6 +263,7 @@ def modes_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any]:
 
 
 @pytest.mark.slow
+@pytest.mark.hls4ml
 def test_golden_equals_csim_for_every_rounding_and_overflow_mode(modes_model: tuple[Any, Any]) -> None:
     hls_model, graph = modes_model
     dense = [layer for layer in graph.layers if layer.kind == "dense"]
@@ -292,6 +295,7 @@ def _accum(d: Layer, x: np.ndarray) -> np.ndarray:
     return golden.run_layer(ident, x)
 
 
+@pytest.mark.icarus
 def test_multirate_chain_latency_matches_design_json(tmp_path: Path) -> None:
     rng = np.random.default_rng(5)
     d0 = random_dense(rng, 3, 4, rf=2, name="fc0")
@@ -299,6 +303,8 @@ def test_multirate_chain_latency_matches_design_json(tmp_path: Path) -> None:
     simulate_against_golden(tmp_path, Graph(d0.in_type, 3, (d0, d1)), n=40)
 
 
+@pytest.mark.verilator
+@pytest.mark.icarus
 @pytest.mark.parametrize("rf", [1, 3])
 @pytest.mark.parametrize("rounding", ["TRN", "TRN_ZERO", "RND", "RND_ZERO", "RND_MIN_INF", "RND_INF", "RND_CONV"])
 def test_per_product_rounding_into_narrow_accum(tmp_path: Path, rounding: str, rf: int) -> None:
@@ -317,6 +323,8 @@ def test_per_product_rounding_into_narrow_accum(tmp_path: Path, rounding: str, r
     lint(tmp_path / "rtl", design)
 
 
+@pytest.mark.verilator
+@pytest.mark.icarus
 def test_per_product_rounding_into_unsigned_wrapping_accum_when_folded(tmp_path: Path) -> None:
     """An unsigned accum_t wraps every rounded product modulo 2**W, negative ones included."""
     rng = np.random.default_rng(12)

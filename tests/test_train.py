@@ -35,6 +35,7 @@ def fast_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Config, Path, di
     return cfg, run_dir, train.run(cfg, run_dir)
 
 
+@pytest.mark.train
 def test_stage_files_and_result(fast_run: tuple[Config, Path, dict[str, Any]]) -> None:
     cfg, run_dir, result = fast_run
     out = run_dir / "model"
@@ -46,6 +47,7 @@ def test_stage_files_and_result(fast_run: tuple[Config, Path, dict[str, Any]]) -
     assert result["train_seconds"] > 0
 
 
+@pytest.mark.train
 def test_layer_name_and_quantizer_contract(fast_run: tuple[Config, Path, dict[str, Any]]) -> None:
     cfg, run_dir, _ = fast_run
     model = load_model(run_dir / "model" / "model.h5")
@@ -69,6 +71,7 @@ def test_layer_name_and_quantizer_contract(fast_run: tuple[Config, Path, dict[st
     assert model.outputs[0].shape[-1] == 10
 
 
+@pytest.mark.train
 def test_data_npz_is_the_split_used(fast_run: tuple[Config, Path, dict[str, Any]]) -> None:
     cfg, run_dir, result = fast_run
     ds = load_dataset(cfg.data, cfg.training.seed)
@@ -78,6 +81,7 @@ def test_data_npz_is_the_split_used(fast_run: tuple[Config, Path, dict[str, Any]
     assert (result["n_train"], result["n_test"]) == (len(ds.X_train), len(ds.X_test))
 
 
+@pytest.mark.train
 def test_metrics_are_measured_from_the_saved_model(fast_run: tuple[Config, Path, dict[str, Any]]) -> None:
     _, run_dir, result = fast_run
     model = load_model(run_dir / "model" / "model.h5")
@@ -101,6 +105,7 @@ def test_metrics_are_measured_from_the_saved_model(fast_run: tuple[Config, Path,
     assert result["weight_sparsity"] == pytest.approx(1 - sum(np.count_nonzero(k) for k in kernels.values()) / total)
 
 
+@pytest.mark.train
 def test_magnitude_pruning_reaches_target(fast_run: tuple[Config, Path, dict[str, Any]]) -> None:
     _, run_dir, result = fast_run
     model = load_model(run_dir / "model" / "model.h5")
@@ -121,12 +126,14 @@ def test_prune_schedule_reaches_final_sparsity_inside_training(steps: int, epoch
     assert end_step <= max(1, steps * epochs // 2) < steps * epochs or steps * epochs == 1
 
 
+@pytest.mark.train
 def test_no_pruning_when_target_zero(tmp_path: Path) -> None:
     result = train.run(_cfg(**{"pruning.target_sparsity": 0.0}), tmp_path)
     # only weights that quantize to 0 are zero: far from the 50 % default target
     assert result["weight_sparsity"] < 0.25
 
 
+@pytest.mark.train
 def test_iterative_rounds_reach_target(tmp_path: Path) -> None:
     assert train._round_targets(0.6, 3) == [(0.0, pytest.approx(0.2)), (pytest.approx(0.2), pytest.approx(0.4)),
                                             (pytest.approx(0.4), pytest.approx(0.6))]
@@ -138,6 +145,7 @@ def test_iterative_rounds_reach_target(tmp_path: Path) -> None:
             assert e["sparsity"] >= 0.7 - 1 / e["weights"], e
 
 
+@pytest.mark.train
 def test_structured_pruning_removes_whole_neurons(tmp_path: Path) -> None:
     cfg = _cfg(**{"pruning.structured": True, "pruning.target_sparsity": 0.5, "pruning.rounds": 2,
                   "training.epochs": 2})
@@ -156,6 +164,7 @@ def test_structured_pruning_removes_whole_neurons(tmp_path: Path) -> None:
             assert not dead.any()
 
 
+@pytest.mark.train
 def test_same_seed_same_model_other_seed_differs(tmp_path: Path) -> None:
     cfg = _cfg(**{"training.epochs": 2})
     a = train.run(cfg, tmp_path / "a")
@@ -178,6 +187,7 @@ def test_unknown_layer_bits_name_is_refused(tmp_path: Path) -> None:
     assert not (tmp_path / "model").exists()
 
 
+@pytest.mark.train
 def test_npz_dataset_and_failure_keeps_previous_stage(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     X = rng.integers(0, 8, (120, 6)) / 8.0
@@ -197,6 +207,7 @@ def test_npz_dataset_and_failure_keeps_previous_stage(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.train
 @pytest.mark.parametrize(
     "over, min_accuracy, min_sparsity",
     [
@@ -274,6 +285,7 @@ def test_cnn_unknown_layer_bits_lists_conv_names(tmp_path: Path) -> None:
                   tmp_path)
 
 
+@pytest.mark.train
 def test_cnn_trains_prunes_conv_and_reports_it(tmp_path: Path) -> None:
     cfg = _cfg(**{**CNN_FAST, "pruning.target_sparsity": 0.5})
     result = train.run(cfg, tmp_path)
@@ -298,6 +310,7 @@ def test_cnn_trains_prunes_conv_and_reports_it(tmp_path: Path) -> None:
     assert result["bops"] == conv["nonzero"] * 36 * 6 * 8 + layers["dense_0"]["nonzero"] * 6 * 6
 
 
+@pytest.mark.train
 def test_cnn_structured_pruning_removes_whole_filters(tmp_path: Path) -> None:
     cfg = _cfg(**{**CNN_FAST, "model.conv_filters": [4, 6], "model.pool_size": 0, "model.cnn_hidden": [8],
                   "pruning.structured": True, "pruning.target_sparsity": 0.5, "training.epochs": 2})
@@ -318,6 +331,7 @@ def test_cnn_structured_pruning_removes_whole_filters(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.train
 def test_default_cnn_accuracy_target(tmp_path: Path) -> None:
     """The digits CNN: 8x8x1 -> QConv2D(8, 3x3) -> ReLU -> MaxPool 2 -> Flatten -> QDense(10), 6 bit, 50 %."""
     cfg = config.from_dict({"model": {"kind": "cnn"}})

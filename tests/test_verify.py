@@ -212,6 +212,7 @@ def test_same_design_without_backpressure_has_no_violation(tmp_path: Path) -> No
     assert res["protocol_violations"] == 0
 
 
+@pytest.mark.icarus
 @pytest.mark.verilator
 def test_icarus_gives_the_same_result(tmp_path: Path) -> None:
     res, arrays = _sim(tmp_path, "icarus", n=60, input_gap_prob=0.3, backpressure_prob=0.4)
@@ -222,6 +223,7 @@ def test_icarus_gives_the_same_result(tmp_path: Path) -> None:
     assert {k: res[k] for k in keys} == {k: res_v[k] for k in keys}
 
 
+@pytest.mark.icarus
 def test_broken_build_is_a_simulation_error(tmp_path: Path) -> None:
     rtl, design = make_rtl(tmp_path)
     (rtl / "fixture_stage.v").write_text("module fixture_stage(; endmodule\n")
@@ -253,6 +255,7 @@ def _stage_run_dir(tmp_path: Path, corrupt: bool, broken: bool = False) -> tuple
     return run_dir, types.SimpleNamespace(make_vectors=fake_make_vectors)
 
 
+@pytest.mark.icarus
 @pytest.mark.parametrize("corrupt", [False, True])
 def test_stage_writes_sim_dir_and_mismatch_is_a_result(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                        corrupt: bool) -> None:
@@ -277,6 +280,7 @@ def test_stage_writes_sim_dir_and_mismatch_is_a_result(tmp_path: Path, monkeypat
         assert result["passed"] is True and result["mismatches"] == 0
 
 
+@pytest.mark.icarus
 def test_stage_broken_build_raises_and_keeps_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from codesign import config
 

@@ -122,6 +122,7 @@ def test_version_names_what_is_missing(monkeypatch: pytest.MonkeyPatch, capsys: 
 
 
 @pytest.mark.slow
+@pytest.mark.hls4ml
 @pytest.mark.verilator
 def test_wheel_carries_its_data_and_runs_the_flow(tmp_path: Path) -> None:
     t0 = time.monotonic()

@@ -45,6 +45,8 @@ class RenderOptions:
     levels_per_stage: int
     adder_graph: bool
     clock_ns: float  #: the delay budget pipeline registers are placed by
+    #: reuse factor > 1: auto (cost model) | lanes | digit_serial | input_serial (codesign.arch.fold)
+    fold_architecture: str = "auto"
 
 
 @dataclass

@@ -6,7 +6,9 @@ input; the result is ``(result_t)acc``.
 
 RTL (``codesign.arch``): RF 1 as a shared constant-coefficient adder graph (or, where products
 round or are shifts, parallel trees; a sequential chain where a saturating accumulator makes the
-order matter); RF > 1 folded onto multiplier lanes, one vector every RF cycles.
+order matter); RF > 1 folded, one vector every RF cycles, by the architecture the cost model of
+:mod:`codesign.arch.fold` picks (digit-serial adder graph, input-serial multipliers or multiplier
+lanes; ``rtl.fold_architecture`` overrides it).
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ from typing import Any
 import jinja2
 import numpy as np
 
-from codesign.arch import adder_graph
+from codesign.arch import adder_graph, digit_serial, fold, input_serial
 from codesign.arch import dense as dense_arch
+from codesign.arch.dense import DenseCost
+from codesign.arch.netlist import Module
 from codesign.errors import RtlGenError
 from codesign.fixedpoint import cast, po2_products
 from codesign.graph import Layer
@@ -72,12 +76,47 @@ def render_products(env: jinja2.Environment, layer: Layer, module: str, opts: Re
         extra = {"architecture": "parallel", "adder_graph": use_graph, "adders": cost.adders,
                  "pipeline_stages": m.n_stages}
     else:
+        m, cost, text, extra = render_folded(env, layer, module, opts, header)
+    # ii is what the layer promises at full rate; latency counts clock edges input -> output.
+    return Rendered(module, text, cost.latency, cost.ii, cost.multipliers, True, ("fxp_cast.v",), extra), extra
+
+
+#: design.json's per-layer "architecture" of each folded architecture (codesign.arch.fold)
+FOLD_NAMES = {"lanes": "folded", "digit_serial": "digit-serial", "input_serial": "input-serial"}
+
+
+def render_folded(env: jinja2.Environment, layer: Layer, module: str, opts: RenderOptions,
+                  header: dict[str, Any]) -> tuple[Module, DenseCost, str, dict[str, Any]]:
+    """Reuse factor R > 1: the architecture :func:`codesign.arch.fold.choose` picks (or
+    ``opts.fold_architecture`` forces), its Verilog and design.json fields."""
+    if layer.product != "po2":  # refuse what no folded architecture reproduces, as the lanes always did
+        dense_arch.check_exact(layer, product_rounding=dense_arch.needs_product_rounding(layer))
+    choice = fold.choose(layer, opts.fold_architecture, adder_graph=opts.adder_graph, clock_ns=opts.clock_ns)
+    extra: dict[str, Any] = {"architecture": FOLD_NAMES[choice.arch], "fold_architecture": choice.arch}
+    if choice.arch == "lanes":
         m, cost, info = dense_arch.folded(layer, module)
         text = env.get_template("dense_folded.v.j2").render(m=m, R=info["R"], lanes=info["lanes"],
                                                              tw=info["tw"], **header)
-        extra = {"architecture": "folded", "lanes": info["lanes"]}
-    # ii is what the layer promises at full rate; latency counts clock edges input -> output.
-    return Rendered(module, text, cost.latency, cost.ii, cost.multipliers, True, ("fxp_cast.v",), extra), extra
+        extra["lanes"] = info["lanes"]
+    elif choice.arch == "digit_serial":
+        p = choice.plans["digit_serial"]
+        m, cost, s = digit_serial.build_module(layer, module, p)
+        what = (f"digit-serial shared adder graph, {p.d}-bit input digits over {p.D} cycle(s), "
+                f"{len(p.g.nodes)} adder(s), {len(p.roots)} serial accumulator(s)")
+        text = env.get_template("dense_serial.v.j2").render(m=m, s=s, what=what, **header)
+        extra.update(digit_bits=p.d, digits=p.D, adders=len(p.g.nodes), accumulators=len(p.roots),
+                     pipeline_stages=p.depth)
+    else:
+        q = choice.plans["input_serial"]
+        m, cost, s = input_serial.build_module(layer, module, q)
+        what = (f"input-serial multipliers, {q.k} input(s) per cycle over {q.C} cycle(s), "
+                f"{cost.multipliers} multiplier(s) with cycle-indexed weight ROMs")
+        text = env.get_template("dense_serial.v.j2").render(m=m, s=s, what=what, **header)
+        extra.update(inputs_per_cycle=q.k, cycles=q.C)
+    extra["fold_estimates"] = {a: dict(e) for a, e in choice.estimates.items()}
+    if choice.note:
+        extra["fold_note"] = choice.note
+    return m, cost, text, extra
 
 
 class Dense(LayerKind):

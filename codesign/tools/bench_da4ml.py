@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 #: hls4ml's public example models, kept in the repository (tests/reference_models/README.md).
 MODEL_DIR = REPO / "tests" / "reference_models"
 MODEL = "qkeras_3layer"
