@@ -1,9 +1,9 @@
 """The Verilog netlist of a lowered, scheduled adder graph (a ``netlist.Module``).
 
 :func:`emit` writes the input codes (:func:`_input_codes`), one unsigned adder per node
-(:func:`_emit_node`: written so that Yosys keeps the adders as they are), the pipeline register
+(:func:`emit_node`: written so that Yosys keeps the adders as they are), the pipeline register
 chains of :class:`codesign.arch.adder_schedule.Schedule`, and per output the constant (bias and
-offsets) adder and the accum/result casts of :func:`codesign.arch.dense._output_stage` (same casts,
+offsets) adder and the accum/result casts of :func:`codesign.arch.dense.output_stage` (same casts,
 same order) into the output register of the final stage (:func:`_output`).
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 from codesign.arch.adder_build import AdderGraph, Term
 from codesign.arch.adder_lower import Hardware, HwNode, HwSignal, const_add_forms, out_const
 from codesign.arch.adder_schedule import Schedule
-from codesign.arch.dense import _bias_acc, _output_stage, _product_frac
+from codesign.arch.dense import bias_codes, output_stage, product_frac
 from codesign.arch.netlist import Module, cast_instance, const, signed_width
 from codesign.graph import Layer
 
@@ -34,7 +34,7 @@ def _zext(expr: str, width: int, to: int, shift: int = 0) -> str:
     return "{" + ", ".join(parts) + "}"
 
 
-def _emit_node(m: Module, name: str, d: int, h: HwSignal, a: str, ha: HwSignal, b: str, hb: HwSignal,
+def emit_node(m: Module, name: str, d: int, h: HwSignal, a: str, ha: HwSignal, b: str, hb: HwSignal,
                hn: HwNode, local: tuple[bool, bool] = (False, False)) -> None:
     """``name = A + ((B + cin) << d)`` in ``h.width`` unsigned bits (:class:`HwNode`); the low ``d``
     bits are A's and bypass the adder.
@@ -100,12 +100,12 @@ def _output(m: Module, layer: Layer, j: int, src: str, h: HwSignal, t: Term, sta
     ``v = pol * (H - off)``, so the accumulator value is ``K + (H' << k)`` with a constant K (bias
     and offsets) and ``H' = H`` or ``~H``: one constant adder (carry cells, plus an inverter per bit
     where the propagate signal is an inverted H bit: :func:`const_add_forms`), then the casts of
-    :func:`codesign.arch.dense._output_stage` (same casts, same order).
+    :func:`codesign.arch.dense.output_stage` (same casts, same order).
     """
     assert layer.accum_type is not None
     acc_t = layer.accum_type
-    k = t.shift + acc_t.frac - _product_frac(layer)  # root lsb in accum units (>= 0: check_exact)
-    bias = int(_bias_acc(layer)[j])
+    k = t.shift + acc_t.frac - product_frac(layer)  # root lsb in accum units (>= 0: check_exact)
+    bias = int(bias_codes(layer)[j])
     u = h.width
     kc, inv = out_const(h, t.neg, bias, k)
     hlo, hhi = ((1 << u) - 1 - h.hi, (1 << u) - 1 - h.lo) if inv else (h.lo, h.hi)
@@ -114,7 +114,7 @@ def _output(m: Module, layer: Layer, j: int, src: str, h: HwSignal, t: Term, sta
     s_name = f"o{j}"
     # acc = ((kc >> k) + H') << k | kc's low k bits: c + H' or (c - 1) - {1..1, ~H'}, whichever puts
     # fewer constant ones against H' bits; H' reaches the adder through an inverter (no $macc merge
-    # with the root adder, see _emit_node)
+    # with the root adder, see emit_node)
     c, c_lo = kc >> k, kc & ((1 << k) - 1)
     wc = max(w - k, u + 1)
     plain, sub = const_add_forms(c, u, inv)
@@ -190,7 +190,7 @@ def emit(layer: Layer, module_name: str, g: AdderGraph, hw: Hardware, sch: Sched
         sig = g.n_in + k
         s = sch.stage[sig]
         local = tuple(x >= g.n_in and sch.stage[x] == s and last_use[x] == s and readers[x] == 1 for x in (n.a, n.b))
-        _emit_node(m, names[sig], n.shift, hw.signals[sig], at(n.a, s), hw.signals[n.a], at(n.b, s),
+        emit_node(m, names[sig], n.shift, hw.signals[sig], at(n.a, s), hw.signals[n.a], at(n.b, s),
                    hw.signals[n.b], hn, local)
     for sig in range(g.n_in + len(g.nodes)):
         if sig not in used:
@@ -199,7 +199,7 @@ def emit(layer: Layer, module_name: str, g: AdderGraph, hw: Hardware, sch: Sched
             m.reg(s, f"{names[sig]}_r{s}", hw.signals[sig].width, at(sig, s))
     for j, t in enumerate(g.outputs):
         if t is None:
-            _output_stage(m, layer, j, None, sch.out_stage, f"y{j}")
+            output_stage(m, layer, j, None, sch.out_stage, f"y{j}")
         else:
             _output(m, layer, j, at(t.sig, sch.out_stage), hw.signals[t.sig], t, sch.out_stage)
     m.n_stages = sch.out_stage + 1

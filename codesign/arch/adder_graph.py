@@ -19,7 +19,7 @@ whole matrix becomes one adder graph whose intermediate sums are shared between 
    every output of the layer has the same latency.
 4. **Emit** (:mod:`codesign.arch.adder_emit`): the Verilog netlist, written so that Yosys keeps
    the adders as they are, the outputs through the bias/offset constant adder and the accum/result
-   casts of :func:`codesign.arch.dense._output_stage` (same casts, same order).
+   casts of :func:`codesign.arch.dense.output_stage` (same casts, same order).
 
 :func:`parallel_shared` builds the graph with each of ``SELECT_METHODS`` and keeps the one with
 the fewest pipeline stages, then the lowest LUT estimate, and improves its polarities
@@ -36,7 +36,7 @@ from codesign.arch.adder_emit import emit
 from codesign.arch.adder_lower import Hardware, lower, refine
 from codesign.arch.adder_schedule import Schedule, output_delay, schedule
 from codesign.arch.adder_timing import CLOCK_NS
-from codesign.arch.dense import DenseCost, _bias_acc, _product_frac, check_exact
+from codesign.arch.dense import DenseCost, bias_codes, product_frac, check_exact
 from codesign.arch.netlist import Module
 from codesign.graph import Layer
 
@@ -60,8 +60,8 @@ def parallel_shared(layer: Layer, module_name: str, levels_per_stage: int = 2, *
     if layer.product != "exact":
         raise ValueError(f"layer {layer.name}: the adder graph takes exact products only, not {layer.product!r}")
     t_in = layer.in_type
-    acc_shift = layer.accum_type.frac - _product_frac(layer)
-    bias_acc = _bias_acc(layer)
+    acc_shift = layer.accum_type.frac - product_frac(layer)
+    bias_acc = bias_codes(layer)
     best: tuple[tuple[int, int], AdderGraph, Hardware, Schedule, list[tuple[int, int]]] | None = None
     for select in SELECT_METHODS if cse else ("count",):
         g = build(layer.weights, [t_in.min_code] * layer.n_in, [t_in.max_code] * layer.n_in, cse=cse,

@@ -9,7 +9,7 @@ bit flipped (``off = 2^(w-1)``); a subtraction adds the complement (``pol`` pick
 cheaper polarity: :func:`lower`, then :func:`refine`); the offsets of all terms are added once per
 output together with the bias, in the one constant adder the output needs anyway
 (:func:`out_const`, :func:`const_add_forms`). The Verilog is written so that Yosys keeps these
-adders as they are (see :func:`codesign.arch.adder_emit._emit_node`). :func:`hw_evaluate` computes
+adders as they are (see :func:`codesign.arch.adder_emit.emit_node`). :func:`hw_evaluate` computes
 the codes as the Verilog does.
 """
 

@@ -38,7 +38,7 @@ class DenseCost:
     adders: int
 
 
-def _product_frac(layer: Layer) -> int:
+def product_frac(layer: Layer) -> int:
     if layer.product == "po2":
         assert layer.product_type is not None
         return layer.product_type.frac
@@ -76,7 +76,7 @@ def _po2_range(layer: Layer, w: int) -> tuple[int, int]:
 def needs_product_rounding(layer: Layer) -> bool:
     """accum_t keeps fewer fractional bits than x*w: hls4ml rounds every product on its own."""
     assert layer.accum_type is not None and layer.weights is not None
-    return layer.accum_type.frac < _product_frac(layer) and any(
+    return layer.accum_type.frac < product_frac(layer) and any(
         _contributes(layer, int(w)) for w in layer.weights.ravel())
 
 
@@ -97,9 +97,9 @@ def check_exact(layer: Layer, product_rounding: bool = False) -> None:
     if needs_product_rounding(layer) and not (product_rounding and acc.overflow == "WRAP"):
         raise RtlGenError(
             f"layer {layer.name}: accum type {acc} keeps {acc.frac} fractional bits but products x*w have "
-            f"{_product_frac(layer)}; per-product rounding in accum_t is supported with a wrapping accum_t only "
+            f"{product_frac(layer)}; per-product rounding in accum_t is supported with a wrapping accum_t only "
             f"(overflow {acc.overflow}, reuse factor {layer.reuse_factor})",
-            hint=f"give {layer.name} an accum precision with at least {_product_frac(layer)} fractional bits",
+            hint=f"give {layer.name} an accum precision with at least {product_frac(layer)} fractional bits",
         )
     if acc.overflow != "WRAP":
         lo, hi = _partial_sum_bounds(layer)
@@ -112,12 +112,13 @@ def check_exact(layer: Layer, product_rounding: bool = False) -> None:
             )
 
 
-def _bias_acc(layer: Layer) -> np.ndarray:
+def bias_codes(layer: Layer) -> np.ndarray:
+    """The bias as accumulator codes: the value every output's sum starts from."""
     assert layer.accum_type is not None and layer.bias is not None
     return cast(layer.bias, layer.bias_frac, layer.accum_type)
 
 
-def _term_range(layer: Layer, w: int) -> tuple[int, int]:
+def exact_product_range(layer: Layer, w: int) -> tuple[int, int]:
     if layer.product == "po2":
         return _po2_range(layer, w)
     t = layer.in_type
@@ -128,29 +129,29 @@ def _term_range(layer: Layer, w: int) -> tuple[int, int]:
 def _partial_sum_bounds(layer: Layer) -> tuple[int, int]:
     """Bounds (accum codes) of every partial sum bias + sum of any subset of products."""
     assert layer.weights is not None and layer.accum_type is not None
-    shift = layer.accum_type.frac - _product_frac(layer)
-    bias = _bias_acc(layer)
+    shift = layer.accum_type.frac - product_frac(layer)
+    bias = bias_codes(layer)
     lo_all, hi_all = 0, 0
     for j in range(layer.n_out):
         lo, hi = int(bias[j]), int(bias[j])
         for w in layer.weights[:, j]:
             if _contributes(layer, int(w)):
-                a, b = _term_range(layer, int(w))
+                a, b = exact_product_range(layer, int(w))
                 lo += min(a, 0) << max(shift, 0)
                 hi += max(b, 0) << max(shift, 0)
         lo_all, hi_all = min(lo_all, lo), max(hi_all, hi)
     return lo_all, hi_all
 
 
-def _output_stage(m: Module, layer: Layer, j: int, root: Net | None, stage: int, out_name: str,
+def output_stage(m: Module, layer: Layer, j: int, root: Net | None, stage: int, out_name: str,
                   tree_frac: int | None = None) -> None:
     """out_j = (result_t)(accum_t)(bias + root): bias add, accum wrap, result cast, one register.
 
     ``tree_frac``: fractional bits of the root's units (default: the products')."""
     assert layer.accum_type is not None
     acc_t = layer.accum_type
-    shift_to_acc = acc_t.frac - (_product_frac(layer) if tree_frac is None else tree_frac)
-    bias = int(_bias_acc(layer)[j])
+    shift_to_acc = acc_t.frac - (product_frac(layer) if tree_frac is None else tree_frac)
+    bias = int(bias_codes(layer)[j])
     if root is None:
         lo = hi = bias
         s_name = m.fresh("s")
@@ -250,7 +251,7 @@ def _rounded_product(m: Module, layer: Layer, terms: list[Net]) -> tuple[Net | N
         src = m.fresh("n")
         m.wire(src, width, f"{const(0, width)} - {ext(net.name, net.width, width)}")
         adders += 1
-    f_in = _product_frac(layer) - net.lsb
+    f_in = product_frac(layer) - net.lsb
     if f_in <= acc.frac:  # this product is already on accum_t's grid
         return Net(src, lo, hi, acc.frac - f_in), adders
     wide = FixedType(62, 62 - acc.frac, True, acc.rounding, "WRAP")
@@ -304,7 +305,7 @@ def parallel(layer: Layer, module_name: str, levels_per_stage: int = 2) -> tuple
             if level % levels_per_stage == 0 or level == depth:
                 nodes = [_register(m, n, (level - 1) // levels_per_stage) for n in nodes]
         root = nodes[0] if nodes else None
-        _output_stage(m, layer, j, root, n_tree_stages, f"y{j}", layer.accum_type.frac if rounding else None)
+        output_stage(m, layer, j, root, n_tree_stages, f"y{j}", layer.accum_type.frac if rounding else None)
     n_stages = n_tree_stages + 1
     m.n_stages = n_stages
     # po2 products are wire shifts: no multiplier at all
@@ -350,7 +351,7 @@ def sequential(layer: Layer, module_name: str) -> tuple[Module, DenseCost]:
     xs = [input_element(m, "in_data", i, layer.in_type, f"x{i}") for i in range(layer.n_in)]
     _mark_unused_inputs(m, layer, xs)
     aw = acc_t.width + (0 if acc_t.signed else 1)  # an accum code as a signed net
-    prod_frac = _product_frac(layer)
+    prod_frac = product_frac(layer)
     adders = 0
 
     def accum_net(q: str) -> Net:
@@ -378,7 +379,7 @@ def sequential(layer: Layer, module_name: str) -> tuple[Module, DenseCost]:
         chains.append(chain)
     steps = max((len(c) for c in chains), default=0)
     n_add = -(-steps // SEQUENTIAL_ADDS_PER_STAGE)
-    bias = _bias_acc(layer)
+    bias = bias_codes(layer)
     for j, chain in enumerate(chains):
         run = m.fresh("b")
         m.wire(run, aw, const(int(bias[j]), aw))
@@ -414,7 +415,7 @@ def folded(layer: Layer, module_name: str) -> tuple[Module, DenseCost, dict]:
 
     def term_range(w: int) -> tuple[int, int]:
         # a rounded product is any accum_t code (the cast wraps); else the exact product's range
-        return (acc_t.min_code, acc_t.max_code) if rounding else _term_range(layer, w)
+        return (acc_t.min_code, acc_t.max_code) if rounding else exact_product_range(layer, w)
 
     R = layer.reuse_factor
     terms = [(j, i, int(layer.weights[i, j])) for j in range(layer.n_out) for i in range(layer.n_in)
@@ -444,7 +445,7 @@ def folded(layer: Layer, module_name: str) -> tuple[Module, DenseCost, dict]:
         m.assigns.append(f"assign prod{lane} = {ext(f'xs{lane}', x_w, mul_w)} * {ext(f'ws{lane}', w_w, mul_w)};")
         m.decls.append(f"reg signed [{p_w - 1}:0] p{lane};")
         if rounding:
-            q = cast_instance(m, f"rp{lane}", f"prod{lane}", mul_w, _product_frac(layer), acc_t)
+            q = cast_instance(m, f"rp{lane}", f"prod{lane}", mul_w, product_frac(layer), acc_t)
             val = q if acc_t.signed else "{1'b0, " + q + "}"
             m.engine.append(f"p{lane} <= {val};")
         else:
@@ -464,7 +465,7 @@ def folded(layer: Layer, module_name: str) -> tuple[Module, DenseCost, dict]:
                 lo, hi = lo + min(a, 0), hi + max(b, 0)
             contrib.append((lane, p_w, ts[0], ts[-1]))
         if not contrib:
-            _output_stage(m, layer, j, None, 0, f"y{j}")
+            output_stage(m, layer, j, None, 0, f"y{j}")
             continue
         a_w = signed_width(lo, hi)
         terms_expr = []
@@ -480,6 +481,6 @@ def folded(layer: Layer, module_name: str) -> tuple[Module, DenseCost, dict]:
             terms_expr.append(f"(({cond}) ? {p_val} : {a_w}'d0)")
         m.decls.append(f"reg signed [{a_w - 1}:0] acc{j};")
         m.accs.append(f"acc{j} <= (p_first ? {a_w}'d0 : acc{j}) + " + " + ".join(terms_expr) + ";")
-        _output_stage(m, layer, j, Net(f"acc{j}", lo, hi), 0, f"y{j}", acc_t.frac if rounding else None)
+        output_stage(m, layer, j, Net(f"acc{j}", lo, hi), 0, f"y{j}", acc_t.frac if rounding else None)
     info = {"lanes": n_lanes, "tw": tw, "R": R}
     return m, DenseCost(latency=R + 3, ii=R, multipliers=n_lanes, adders=0), info

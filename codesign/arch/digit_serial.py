@@ -19,7 +19,7 @@ final and collect in a shift register L; after the last digit ``A = {S, L} = sum
 The constants (bias, the digit offset ``-2^(W-1) sum_i w_ij``, the graph's code offset
 ``off * sum_t 2^(d t)``) add once per output, in the one constant adder ahead of the
 accum/result casts (``y_j = (result_t)(accum_t)(K_j ± (A << k_j))``, the casts of
-:func:`codesign.arch.dense._output_stage`). The sum is exact integer arithmetic, so this is valid
+:func:`codesign.arch.dense.output_stage`). The sum is exact integer arithmetic, so this is valid
 exactly where RF 1 uses the adder graph: exact products, no per-product rounding (a saturating
 accum_t that no partial sum can overflow is accepted, as in :func:`codesign.arch.dense.check_exact`).
 """
@@ -32,12 +32,12 @@ import numpy as np
 
 from codesign.arch import serial
 from codesign.arch.adder_build import AdderGraph, build
-from codesign.arch.adder_emit import _emit_node
+from codesign.arch.adder_emit import emit_node
 from codesign.arch.adder_graph import SELECT_METHODS
 from codesign.arch.adder_lower import Hardware, lower, refine
 from codesign.arch.adder_schedule import Schedule, schedule
 from codesign.arch.adder_timing import CLOCK_NS, adder_delay
-from codesign.arch.dense import DenseCost, _bias_acc, _output_stage, _product_frac, check_exact, needs_product_rounding
+from codesign.arch.dense import DenseCost, bias_codes, output_stage, product_frac, check_exact, needs_product_rounding
 from codesign.arch.netlist import Module, const, signed_width
 from codesign.graph import Layer
 
@@ -181,7 +181,7 @@ def build_module(layer: Layer, module_name: str, p: Plan) -> tuple[Module, Dense
         sig = g.n_in + k
         s = sch.stage[sig]
         local = tuple(x >= g.n_in and sch.stage[x] == s and last_use[x] == s and readers[x] == 1 for x in (n.a, n.b))
-        _emit_node(m, names[sig], n.shift, hw.signals[sig], at(n.a, s), hw.signals[n.a], at(n.b, s),
+        emit_node(m, names[sig], n.shift, hw.signals[sig], at(n.a, s), hw.signals[n.a], at(n.b, s),
                    hw.signals[n.b], hn, local)
     used_sigs = set(used) | set(range(g.n_in, g.n_in + len(g.nodes)))
     for sig in sorted(used_sigs):
@@ -211,15 +211,15 @@ def build_module(layer: Layer, module_name: str, p: Plan) -> tuple[Module, Dense
         else:
             m.accs.append(f"{acc} <= {add};")
     # outputs: v_j = K_j ± (A << k_j), exact in accum units, then the accum/result casts
-    a = acc_t.frac - _product_frac(layer)
+    a = acc_t.frac - product_frac(layer)
     assert a >= 0
-    bias = _bias_acc(layer)
+    bias = bias_codes(layer)
     off_in = 1 << (W - 1) if t_in.signed else 0
     G = sum(1 << (d * t) for t in range(D))
     for j, t in enumerate(g.outputs):
         col = [int(w) for w in layer.weights[:, j]]
         if t is None:
-            _output_stage(m, layer, j, None, 0, f"y{j}")
+            output_stage(m, layer, j, None, 0, f"y{j}")
             continue
         h = hw.signals[t.sig]
         sgn = -h.pol if t.neg else h.pol

@@ -27,7 +27,7 @@ from typing import Any
 from codesign.arch import digit_serial, input_serial
 from codesign.arch.adder_timing import CLOCK_NS
 from codesign.arch.csd import csd
-from codesign.arch.dense import _term_range, needs_product_rounding
+from codesign.arch.dense import exact_product_range, needs_product_rounding
 from codesign.arch.input_serial import rom_luts
 from codesign.arch.netlist import signed_width
 from codesign.graph import Layer
@@ -78,7 +78,7 @@ def lanes_estimate(layer: Layer) -> dict[str, int]:
         for j in sorted({jj for jj, _, _ in sched}):
             contrib[j] += 1
         for j, _, w in sched:
-            a, b = (acc_t.min_code, acc_t.max_code) if rounding else _term_range(layer, w)
+            a, b = (acc_t.min_code, acc_t.max_code) if rounding else exact_product_range(layer, w)
             lo[j], hi[j] = lo[j] + min(a, 0), hi[j] + max(b, 0)
     for j in range(layer.n_out):
         a_w = signed_width(lo[j], hi[j])

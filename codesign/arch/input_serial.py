@@ -7,7 +7,7 @@ m multiplies element m by ``w[c*k + m, j]``, read from a ROM indexed by the cycl
 statement: LUT-ROM friendly). A slot whose weights are all pruned has no multiplier. The k
 products of an output are summed and registered, then added into the output's accumulator; after
 the last cycle the accumulator goes through the bias add and the accum/result casts of
-:func:`codesign.arch.dense._output_stage`.
+:func:`codesign.arch.dense.output_stage`.
 
 Exactness as :func:`codesign.arch.dense.folded`: products are exact, or (when accum_t keeps fewer
 fractional bits than x*w) each one is rounded on its own into a wrapping accum_t, as hls4ml's
@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from codesign.arch import serial
-from codesign.arch.dense import (DenseCost, _output_stage, _product_frac, _term_range, check_exact,
+from codesign.arch.dense import (DenseCost, output_stage, product_frac, exact_product_range, check_exact,
                                  needs_product_rounding)
 from codesign.arch.netlist import Module, Net, cast_instance, const, ext, signed_width
 from codesign.graph import Layer
@@ -85,7 +85,7 @@ def plan(layer: Layer, R: int) -> Plan:
                 lut += layer.accum_type.width
             q_w += 1
             for w in ws:
-                a, b = (layer.accum_type.min_code, layer.accum_type.max_code) if rounding else _term_range(layer, w)
+                a, b = (layer.accum_type.min_code, layer.accum_type.max_code) if rounding else exact_product_range(layer, w)
                 lo, hi = lo + min(a, 0), hi + max(b, 0)
         if q_w:
             a_w = signed_width(lo, hi)
@@ -145,12 +145,12 @@ def build_module(layer: Layer, module_name: str, p: Plan) -> tuple[Module, Dense
             mul_w = x_w + w_w
             m.wire(f"p{name}", mul_w, f"{ext(f'xs{s}', x_w, mul_w)} * {ext(f'w{name}', w_w, mul_w)}")
             if rounding:
-                q = cast_instance(m, f"r{name}", f"p{name}", mul_w, _product_frac(layer), acc_t)
+                q = cast_instance(m, f"r{name}", f"p{name}", mul_w, product_frac(layer), acc_t)
                 a, b = acc_t.min_code, acc_t.max_code
                 pw = signed_width(a, b)
                 m.wire(f"e{name}", pw, q if acc_t.signed else "{1'b0, " + q + "}")
             else:
-                rng = [_term_range(layer, w) for w in ws]
+                rng = [exact_product_range(layer, w) for w in ws]
                 a, b = min(r[0] for r in rng), max(r[1] for r in rng)
                 pw = signed_width(a, b)
                 if pw < mul_w:
@@ -158,10 +158,10 @@ def build_module(layer: Layer, module_name: str, p: Plan) -> tuple[Module, Dense
                 m.wire(f"e{name}", pw, f"p{name}[{pw - 1}:0]")
             terms.append((f"e{name}", pw, a, b))
             for w in ws:
-                ta, tb = (acc_t.min_code, acc_t.max_code) if rounding else _term_range(layer, w)
+                ta, tb = (acc_t.min_code, acc_t.max_code) if rounding else exact_product_range(layer, w)
                 lo, hi = lo + min(ta, 0), hi + max(tb, 0)
         if not terms:
-            _output_stage(m, layer, j, None, 0, f"y{j}")
+            output_stage(m, layer, j, None, 0, f"y{j}")
             continue
         a_w = signed_width(lo, hi)
         q_lo, q_hi = sum(t[2] for t in terms), sum(t[3] for t in terms)
@@ -172,6 +172,6 @@ def build_module(layer: Layer, module_name: str, p: Plan) -> tuple[Module, Dense
         m.engine.append(f"q{j} <= " + " + ".join(parts) + ";")
         m.decls.append(f"reg signed [{a_w - 1}:0] acc{j};")
         m.accs.append(f"acc{j} <= (a_first ? {a_w}'d0 : acc{j}) + {ext(f'q{j}', q_w, a_w)};")
-        _output_stage(m, layer, j, Net(f"acc{j}", lo, hi), 0, f"y{j}", acc_t.frac if rounding else None)
+        output_stage(m, layer, j, Net(f"acc{j}", lo, hi), 0, f"y{j}", acc_t.frac if rounding else None)
     s = serial.Serial(R=p.R, active=C, depth=1, x_bits=x_bits, x_load="in_data", x_next=x_next, uses_first=True)
     return m, DenseCost(latency=s.latency, ii=p.R, multipliers=mults, adders=0), s

@@ -49,7 +49,7 @@ def latency(active: int, depth: int) -> int:
 def finish(m: Module, layer: Layer, j: int, src: str, width: int, lo: int, hi: int) -> None:
     """``y_j = (result_t)(accum_t)v`` for a signed net ``src`` (``width`` bits) that carries the
     exact accumulator value v in accum_t units, v in [lo, hi]; registered in stage 0 (loaded when
-    the sum is done). The casts of :func:`codesign.arch.dense._output_stage`, in its order."""
+    the sum is done). The casts of :func:`codesign.arch.dense.output_stage`, in its order."""
     assert layer.accum_type is not None
     acc_t = layer.accum_type
     signed_src = True
