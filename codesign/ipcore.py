@@ -288,7 +288,8 @@ def _render_datasheet(env: jinja2.Environment, rtl_dir: Path, design: dict[str, 
         {"name": f"tb_{top}_in.hex, tb_{top}_expected.hex",
          "meaning": "its input words and expected output words ($readmemh, one tdata word per line)"},
         {"name": "design.json", "meaning": "machine-readable ports, types, latency, II, per-layer figures"},
-        {"name": "tb_network.py, bus.py, run_tb.py", "meaning": "cocotb testbench, its bus packing and its stand-alone runner"},
+        {"name": "tb_network.py, bus.py, run_tb.py",
+         "meaning": "cocotb testbench, its bus packing and its stand-alone runner"},
     ]
     if has_vectors:
         other.append({"name": "vectors.npz", "meaning": "test vectors: inputs, expected (hls4ml C-sim), labels, "
