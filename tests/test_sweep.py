@@ -126,7 +126,7 @@ def test_failing_point_is_recorded_and_others_finish(tmp_path: Path) -> None:
     c = _calls(calls)
     assert sorted(x["bits"] for x in c if x["kind"] == "train") == [4, 6]
     assert len([x for x in c if x["kind"] == "point"]) == 4
-    assert all(x["stages"] == ["hls", "rtl", "sim", "synth", "report"] for x in c if x["kind"] == "point")
+    assert all(x["stages"] == ["hls", "rtl", "sim", "synth", "ip", "report"] for x in c if x["kind"] == "point")
     # CSV and JSON agree with the rows; the report has its plots.
     with open(spec.out / "results.csv") as f:
         table = list(csv.DictReader(f))

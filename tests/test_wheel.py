@@ -186,7 +186,7 @@ print(json.dumps({'file': codesign.__file__, 'modules': mods, 'data': str(codesi
     small_qkeras_mlp(seed=3).save(work / "net.h5")
     t1 = time.monotonic()
     flow = _run([*python, "-m", "codesign.cli", "flow", "--from-model", "net.h5", "--out", "run",
-                 "--stages", "train,convert,rtl,verify", "--vectors", "200"], cwd=work, env=env)
+                 "--stages", "train,convert,rtl,verify,package", "--vectors", "200"], cwd=work, env=env)
     ran = time.monotonic() - t1
     assert "verify:  PASS" in flow.stdout, flow.stdout
     run = work / "run"
@@ -201,8 +201,8 @@ print(json.dumps({'file': codesign.__file__, 'modules': mods, 'data': str(codesi
     for f in ("fxp_cast.v", "skid_buffer.v"):
         if (run / "rtl" / f).is_file():
             assert (run / "rtl" / f).read_bytes() == (site / "codesign" / "primitives" / f).read_bytes()
-    assert (run / "rtl" / "tb_network.py").read_bytes() == \
-        (site / "codesign" / "testbenches" / "tb_network.py").read_bytes()
+    for f in ("tb_network.py", "bus.py"):  # the IP core's testbench (the package stage)
+        assert (run / "ip" / f).read_bytes() == (site / "codesign" / "testbenches" / f).read_bytes()
     for f in run.rglob("*"):
         if f.is_file() and ".cache" not in f.relative_to(run).parts and f.suffix in (".json", ".py", ".f", ".yaml"):
             assert str(PACKAGE) not in f.read_text(errors="replace"), f"{f} names the repository's package"
