@@ -2,7 +2,7 @@
 
 Exit codes: 0 success, 1 verification found mismatches (or a sweep point failed), 2 a user error
 (config, data, model, stage order), 3 a tool failed (log named) or, for ``--version``, a required
-tool is missing, 130 interrupted.
+tool is missing, 130 interrupted (SIGINT), 143 terminated (SIGTERM).
 """
 
 from __future__ import annotations
@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -215,14 +217,68 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so every stage cleans up the same way (exit 143)."""
+
+
+def _on_signal(signum: int, frame: Any) -> None:
+    """SIGINT/SIGTERM: pass the signal on to the tools we started in our process group, then raise.
+
+    cocotb's runner starts make/Verilator/the simulation in our process group. A terminal's Ctrl-C
+    reaches them anyway, a signal sent to our pid alone does not: when we lead our own process
+    group (a shell job, or started with start_new_session), forward it to the group, ignoring it
+    ourselves meanwhile. When we do not lead it the group is someone else's: forward nothing.
+    Tools codesign starts itself (codesign.proc) run in their own session and are killed by
+    codesign.proc when the exception passes.
+    """
+    if os.getpgrp() == os.getpid():
+        previous = signal.signal(signum, signal.SIG_IGN)
+        try:
+            os.killpg(0, signum)
+        except OSError:
+            pass
+        finally:
+            signal.signal(signum, previous)
+    if signum == signal.SIGTERM:
+        raise Terminated()
+    raise KeyboardInterrupt()
+
+
+def _install_signal_handlers() -> None:
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(sig) in (signal.SIG_IGN,):
+            continue  # e.g. started with nohup / in the background: keep ignoring
+        signal.signal(sig, _on_signal)
+
+
+def _os_error_line(e: OSError) -> str:
+    """One line for an OS error: the path(s) and the reason."""
+    reason = e.strerror or str(e)
+    if e.filename is not None and e.filename2 is not None:
+        return f"{e.filename} -> {e.filename2}: {reason}"
+    if e.filename is not None:
+        return f"{e.filename}: {reason}"
+    return reason
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging(args.verbose)
+    show_tb = args.debug or args.verbose > 0
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    _install_signal_handlers()
     try:
         return int(args.func(args) or 0)
-    except KeyboardInterrupt:
-        print("interrupted; finished stages are kept", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        if show_tb:
+            traceback.print_exc()
+        what = "terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted (SIGINT)"
+        stage = getattr(e, "stage", None)
+        where = f" during stage {stage}" if stage else ""
+        print(f"{what}{where} of `codesign {args.command}`; finished stages are kept", file=sys.stderr)
+        return 143 if isinstance(e, Terminated) else 130
     except ToolError as e:
         if args.debug:
             traceback.print_exc()
@@ -235,6 +291,16 @@ def main(argv: list[str] | None = None) -> int:
         if e.hint:
             print(f"hint: {e.hint}", file=sys.stderr)
         return 2
+    except OSError as e:  # a user's path: missing, not a directory, not writable, disk full
+        if show_tb:
+            traceback.print_exc()
+        print(f"error: {_os_error_line(e)}", file=sys.stderr)
+        return 2
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            for sig, h in previous.items():
+                if h is not None:
+                    signal.signal(sig, h)
 
 
 if __name__ == "__main__":

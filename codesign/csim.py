@@ -12,7 +12,6 @@ crash of the reference must become a clear error, not take the flow (or a fuzz c
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -22,6 +21,7 @@ import numpy as np
 
 from codesign.errors import ConversionError, StageError
 from codesign.fixedpoint import FixedType
+from codesign.proc import run as proc_run
 
 
 def find_library(hls_dir: Path, project: str = "myproject") -> Path:
@@ -83,7 +83,7 @@ class CSim:
         with tempfile.TemporaryDirectory(prefix="codesign-csim-") as tmp:
             x_path, y_path = Path(tmp) / "x.npy", Path(tmp) / "y.npy"
             np.save(x_path, self.in_type.to_real(in_codes))
-            proc = subprocess.run([sys.executable, "-c", _CHILD, str(self.lib_path), self.project, str(x_path),
+            proc = proc_run([sys.executable, "-c", _CHILD, str(self.lib_path), self.project, str(x_path),
                                    str(y_path), str(self.n_out)], capture_output=True, text=True)
             if proc.returncode != 0 or not y_path.is_file():
                 tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-4:])

@@ -58,3 +58,7 @@ class ToolError(CodesignError):
         if tail:
             msg += "\n" + tail
         super().__init__(msg)
+
+
+class RunLockedError(CodesignError):
+    """The run directory is owned by another running flow (its pid is in the message)."""

@@ -30,6 +30,7 @@ import numpy as np
 
 from codesign import resources, simtools
 from codesign.errors import SimulationError, ToolError
+from codesign.proc import run as proc_run
 from codesign.testbenches import bus
 
 log = logging.getLogger(__name__)
@@ -78,7 +79,7 @@ def _digest(paths: list[Path], extra: str) -> str:
 
 def _run(cmd: list[str], cwd: Path, env: dict[str, str], log_path: Path, what: str) -> subprocess.CompletedProcess[str]:
     log.info("Running command %s in directory %s", shlex.join(cmd), cwd)
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    proc = proc_run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
     with open(log_path, "a") as f:
         f.write(f"$ {shlex.join(cmd)}\n{proc.stdout}{proc.stderr}\n")
     if proc.returncode != 0:

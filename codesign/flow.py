@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from codesign import config as cfgmod
-from codesign import resources
+from codesign import resources, rundir
 from codesign.config import Config
 from codesign.errors import ConfigError, StageError
 from codesign.rundir import fingerprint, read_json
@@ -180,8 +180,22 @@ def select(stages: str | list[str] | None) -> list[Stage]:
 
 
 def run_stage(stage: Stage, cfg: Config, run_dir: Path, force: bool = False) -> tuple[dict[str, Any], bool]:
-    """Run one stage unless it is current; return (its result.json, whether it ran)."""
+    """Run one stage unless it is current; return (its result.json, whether it ran).
+
+    Holds the run directory's lock (codesign.rundir.locked) for the stage; an interrupt
+    (KeyboardInterrupt) is tagged with ``.stage`` so the CLI can say what was interrupted.
+    """
     run_dir = Path(run_dir)
+    with rundir.locked(run_dir):
+        try:
+            return _run_stage(stage, cfg, run_dir, force)
+        except KeyboardInterrupt as e:
+            if not hasattr(e, "stage"):
+                e.stage = stage.name  # type: ignore[attr-defined]
+            raise
+
+
+def _run_stage(stage: Stage, cfg: Config, run_dir: Path, force: bool) -> tuple[dict[str, Any], bool]:
     if not force and is_current(stage, cfg, run_dir):
         return read_json(run_dir / stage.name / "result.json"), False
     fp = stage_fingerprint(stage, cfg, run_dir)
@@ -203,7 +217,12 @@ def run_flow(cfg: Config, run_dir: Path | None = None, stages: str | list[str] |
     Raises the stage's CodesignError on failure (earlier stages stay finished).
     """
     run_dir = Path(run_dir if run_dir is not None else cfg.output_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    with rundir.locked(run_dir):  # one flow owns the run directory (a second one gets RunLockedError)
+        return _run_flow(cfg, run_dir, stages, force, progress)
+
+
+def _run_flow(cfg: Config, run_dir: Path, stages: str | list[str] | None, force: bool,
+              progress: Callable[[str, str, float], None] | None) -> dict[str, Any]:
     cfgmod.dump(cfg, run_dir / "config.yaml")
     results: dict[str, Any] = {"run_dir": str(run_dir), "seconds": {}, "ran": []}
     for stage in select(stages):

@@ -63,13 +63,7 @@ def stage_dir(run_dir: Path, stage: str) -> Iterator[Path]:
     On an exception the partial directory is removed and any previous finished output of the
     stage is kept untouched.
     """
-    run_dir = Path(run_dir)
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise StageError(f"cannot create run directory {run_dir}: {e.strerror}") from e
-    if not os.access(run_dir, os.W_OK):
-        raise StageError(f"run directory {run_dir} is not writable")
+    run_dir = ensure_dir(run_dir)
     final = run_dir / stage
     tmp = run_dir / f".{stage}.partial"
     if tmp.exists():
@@ -122,3 +116,79 @@ def fingerprint(*parts: Any) -> str:
         else:
             h.update(json.dumps(p, sort_keys=True, default=_json_default).encode())
     return h.hexdigest()[:16]
+
+
+#: run directories this process holds the lock of: resolved path -> [FileLock, depth]
+_HELD: dict[str, list[Any]] = {}
+LOCK_NAME = ".lock"
+OWNER_NAME = ".lock.owner"  #: sidecar: "<pid> <host>" of the holder (informational; the OS lock decides)
+
+
+def ensure_dir(run_dir: Path) -> Path:
+    """Create ``run_dir`` (and parents); an OS error becomes one StageError naming the path."""
+    run_dir = Path(run_dir)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except FileExistsError as e:
+        raise StageError(f"cannot create run directory {run_dir}: {e.filename or run_dir} exists and is "
+                         f"not a directory") from e
+    except OSError as e:
+        raise StageError(f"cannot create run directory {run_dir}: {e.strerror}"
+                         + (f" ({e.filename})" if e.filename and str(e.filename) != str(run_dir) else "")) from e
+    if not os.access(run_dir, os.W_OK):
+        raise StageError(f"run directory {run_dir} is not writable")
+    return run_dir
+
+
+@contextlib.contextmanager
+def locked(run_dir: Path) -> Iterator[Path]:
+    """Own ``run_dir`` for the block: an OS-level lock on ``<run>/.lock`` (filelock), non-blocking.
+
+    Another process holding it raises :class:`RunLockedError` naming its pid. The OS releases the
+    lock when its holder dies, so a lock (and the ``.lock.owner`` sidecar) left by a dead process
+    is simply taken over. Nested use in one process (run_flow -> run_stage) is re-entrant.
+    """
+    import socket
+
+    from filelock import FileLock, Timeout
+
+    from codesign.errors import RunLockedError
+
+    run_dir = ensure_dir(run_dir)
+    key = str(run_dir.resolve())
+    held = _HELD.get(key)
+    if held is not None:
+        held[1] += 1
+        try:
+            yield run_dir
+        finally:
+            held[1] -= 1
+        return
+    lock = FileLock(str(run_dir / LOCK_NAME), timeout=0)
+    owner = run_dir / OWNER_NAME
+    try:
+        lock.acquire()
+    except Timeout:
+        try:
+            who = owner.read_text().split()
+        except OSError:
+            who = []
+        pid = who[0] if who else "unknown"
+        host = f" on {who[1]}" if len(who) > 1 else ""
+        raise RunLockedError(
+            f"run directory {run_dir} is in use by another codesign process (pid {pid}{host})",
+            hint="wait for it to finish, stop it, or use another --out") from None
+    except OSError as e:
+        raise StageError(f"cannot lock run directory {run_dir}: {e.strerror} ({run_dir / LOCK_NAME})") from e
+    _HELD[key] = [lock, 1]
+    try:
+        try:
+            owner.write_text(f"{os.getpid()} {socket.gethostname()}\n")
+        except OSError:
+            pass
+        yield run_dir
+    finally:
+        _HELD.pop(key, None)
+        with contextlib.suppress(OSError):
+            owner.unlink()
+        lock.release()

@@ -20,7 +20,6 @@ import logging
 import os
 import shlex
 import shutil
-import subprocess
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from codesign.errors import SimulationError, ToolError
+from codesign.proc import run as proc_run
 
 log = logging.getLogger(__name__)
 
@@ -215,7 +215,7 @@ def verilator_lint(sources: Sequence[Path], top: str, log_path: Path,
     cmd += [f"-G{k}={v}" for k, v in (parameters or {}).items()]
     cmd += [str(s) for s in sources]
     log.info("Running command %s", shlex.join(cmd))
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    proc = proc_run(cmd, env=env, capture_output=True, text=True)
     log_path.write_text(shlex.join(cmd) + "\n" + proc.stdout + proc.stderr)
     if proc.returncode != 0 or "%Warning" in proc.stderr:
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])

