@@ -167,12 +167,10 @@ def _input_codes(m: Module, layer: Layer, hw: Hardware, used: set[int]) -> list[
     return names
 
 
-def emit(layer: Layer, module_name: str, g: AdderGraph, hw: Hardware, sch: Schedule) -> Module:
-    """The module of ``layer`` computing graph ``g`` in the representation ``hw``, pipelined by ``sch``."""
-    m = Module(module_name)
-    used = {x for n in g.nodes for x in (n.a, n.b)} | {t.sig for t in g.outputs if t is not None}
-    names = _input_codes(m, layer, hw, used) + [f"n{k}" for k in range(len(g.nodes))]
-    last_use = sch.last_use(g)
+def emit_nodes(m: Module, g: AdderGraph, hw: Hardware, sch: Schedule, names: list[str],
+               last_use: list[int]) -> None:
+    """Every adder node of ``g`` into ``m``: signal ``sig`` is ``names[sig]``, its stage-s
+    registered copy ``names[sig]_r{s-1}`` (the registers themselves are the caller's)."""
 
     def at(sig: int, s: int) -> str:
         """The name of ``sig`` as seen by combinational logic of stage s."""
@@ -192,6 +190,20 @@ def emit(layer: Layer, module_name: str, g: AdderGraph, hw: Hardware, sch: Sched
         local = tuple(x >= g.n_in and sch.stage[x] == s and last_use[x] == s and readers[x] == 1 for x in (n.a, n.b))
         emit_node(m, names[sig], n.shift, hw.signals[sig], at(n.a, s), hw.signals[n.a], at(n.b, s),
                    hw.signals[n.b], hn, local)
+
+
+def emit(layer: Layer, module_name: str, g: AdderGraph, hw: Hardware, sch: Schedule) -> Module:
+    """The module of ``layer`` computing graph ``g`` in the representation ``hw``, pipelined by ``sch``."""
+    m = Module(module_name)
+    used = {x for n in g.nodes for x in (n.a, n.b)} | {t.sig for t in g.outputs if t is not None}
+    names = _input_codes(m, layer, hw, used) + [f"n{k}" for k in range(len(g.nodes))]
+    last_use = sch.last_use(g)
+
+    def at(sig: int, s: int) -> str:
+        """The name of ``sig`` as seen by combinational logic of stage s."""
+        return names[sig] if s == sch.stage[sig] else f"{names[sig]}_r{s - 1}"
+
+    emit_nodes(m, g, hw, sch, names, last_use)
     for sig in range(g.n_in + len(g.nodes)):
         if sig not in used:
             continue

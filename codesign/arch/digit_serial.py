@@ -32,7 +32,7 @@ import numpy as np
 
 from codesign.arch import serial
 from codesign.arch.adder_build import AdderGraph, build
-from codesign.arch.adder_emit import emit_node
+from codesign.arch.adder_emit import emit_nodes
 from codesign.arch.adder_graph import SELECT_METHODS
 from codesign.arch.adder_lower import Hardware, lower, refine
 from codesign.arch.adder_schedule import Schedule, schedule
@@ -170,19 +170,7 @@ def build_module(layer: Layer, module_name: str, p: Plan) -> tuple[Module, Dense
     def at(sig: int, s: int) -> str:
         return names[sig] if s == sch.stage[sig] else f"{names[sig]}_r{s - 1}"
 
-    readers = [0] * (g.n_in + len(g.nodes))
-    for n in g.nodes:
-        readers[n.a] += 1
-        readers[n.b] += 1
-    for t in g.outputs:
-        if t is not None:
-            readers[t.sig] += 1
-    for k, (n, hn) in enumerate(zip(g.nodes, hw.nodes)):
-        sig = g.n_in + k
-        s = sch.stage[sig]
-        local = tuple(x >= g.n_in and sch.stage[x] == s and last_use[x] == s and readers[x] == 1 for x in (n.a, n.b))
-        emit_node(m, names[sig], n.shift, hw.signals[sig], at(n.a, s), hw.signals[n.a], at(n.b, s),
-                   hw.signals[n.b], hn, local)
+    emit_nodes(m, g, hw, sch, names, last_use)
     used_sigs = set(used) | set(range(g.n_in, g.n_in + len(g.nodes)))
     for sig in sorted(used_sigs):
         for s in range(sch.stage[sig], last_use[sig]):
