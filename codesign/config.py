@@ -21,6 +21,8 @@ from codesign.errors import ConfigError
 DATASETS = ("digits", "npz")
 MODEL_KINDS = ("mlp", "cnn")
 STRATEGIES = ("Latency", "Resource")
+#: Values of hls.io_type ("auto": codesign.convert.choose_io_type).
+IO_TYPES = ("auto", "io_parallel", "io_stream")
 SIMULATORS = ("verilator", "icarus")
 #: Values of rtl.fold_architecture (codesign.arch.fold.CHOICES).
 FOLD_ARCHITECTURES = ("auto", "lanes", "digit_serial", "input_serial")
@@ -119,6 +121,12 @@ class HlsConfig:
     layer_precision: dict[str, dict[str, str]] = field(default_factory=dict)
     #: Drop a final Softmax so outputs are the logits (argmax is unchanged).
     strip_softmax: bool = True
+    #: hls4ml's io_type: "io_parallel" (every layer's outputs at once; convolutions fully parallel
+    #: over their output pixels), "io_stream" (one pixel, all channels, per cycle through line
+    #: buffers; the kernel reused across the image), or "auto": io_stream for a model with a
+    #: convolution whose io_parallel expansion exceeds 100,000 products (output pixels x kernel
+    #: weights, e.g. 16 3x3 filters over 28x28) when the streaming RTL builds all its layers.
+    io_type: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -322,6 +330,7 @@ def validate(cfg: Config) -> Config:
     _require(1 <= t.batch_size <= 65536, "training.batch_size", t.batch_size, "1 .. 65536")
     _require(0 < t.learning_rate < 1, "training.learning_rate", t.learning_rate, "0 < lr < 1")
     _require(h.strategy in STRATEGIES, "hls.strategy", h.strategy, ", ".join(STRATEGIES))
+    _require(h.io_type in IO_TYPES, "hls.io_type", h.io_type, ", ".join(IO_TYPES))
     _require(h.clock_period_ns > 0, "hls.clock_period_ns", h.clock_period_ns, "> 0")
     _require(h.reuse_factor >= 1, "hls.reuse_factor", h.reuse_factor, ">= 1")
     for name, rf in h.layer_reuse_factor.items():

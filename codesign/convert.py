@@ -145,6 +145,25 @@ def _check_reserved_names(model: Any) -> None:
             )
 
 
+#: io_type "auto": a convolution whose io_parallel expansion (output pixels x kernel weights) exceeds
+#: this many products streams instead
+AUTO_STREAM_PRODUCTS = 100_000
+
+
+def choose_io_type(cfg: Config, model: Any) -> str:
+    """``hls.io_type``, with "auto" resolved: io_stream for a model with a convolution too large to
+    unroll over its output pixels, provided the streaming RTL builds every one of its layers."""
+    if cfg.hls.io_type != "auto":
+        return cfg.hls.io_type
+    largest = 0
+    for layer in model.layers:
+        if type(layer).__name__ in layer_kinds.CONV_KERAS_CLASSES:
+            pixels = int(np.prod(layer.output_shape[1:-1]))
+            largest = max(largest, pixels * int(np.prod(layer.kernel.shape)))
+    streamable = all(type(layer).__name__ in layer_kinds.STREAM_KERAS_CLASSES for layer in model.layers)
+    return "io_stream" if largest > AUTO_STREAM_PRODUCTS and streamable else "io_parallel"
+
+
 def convert_model(cfg: Config, model: Any, out_dir: Path,
                   compile: bool = True) -> tuple[Any, dict[str, Any], bool]:
     """Convert and (unless ``compile`` is false: graph extraction only) compile the C-sim; return
@@ -158,7 +177,7 @@ def convert_model(cfg: Config, model: Any, out_dir: Path,
         hls_model = hls4ml.converters.convert_from_keras_model(
             model, hls_config=copy.deepcopy(hls_cfg), backend="Vitis", output_dir=str(out_dir),
             project_name=PROJECT, part=cfg.hls.part, clock_period=cfg.hls.clock_period_ns,
-            io_type="io_parallel",
+            io_type=choose_io_type(cfg, model),
         )
     except Exception as e:  # hls4ml raises bare exceptions for unsupported layers/types
         raise ConversionError(f"hls4ml could not convert the model: {type(e).__name__}: {e}") from e

@@ -44,6 +44,15 @@ class Geometry:
     def pixels(self) -> int:
         return self.out_h * self.out_w
 
+    @property
+    def pad_bottom(self) -> int:
+        """Rows of padding below the image that the last output row's window reaches."""
+        return max(0, (self.out_h - 1) * self.stride_h + self.k_h - self.in_h - self.pad_top)
+
+    @property
+    def pad_right(self) -> int:
+        return max(0, (self.out_w - 1) * self.stride_w + self.k_w - self.in_w - self.pad_left)
+
     def windows(self) -> np.ndarray:
         """pixels x (k_h*k_w): input pixel index of each window tap, -1 where it falls in padding.
 
@@ -90,6 +99,9 @@ class Layer:
     geometry: Geometry | None = None
     #: pool: "max" or "avg"
     pool_op: str = ""
+    #: computed by hls4ml's io_stream implementation (one pixel, all channels, per stream beat):
+    #: pooling reduces its window as a balanced tree, and the RTL is a streaming dataflow
+    stream: bool = False
 
     @property
     def nonzero_weights(self) -> int:
@@ -106,6 +118,8 @@ class Layer:
             d["geometry"] = self.geometry.to_json()
         if self.pool_op:
             d["pool_op"] = self.pool_op
+        if self.stream:
+            d["stream"] = True
         if self.accum_type is not None:
             d["accum_type"] = self.accum_type.to_json()
         if self.weights is not None:
@@ -135,6 +149,11 @@ class Graph:
     def n_out(self) -> int:
         return self.layers[-1].n_out if self.layers else self.n_in
 
+    @property
+    def io_type(self) -> str:
+        """hls4ml's io_type the graph was converted with: "io_stream" or "io_parallel"."""
+        return "io_stream" if any(layer.stream for layer in self.layers) else "io_parallel"
+
     def to_json(self) -> dict[str, Any]:
         return {
             "format": GRAPH_FORMAT, "input": {"n": self.n_in, "type": self.input_type.to_json()},
@@ -162,6 +181,8 @@ def load(path: Path) -> Graph:
             extra["geometry"] = Geometry(**d["geometry"])
         if "pool_op" in d:
             extra["pool_op"] = d["pool_op"]
+        if d.get("stream"):
+            extra["stream"] = True
         if "accum_type" in d:
             extra["accum_type"] = _type(d["accum_type"])
         if "weights" in d:

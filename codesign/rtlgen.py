@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +18,12 @@ import jinja2
 
 from codesign import design as design_io
 from codesign import graph as hwgraph
+from codesign.arch import stream as stream_arch
+from codesign.arch import stream_timing
 from codesign.config import Config
 from codesign.errors import RtlGenError
-from codesign.graph import Graph
-from codesign.layers import RenderOptions, for_layer
+from codesign.graph import Graph, Layer
+from codesign.layers import LayerKind, Rendered, RenderOptions, for_layer
 from codesign.rundir import require, stage_dir, write_json
 from codesign.resources import PRIMITIVES, TEMPLATES as TEMPLATE_ROOT
 
@@ -50,72 +53,165 @@ def generate(graph: Graph, out_dir: Path, top: str = "codesign_top", levels_per_
     (:func:`codesign.pipeline.generate` writes it). ``clock_period_ns`` is the delay budget the adder
     graphs' pipeline registers are placed by; ``fold_architecture`` (``rtl.fold_architecture``) the
     architecture of layers with reuse factor > 1 (:mod:`codesign.arch.fold`; per layer in
-    design.json's ``architecture`` / ``fold_architecture``)."""
+    design.json's ``architecture`` / ``fold_architecture``). An io_stream graph becomes a streaming
+    dataflow (:func:`_stream_chain`), anything else one module per layer at II = the slowest layer's."""
     if not graph.layers:
         raise RtlGenError("the model has no layers after the input")
     env = _env()
     out_dir.mkdir(parents=True, exist_ok=True)
-    rendered, layer_info, prims = [], [], []
     kinds = [for_layer(layer) for layer in graph.layers]  # refuses an unsupported layer by name
     opts = RenderOptions(levels_per_stage, adder_graph, clock_period_ns, fold_architecture)
-    ii = max(1, *(kind.ii(layer) for kind, layer in zip(kinds, graph.layers)))
-    src = "paced" if ii > 1 else "in"
-    for kind, layer in zip(kinds, graph.layers):
-        name = verilog_name(layer.name)
-        r = kind.render(env, layer, f"{top}_{name}", opts)
-        (out_dir / f"{r.module}.v").write_text(r.text)
-        rendered.append(r)
-        for p in r.primitives:
-            if p not in prims:
-                prims.append(p)
-        info = {
-            "name": layer.name, "kind": layer.kind, "source": layer.source, "module": r.module,
-            "n_in": layer.n_in, "n_out": layer.n_out, "in_type": layer.in_type.to_json(),
-            "out_type": layer.out_type.to_json(), "reuse_factor": kind.reuse_factor(layer),
-            "nonzero_weights": layer.nonzero_weights, "weights": kind.stored_weights(layer),
-            "multipliers": r.multipliers, "latency": r.latency, "ii": r.ii,
-            "probe": {"data": f"{name}_out_data", "valid": f"{name}_out_valid", "ready": f"{name}_out_ready"},
-            **r.extra,
-        }
-        if layer.accum_type is not None:
-            info["accum_type"] = layer.accum_type.to_json()
-        layer_info.append(info)
-        info["_src"], info["_vname"] = src, name
-        src = f"{name}_out"
-    latency = sum(r.latency for r in rendered)
-    assert ii == max(r.ii for r in rendered)
-    in_bits, out_bits = graph.n_in * graph.input_type.width, graph.n_out * graph.output_type.width
+    build = _stream_chain if graph.io_type == "io_stream" else _parallel_chain
+    chain, layer_info, timing = build(env, graph, kinds, top, opts)
+    prims: list[str] = []
+    for stage in chain:
+        (out_dir / f"{stage.r.module}.v").write_text(stage.r.text)
+        prims.extend(p for p in stage.r.primitives if p not in prims)
+    beats = timing.get("beats", 1)
+    in_bits, out_bits = graph.n_in // beats * graph.input_type.width, graph.n_out * graph.output_type.width
     top_text = env.get_template("top.v.j2").render(
         top=top, description=f"{len(graph.layers)}-layer network, {graph.n_in} -> {graph.n_out}",
-        n_in=graph.n_in, n_out=graph.n_out, in_type=str(graph.input_type), out_type=str(graph.output_type),
-        latency=latency, ii=ii, in_bits=in_bits, out_bits=out_bits, pace_bits=max(1, (ii - 1).bit_length()),
-        layers=[{"name": i["_vname"], "module": r.module, "src": i["_src"], "clocked": r.clocked,
-                 "out_bits": i["n_out"] * graph.layers[k].out_type.width,
-                 "summary": f"{i['name']}: {i['source']}, latency {r.latency}, II {r.ii}"}
-                for k, (i, r) in enumerate(zip(layer_info, rendered))],
-        last=layer_info[-1]["_vname"], any_clocked=any(r.clocked for r in rendered),
+        n_in=graph.n_in // beats, n_out=graph.n_out, in_type=str(graph.input_type), out_type=str(graph.output_type),
+        latency=timing["latency"], ii=timing["ii"], latency_last=timing.get("latency_after_last_pixel"),
+        beats=beats, beat_bits=max(1, (beats - 1).bit_length()), in_bits=in_bits, out_bits=out_bits,
+        pace_bits=max(1, (timing["ii"] - 1).bit_length()),
+        layers=[{"name": st.wire, "module": st.r.module, "src": st.src, "clocked": st.r.clocked,
+                 "out_bits": st.out_bits, "summary": st.summary} for st in chain],
+        last=chain[-1].wire, any_clocked=any(st.r.clocked for st in chain),
     )
-    for i in layer_info:
-        del i["_src"], i["_vname"]
     (out_dir / f"{top}.v").write_text(top_text)
     for p in prims:
         src_file = PRIMITIVES / p
         if not src_file.is_file():
             raise RtlGenError(f"RTL primitive {src_file} is missing from the package")
         shutil.copyfile(src_file, out_dir / p)
-    files = prims + [f"{r.module}.v" for r in rendered] + [f"{top}.v"]
+    files = prims + [f"{st.r.module}.v" for st in chain] + [f"{top}.v"]
     (out_dir / "filelist.f").write_text("".join(f"{f}\n" for f in files))
+    inp = {"n": graph.n_in // beats, "type": graph.input_type.to_json(), "port": "in_data", "bits": in_bits}
+    if beats > 1:
+        inp["beats"] = beats
     design = {
         "format": DESIGN_FORMAT, "top": top, "files": files,
-        "input": {"n": graph.n_in, "type": graph.input_type.to_json(), "port": "in_data", "bits": in_bits},
+        "input": inp,
         "output": {"n": graph.n_out, "type": graph.output_type.to_json(), "port": "out_data", "bits": out_bits},
-        "latency": latency, "ii": ii, "softmax_stripped": graph.softmax_stripped,
+        **timing, "softmax_stripped": graph.softmax_stripped,
         "multipliers": sum(i["multipliers"] for i in layer_info),
         "nonzero_weights": sum(i["nonzero_weights"] for i in layer_info),
         "levels_per_stage": levels_per_stage, "adder_graph": adder_graph, "layers": layer_info,
         "clock_period_ns": clock_period_ns,
     }
+    design.pop("beats", None)
     return design
+
+
+@dataclass
+class _Stage:
+    """One module instance of the top's chain."""
+
+    r: Rendered
+    wire: str  #: prefix of its output wires in the top (<wire>_out_valid / _ready / _data)
+    src: str  #: prefix of the wires it reads ("in", "paced" or the previous stage's <wire>_out)
+    out_bits: int
+    summary: str
+
+
+def _layer_info(layer: Layer, kind: LayerKind, rendered: list[Rendered], wire: str) -> dict[str, Any]:
+    """A layer's entry in design.json (its last module's figures and fields; ``modules`` all)."""
+    last = rendered[-1]
+    info = {
+        "name": layer.name, "kind": layer.kind, "source": layer.source, "module": last.module,
+        "n_in": layer.n_in, "n_out": layer.n_out, "in_type": layer.in_type.to_json(),
+        "out_type": layer.out_type.to_json(), "reuse_factor": kind.reuse_factor(layer),
+        "nonzero_weights": layer.nonzero_weights, "weights": kind.stored_weights(layer),
+        "multipliers": sum(r.multipliers for r in rendered), "latency": sum(r.latency for r in rendered),
+        "ii": max(r.ii for r in rendered),
+        "probe": {"data": f"{wire}_out_data", "valid": f"{wire}_out_valid", "ready": f"{wire}_out_ready"},
+    }
+    for r in rendered:
+        info.update(r.extra)
+    if len(rendered) > 1:
+        info["modules"] = [r.module for r in rendered]
+    if layer.accum_type is not None:
+        info["accum_type"] = layer.accum_type.to_json()
+    return info
+
+
+def _parallel_chain(env: jinja2.Environment, graph: Graph, kinds: list[LayerKind], top: str,
+                    opts: RenderOptions) -> tuple[list[_Stage], list[dict[str, Any]], dict[str, Any]]:
+    """io_parallel: one module per layer, the whole vector on every bus; the top paces vectors to
+    the slowest layer's II so every vector sees the same latency."""
+    ii = max(1, *(kind.ii(layer) for kind, layer in zip(kinds, graph.layers)))
+    src = "paced" if ii > 1 else "in"
+    chain, layer_info = [], []
+    for kind, layer in zip(kinds, graph.layers):
+        name = verilog_name(layer.name)
+        r = kind.render(env, layer, f"{top}_{name}", opts)
+        chain.append(_Stage(r, name, src, layer.n_out * layer.out_type.width,
+                            f"{layer.name}: {layer.source}, latency {r.latency}, II {r.ii}"))
+        layer_info.append(_layer_info(layer, kind, [r], name))
+        src = f"{name}_out"
+    assert ii == max(st.r.ii for st in chain)
+    return chain, layer_info, {"latency": sum(st.r.latency for st in chain), "ii": ii}
+
+
+def input_beats(graph: Graph) -> int:
+    """Stream beats per image at the input of an io_stream graph: the first conv / pooling layer's
+    input pixels (element-wise layers before it keep the beat), 1 for a network that starts with a
+    Dense (the whole vector in one beat)."""
+    for layer in graph.layers:
+        if layer.geometry is not None:
+            return layer.geometry.in_h * layer.geometry.in_w
+        if layer.kind == "dense":
+            return 1
+    return 1
+
+
+def _stream_chain(env: jinja2.Environment, graph: Graph, kinds: list[LayerKind], top: str,
+                  opts: RenderOptions) -> tuple[list[_Stage], list[dict[str, Any]], dict[str, Any]]:
+    """io_stream: each layer's modules (window generator, kernel, gather, ...) joined valid/ready,
+    one pixel (all channels) per beat; a final gather when the last layer streams several beats.
+    Latency and II per image come from the cycle model of those modules (stream_timing)."""
+    beats_in = beats = input_beats(graph)
+    src = "paced" if beats > 1 else "in"
+    chain, layer_info = [], []
+    for kind, layer in zip(kinds, graph.layers):
+        name = verilog_name(layer.name)
+        if layer.n_in % beats:
+            raise RtlGenError(f"layer {layer.name}: {layer.n_in} inputs do not split into {beats} stream beats")
+        rendered = kind.render_stream(env, layer, f"{top}_{name}", opts, beats)
+        beats_out = kind.beats_out(layer, beats)
+        for k, r in enumerate(rendered):
+            last = k == len(rendered) - 1
+            wire = name if last else r.module[len(top) + 1:]
+            out_bits = layer.n_out // beats_out * layer.out_type.width if last else _out_bits(r.text)
+            chain.append(_Stage(r, wire, src, out_bits, f"{layer.name}: {layer.source}, {r.extra.get('architecture', r.module)}"))
+            src = f"{wire}_out"
+        info = _layer_info(layer, kind, rendered, name)
+        info.update(beats_in=beats, beats_out=beats_out)
+        del info["probe"]  # a layer's output is a stream of beats; the testbench probes vectors only
+        layer_info.append(info)
+        beats = beats_out
+    if beats > 1:  # the image's last layer streams: its outputs leave as one vector
+        last_layer = graph.layers[-1]
+        pw = last_layer.n_out // beats * last_layer.out_type.width
+        module = f"{top}_out_gather"
+        text, handshake = stream_arch.gather(env, module, beats, pw, f"network output: {beats} beats -> one vector")
+        r = Rendered(module, text, 1, 1, 0, True, (), {}, handshake)
+        chain.append(_Stage(r, "out_gather", src, beats * pw, "output vector"))
+    t = stream_timing.schedule([st.r.handshake for st in chain], beats_in)
+    return chain, layer_info, {"latency": t.latency, "ii": t.ii, "latency_after_last_pixel": t.latency_after_last_pixel,
+                               "io_type": "io_stream", "beats": beats_in}
+
+
+_OUT_PORT = re.compile(r"output wire \[(\d+):0\] out_data")
+
+
+def _out_bits(verilog: str) -> int:
+    """The out_data width a rendered module declares."""
+    m = _OUT_PORT.search(verilog)
+    if m is None:
+        raise RtlGenError("a generated stream module declares no out_data port")
+    return int(m.group(1)) + 1
 
 
 def run(cfg: Config, run_dir: Path) -> dict[str, Any]:

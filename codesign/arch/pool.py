@@ -18,7 +18,7 @@ Latency 1, II 1: the comparator/adder tree is a few LUT levels, registered at th
 from __future__ import annotations
 
 from codesign.errors import RtlGenError
-from codesign.fixedpoint import max_pool_pad_code
+from codesign.fixedpoint import FixedType, max_pool_pad_code
 from codesign.graph import Layer
 from codesign.arch.dense import DenseCost
 from codesign.arch.netlist import Module, Net, cast_instance, const, ext, input_element, reduce_tree, signed_width
@@ -122,3 +122,67 @@ def build(layer: Layer, module_name: str) -> tuple[Module, DenseCost]:
             m.assigns.append(f"assign unused_{x.name} = ^{x.name};")
     m.n_stages = 1
     return m, DenseCost(latency=1, ii=1, multipliers=0, adders=comparators)
+
+
+def _accum_net(m: Module, code: str, acc_t: FixedType, name: str) -> Net:
+    """An accum_t code as a signed net (an unsigned type gains a 0 sign bit)."""
+    if acc_t.signed:
+        m.wire(name, acc_t.width, code)
+    else:
+        m.wire(name, acc_t.width + 1, "{1'b0, " + code + "}")
+    return Net(name, acc_t.min_code, acc_t.max_code)
+
+
+def build_stream(layer: Layer, module_name: str) -> tuple[Module, DenseCost]:
+    """io_stream pooling of one window (``k_h*k_w`` taps x C channels in im2col order) to C outputs,
+    as ``pooling2d_buffer_cl`` computes it: every tap converted to accum_t, ``nnet::reduce``'s
+    balanced tree (left part the largest power of two below n) with every sum converted back to
+    accum_t, an average divided by n truncating toward zero, then result_t. One registered stage."""
+    g, acc_t, in_t = layer.geometry, layer.accum_type, layer.in_type
+    assert g is not None and acc_t is not None
+    n, c = g.k_h * g.k_w, g.n_chan
+    if layer.pool_op not in ("max", "avg"):
+        raise RtlGenError(f"layer {layer.name}: pooling operation {layer.pool_op!r}; valid: max, avg")
+    if layer.pool_op == "avg" and n & (n - 1):
+        raise RtlGenError(f"layer {layer.name}: average pooling over {n} taps; the RTL divides by powers of two only "
+                          f"(window {g.k_h}x{g.k_w})")
+    m = Module(module_name)
+    ops = 0
+
+    def combine(a: Net, b: Net) -> Net:
+        if layer.pool_op == "max":
+            return _max(m, a, b)
+        s = _sum(m, a, b)
+        return _accum_net(m, cast_instance(m, m.fresh("acc"), s.name, s.width, acc_t.frac, acc_t), acc_t, m.fresh("an"))
+
+    def reduce(nets: list[Net]) -> Net:
+        nonlocal ops
+        if len(nets) == 1:
+            return nets[0]
+        k = 1 if len(nets) == 2 else 1 << ((len(nets) - 1).bit_length() - 1)
+        ops += 1
+        return combine(reduce(nets[:k]), reduce(nets[k:]))
+
+    m.stages_extend(0)
+    for ch in range(c):
+        taps = []
+        for t in range(n):
+            x = input_element(m, "in_data", t * c + ch, in_t, f"x{t}_{ch}")
+            code = cast_instance(m, f"tap{t}_{ch}", x.name, x.width, in_t.frac, acc_t)
+            taps.append(_accum_net(m, code, acc_t, f"a{t}_{ch}"))
+        root = reduce(taps)
+        src, width = root.name, root.width
+        k = n.bit_length() - 1
+        if layer.pool_op == "avg" and k > 0:  # truncate toward zero: bias negatives by 2^k - 1, shift
+            b = f"b{ch}"
+            m.wire(b, width + 1, f"{ext(src, width, width + 1)} + ({src}[{width - 1}] ? {const((1 << k) - 1, width + 1)} "
+                                 f": {const(0, width + 1)})")
+            src, width = f"q{ch}", width + 1 - k
+            m.wire(src, width, f"{b}[{width + k - 1}:{k}]")
+            m.decls.append(f"wire unused_{b};")  # the remainder bits: dropped by design
+            m.assigns.append(f"assign unused_{b} = ^{b}[{k - 1}:0];")
+        y = cast_instance(m, f"res{ch}", src, width, acc_t.frac, layer.out_type)
+        m.decls.append(f"reg [{layer.out_type.width - 1}:0] y{ch};")
+        m.stages[0].append(f"y{ch} <= {y};")
+    m.n_stages = 1
+    return m, DenseCost(latency=1, ii=1, multipliers=0, adders=ops)

@@ -7,6 +7,7 @@ Each kind lives in one module (:mod:`codesign.layers.base` says what a kind prov
 - ``pool``: Max / AveragePooling1D / 2D
 - ``activation``: ReLU and linear (``relu`` / ``cast``)
 - ``reshape``: Flatten / Reshape (no data moves)
+- ``zeropad``: ZeroPadding1D / 2D (io_stream puts one before each padded conv; folded into it)
 
 A new kind is a module with a :class:`~codesign.layers.base.LayerKind` subclass and a line in
 ``RECOGNISERS`` (and ``KINDS`` when it has its own IR kind); see docs/ARCHITECTURE.md.
@@ -14,6 +15,7 @@ A new kind is a module with a :class:`~codesign.layers.base.LayerKind` subclass 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -21,7 +23,7 @@ import numpy as np
 from codesign.errors import RtlGenError
 from codesign.fixedpoint import from_hls4ml as precision_to_type
 from codesign.graph import Graph, Layer
-from codesign.layers import activation, batchnorm, conv, dense, pool, reshape
+from codesign.layers import activation, batchnorm, conv, dense, pool, reshape, zeropad
 from codesign.layers.base import LayerKind, Rendered, RenderOptions, Upstream
 from codesign.layers.extract import layer_type
 
@@ -30,10 +32,10 @@ __all__ = ["KINDS", "RECOGNISERS", "KERAS_CLASSES", "KERAS_WEIGHT_CLASSES", "Lay
 
 #: hls4ml layers -> IR layers, in the order the "supported" messages list them
 RECOGNISERS: tuple[LayerKind, ...] = (dense.KIND, conv.KIND, pool.KIND, reshape.KIND, batchnorm.KIND,
-                                      activation.ACTIVATION)
+                                      activation.ACTIVATION, zeropad.KIND)
 #: IR kind name -> the kind that computes and builds it
 KINDS: dict[str, LayerKind] = {k.kind: k for k in (dense.KIND, conv.KIND, pool.KIND, activation.RELU,
-                                                    activation.CAST)}
+                                                    activation.CAST, zeropad.KIND)}
 _BY_HLS4ML_CLASS: dict[str, LayerKind] = {c: r for r in RECOGNISERS for c in r.hls4ml_classes}
 #: Keras / QKeras layer classes the importer accepts (besides InputLayer)
 KERAS_CLASSES: tuple[str, ...] = tuple(c for r in RECOGNISERS for c in r.keras_classes)
@@ -42,6 +44,11 @@ KERAS_WEIGHT_CLASSES: tuple[str, ...] = tuple(c for r in RECOGNISERS for c in r.
 #: what the RTL backend builds, for error messages
 SUPPORTED = (", ".join(r.supported for r in RECOGNISERS)
              + " (a final Softmax is stripped when hls.strip_softmax is true)")
+#: Keras classes of convolutions (hls.io_type auto measures their io_parallel expansion)
+CONV_KERAS_CLASSES = conv.KIND.keras_classes
+#: Keras classes every one of whose kinds has a streaming RTL (besides InputLayer)
+STREAM_KERAS_CLASSES: tuple[str, ...] = ("InputLayer",) + tuple(
+    c for r in RECOGNISERS if r.streams for c in r.keras_classes)
 #: hls4ml classes extracted as conv layers (their reuse factor applies to the per-pixel kernel)
 CONV_HLS4ML_CLASSES = conv.KIND.hls4ml_classes
 
@@ -56,7 +63,10 @@ def for_layer(layer: Layer) -> LayerKind:
 
 
 def from_hls4ml(hls_model: Any, softmax_stripped: bool = False) -> Graph:
-    """Extract the hardware IR from a converted hls4ml ModelGraph (io_parallel, one input)."""
+    """Extract the hardware IR from a converted hls4ml ModelGraph (one input; io_parallel, or
+    io_stream with every layer marked ``stream`` and hls4ml's padding nodes folded back into the
+    convolutions, :func:`codesign.layers.zeropad.absorb`)."""
+    stream = str(hls_model.config.get_config_value("IOType")) == "io_stream"
     layers_in = list(hls_model.get_layers())
     if not layers_in or layers_in[0].class_name not in ("Input", "InputLayer"):
         raise RtlGenError("hls4ml graph does not start with an Input layer")
@@ -85,4 +95,7 @@ def from_hls4ml(hls_model: Any, softmax_stripped: bool = False) -> Graph:
                 continue
             out.append(layer)
         prev_type, prev_n = up.out_type, up.n_out
+    out = zeropad.absorb(out)
+    if stream:
+        out = [replace(layer, stream=True) for layer in out]
     return Graph(in_type, n_in, tuple(out), softmax_stripped)

@@ -7,6 +7,7 @@ combinational fxp_relu / fxp_cast per element.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import jinja2
@@ -23,6 +24,15 @@ ACTIVATIONS = ("relu", "linear")
 
 class _Elementwise(LayerKind):
     primitive: str = "fxp_cast"
+    streams = True
+
+    def render_stream(self, env: jinja2.Environment, layer: Layer, module: str, opts: RenderOptions,
+                      beats_in: int) -> list[Rendered]:
+        """The same combinational module over one beat's elements."""
+        per_beat = layer.n_in // beats_in
+        r = self.render(env, replace(layer, n_in=per_beat, n_out=per_beat), module, opts)
+        r.handshake = ("comb",)
+        return [r]
 
     def render(self, env: jinja2.Environment, layer: Layer, module: str, opts: RenderOptions) -> Rendered:
         if layer.n_in != layer.n_out:
@@ -56,6 +66,7 @@ class Activation(LayerKind):
     """Recognises hls4ml's Activation / ReLU layers as a ``relu`` or ``cast`` layer."""
 
     hls4ml_classes = ("Activation", "ReLU")
+    streams = True
     keras_classes = ("Activation", "QActivation", "ReLU", "Softmax")
     supported = "ReLU / quantized ReLU, linear activation"
 

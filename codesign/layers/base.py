@@ -61,6 +61,9 @@ class Rendered:
     clocked: bool
     primitives: tuple[str, ...]  #: files of codesign/primitives it instantiates
     extra: dict[str, Any]  #: kind-specific design.json fields (architecture, cost figures)
+    #: its valid/ready state machine, for the streaming top's cycle model
+    #: (:mod:`codesign.arch.stream_timing`); empty for a module no stream uses
+    handshake: tuple[Any, ...] = ()
 
 
 def module_header(layer: Layer, module: str) -> dict[str, Any]:
@@ -85,6 +88,8 @@ class LayerKind:
     keras_weight_classes: ClassVar[tuple[str, ...]] = ()
     #: how the RTL backend's "supported:" message names it
     supported: ClassVar[str] = ""
+    #: whether its streaming RTL exists (hls.io_type auto streams only models made of such kinds)
+    streams: ClassVar[bool] = False
 
     def accepts(self, hl: Any) -> bool:
         """Whether it builds this layer of one of its hls4ml classes (an Activation: relu or linear)."""
@@ -105,6 +110,18 @@ class LayerKind:
     def render(self, env: jinja2.Environment, layer: Layer, module: str, opts: RenderOptions) -> Rendered:
         """Its Verilog module."""
         raise RtlGenError(f"layer {layer.name}: kind {layer.kind!r} has no RTL builder")
+
+    def render_stream(self, env: jinja2.Environment, layer: Layer, module: str, opts: RenderOptions,
+                      beats_in: int) -> list[Rendered]:
+        """Its io_stream modules, in stream order (each a file of its own, each with its
+        ``handshake``); ``beats_in`` stream beats per image enter it, ``layer.n_in / beats_in``
+        elements each."""
+        raise RtlGenError(f"layer {layer.name}: {layer.source or layer.kind} has no streaming (io_stream) RTL",
+                          hint="convert this model with hls.io_type: io_parallel")
+
+    def beats_out(self, layer: Layer, beats_in: int) -> int:
+        """Stream beats per image it sends for ``beats_in`` received."""
+        return beats_in
 
     def ii(self, layer: Layer) -> int:
         """Cycles between vectors the layer accepts."""

@@ -1,4 +1,5 @@
-"""Conv1D / Conv2D: hls4ml's ``conv_1d/2d_latency_cl`` (io_parallel; ``nnet_conv*_latency.h``).
+"""Conv1D / Conv2D: hls4ml's ``conv_1d/2d_latency_cl`` (io_parallel; ``nnet_conv*_latency.h``) and
+``conv_1d/2d_buffer_cl`` (io_stream; ``nnet_conv*_stream.h``, :meth:`Conv.render_stream`).
 
 Each output pixel computes the Dense product/accumulate of its im2col window, so the golden model
 and the RTL both work on the layer's Dense equivalent (:func:`dense_equivalent`): fully parallel
@@ -14,6 +15,7 @@ from typing import Any
 import jinja2
 import numpy as np
 
+from codesign.arch import stream as stream_arch
 from codesign.errors import RtlGenError
 from codesign.graph import Layer
 from codesign.layers import extract
@@ -50,6 +52,7 @@ class Conv(Dense):
     keras_classes = ("Conv1D", "QConv1D", "Conv2D", "QConv2D")
     keras_weight_classes = keras_classes
     supported = "Conv1D/Conv2D"
+    streams = True
 
     def extract(self, hl: Any, up: Upstream) -> Layer:
         a = hl.get_attr
@@ -83,9 +86,41 @@ class Conv(Dense):
     def golden(self, layer: Layer, x: np.ndarray) -> np.ndarray:
         return golden_dense(dense_equivalent(layer), x)
 
-    def render(self, env: jinja2.Environment, layer: Layer, module: str, opts: RenderOptions) -> Rendered:
+    def kernel_layer(self, layer: Layer) -> Layer:
+        """The Dense that computes one output pixel from its window (hls4ml's ``mult_config``)."""
+        assert layer.weights is not None
+        k, n_filt = layer.weights.shape
+        return replace(layer, kind="dense", n_in=k, n_out=n_filt, geometry=None, stream=False)
+
+    def render_stream(self, env: jinja2.Environment, layer: Layer, module: str, opts: RenderOptions,
+                      beats_in: int) -> list[Rendered]:
+        """``conv_1d/2d_buffer_cl``: a line-buffer window generator (padding shifted in as zeros)
+        feeding the kernel's Dense, built as any Dense is (RF 1: one output pixel per cycle through
+        the shared adder graph; RF R: folded, one output pixel every R cycles)."""
         g = layer.geometry
-        assert g is not None and layer.weights is not None
+        assert g is not None
+        self._check(layer)
+        if beats_in != g.in_h * g.in_w:
+            raise RtlGenError(f"layer {layer.name}: {beats_in} stream beats per image; its {g.in_h}x{g.in_w} input "
+                              f"needs {g.in_h * g.in_w}")
+        kernel = self.kernel_layer(layer)
+        check_reuse_factor(kernel, kernel.n_in, kernel.n_out)
+        text, handshake, win_extra = stream_arch.window(
+            env, f"{module}_win", g, layer.in_type.width,
+            f"layer {layer.name} ({layer.source}): {g.in_h}x{g.in_w}x{g.n_chan} x {layer.in_type} -> "
+            f"{g.k_h}x{g.k_w} windows")
+        win = Rendered(f"{module}_win", text, 1, 1, 0, True, (), win_extra, handshake)
+        r, extra = render_products(env, kernel, module, opts, module_header(kernel, module))
+        r.extra = {**extra, "architecture": f"conv stream (line buffer -> {extra['architecture']} kernel)",
+                   **self._conv_fields(layer), **win_extra}
+        return [win, r]
+
+    def beats_out(self, layer: Layer, beats_in: int) -> int:
+        assert layer.geometry is not None
+        return layer.geometry.pixels
+
+    def _check(self, layer: Layer) -> None:
+        assert layer.weights is not None
         if layer.strategy != "latency":
             raise RtlGenError(f"layer {layer.name}: convolutions are generated for hls4ml's Latency strategy only "
                               f"(got {layer.strategy!r})", hint="set hls.layer_strategy for this layer to Latency")
@@ -93,13 +128,22 @@ class Conv(Dense):
         if layer.reuse_factor > k * n_filt:
             raise RtlGenError(f"layer {layer.name}: reuse factor {layer.reuse_factor} is outside 1..{k * n_filt} "
                               f"(kernel n_in*n_out = {k}*{n_filt})")
+
+    def _conv_fields(self, layer: Layer) -> dict[str, Any]:
+        g = layer.geometry
+        assert g is not None and layer.weights is not None
+        return {"pixels": g.pixels, "kernel": [g.k_h, g.k_w, g.n_chan, layer.weights.shape[1]],
+                "stride": [g.stride_h, g.stride_w], "padding": [g.pad_top, g.pad_left],
+                "kernel_nonzero_weights": layer.nonzero_weights}
+
+    def render(self, env: jinja2.Environment, layer: Layer, module: str, opts: RenderOptions) -> Rendered:
+        g = layer.geometry
+        assert g is not None and layer.weights is not None
+        self._check(layer)
         header = module_header(layer, module)
-        kernel_nonzero = layer.nonzero_weights
         flat = dense_equivalent(layer)
         check_reuse_factor(flat, flat.n_in, flat.n_out)
-        conv = {"pixels": g.pixels, "kernel": [g.k_h, g.k_w, g.n_chan, n_filt], "stride": [g.stride_h, g.stride_w],
-                "padding": [g.pad_top, g.pad_left], "kernel_nonzero_weights": kernel_nonzero,
-                "expanded_nonzero_weights": flat.nonzero_weights}
+        conv = {**self._conv_fields(layer), "expanded_nonzero_weights": flat.nonzero_weights}
         rendered, extra = render_products(env, flat, module, opts, header)
         rendered.extra = {**extra, "architecture": f"conv ({extra['architecture']} over {g.pixels} pixels)", **conv}
         return rendered

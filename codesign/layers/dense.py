@@ -19,6 +19,7 @@ import jinja2
 import numpy as np
 
 from codesign.arch import adder_graph, digit_serial, fold, input_serial
+from codesign.arch import stream as stream_arch
 from codesign.arch import dense as dense_arch
 from codesign.arch.dense import DenseCost
 from codesign.arch.netlist import Module
@@ -65,6 +66,7 @@ def render_products(env: jinja2.Environment, layer: Layer, module: str, opts: Re
         m, cost = dense_arch.sequential(layer, module)
         text = env.get_template("dense_parallel.v.j2").render(m=m, n_stages=m.n_stages, **header)
         extra = {"architecture": "sequential saturating", "adders": cost.adders, "pipeline_stages": m.n_stages}
+        handshake: tuple[Any, ...] = ("pipeline", m.n_stages)
     elif layer.reuse_factor == 1 or layer.nonzero_weights == 0:
         # power-of-two products are wire shifts already: nothing for an adder graph to share
         use_graph = opts.adder_graph and layer.product == "exact" and not dense_arch.needs_product_rounding(layer)
@@ -75,10 +77,12 @@ def render_products(env: jinja2.Environment, layer: Layer, module: str, opts: Re
         text = env.get_template("dense_parallel.v.j2").render(m=m, n_stages=m.n_stages, **header)
         extra = {"architecture": "parallel", "adder_graph": use_graph, "adders": cost.adders,
                  "pipeline_stages": m.n_stages}
+        handshake = ("pipeline", m.n_stages)
     else:
-        m, cost, text, extra = render_folded(env, layer, module, opts, header)
+        m, cost, text, extra, handshake = render_folded(env, layer, module, opts, header)
     # ii is what the layer promises at full rate; latency counts clock edges input -> output.
-    return Rendered(module, text, cost.latency, cost.ii, cost.multipliers, True, ("fxp_cast.v",), extra), extra
+    return Rendered(module, text, cost.latency, cost.ii, cost.multipliers, True, ("fxp_cast.v",), extra,
+                    handshake), extra
 
 
 #: design.json's per-layer "architecture" of each folded architecture (codesign.arch.fold)
@@ -86,9 +90,10 @@ FOLD_NAMES = {"lanes": "folded", "digit_serial": "digit-serial", "input_serial":
 
 
 def render_folded(env: jinja2.Environment, layer: Layer, module: str, opts: RenderOptions,
-                  header: dict[str, Any]) -> tuple[Module, DenseCost, str, dict[str, Any]]:
+                  header: dict[str, Any]) -> tuple[Module, DenseCost, str, dict[str, Any], tuple[Any, ...]]:
     """Reuse factor R > 1: the architecture :func:`codesign.arch.fold.choose` picks (or
-    ``opts.fold_architecture`` forces), its Verilog and design.json fields."""
+    ``opts.fold_architecture`` forces), its Verilog, design.json fields and handshake (an engine:
+    R, issue cycles, pipeline depth; :mod:`codesign.arch.stream_timing`)."""
     if layer.product != "po2":  # refuse what no folded architecture reproduces, as the lanes always did
         dense_arch.check_exact(layer, product_rounding=dense_arch.needs_product_rounding(layer))
     choice = fold.choose(layer, opts.fold_architecture, adder_graph=opts.adder_graph, clock_ns=opts.clock_ns)
@@ -98,6 +103,7 @@ def render_folded(env: jinja2.Environment, layer: Layer, module: str, opts: Rend
         text = env.get_template("dense_folded.v.j2").render(m=m, R=info["R"], lanes=info["lanes"],
                                                              tw=info["tw"], **header)
         extra["lanes"] = info["lanes"]
+        handshake: tuple[Any, ...] = ("engine", info["R"], info["R"], 1)
     elif choice.arch == "digit_serial":
         p = choice.plans["digit_serial"]
         m, cost, s = digit_serial.build_module(layer, module, p)
@@ -106,6 +112,7 @@ def render_folded(env: jinja2.Environment, layer: Layer, module: str, opts: Rend
         text = env.get_template("dense_serial.v.j2").render(m=m, s=s, what=what, **header)
         extra.update(digit_bits=p.d, digits=p.D, adders=len(p.g.nodes), accumulators=len(p.roots),
                      pipeline_stages=p.depth)
+        handshake = ("engine", s.R, s.active, s.depth)
     else:
         q = choice.plans["input_serial"]
         m, cost, s = input_serial.build_module(layer, module, q)
@@ -113,10 +120,11 @@ def render_folded(env: jinja2.Environment, layer: Layer, module: str, opts: Rend
                 f"{cost.multipliers} multiplier(s) with cycle-indexed weight ROMs")
         text = env.get_template("dense_serial.v.j2").render(m=m, s=s, what=what, **header)
         extra.update(inputs_per_cycle=q.k, cycles=q.C)
+        handshake = ("engine", s.R, s.active, s.depth)
     extra["fold_estimates"] = {a: dict(e) for a, e in choice.estimates.items()}
     if choice.note:
         extra["fold_note"] = choice.note
-    return m, cost, text, extra
+    return m, cost, text, extra, handshake
 
 
 class Dense(LayerKind):
@@ -125,6 +133,7 @@ class Dense(LayerKind):
     keras_classes = ("Dense", "QDense")
     keras_weight_classes = ("Dense", "QDense")
     supported = "Dense"
+    streams = True
 
     def extract(self, hl: Any, up: Upstream) -> Layer:
         w, b = extract.kernel_and_bias(hl)
@@ -148,6 +157,22 @@ class Dense(LayerKind):
     def render(self, env: jinja2.Environment, layer: Layer, module: str, opts: RenderOptions) -> Rendered:
         check_reuse_factor(layer, layer.n_in, layer.n_out)
         return render_products(env, layer, module, opts, module_header(layer, module))[0]
+
+    def render_stream(self, env: jinja2.Environment, layer: Layer, module: str, opts: RenderOptions,
+                      beats_in: int) -> list[Rendered]:
+        """hls4ml's Dense on a stream reads all its input beats, then computes: a gather (when the
+        input is more than one beat), then the same module as io_parallel's."""
+        stages = []
+        if beats_in > 1:
+            per_beat_bits = layer.n_in // beats_in * layer.in_type.width
+            text, handshake = stream_arch.gather(
+                env, f"{module}_gather", beats_in, per_beat_bits,
+                f"layer {layer.name}: {beats_in} beats of {layer.n_in // beats_in} x {layer.in_type} -> {layer.n_in}")
+            stages.append(Rendered(f"{module}_gather", text, 1, 1, 0, True, (), {}, handshake))
+        return stages + [self.render(env, layer, module, opts)]
+
+    def beats_out(self, layer: Layer, beats_in: int) -> int:
+        return 1
 
     def ii(self, layer: Layer) -> int:
         """R for a folded layer (one vector every R cycles), 1 otherwise."""

@@ -14,6 +14,7 @@ class Reshape(LayerKind):
     hls4ml_classes = ("Reshape", "Flatten")
     keras_classes = ("Flatten", "Dropout")
     supported = "Flatten"
+    streams = True  # io_stream's Flatten is in place too: the next layer reads the same beats
 
     def extract(self, hl: Any, up: Upstream) -> Layer | None:
         if up.n_out != up.n_in:

@@ -17,6 +17,11 @@ input gaps and output back-pressure, AXI4-Stream protocol checks and an integer 
 output with ``expected``; (c) only after a mismatch: the first failing vector alone, with every
 layer probe sampled on its own output handshake and compared with ``golden_<layer>``.
 
+An io_stream design (design.json ``input.beats`` > 1) takes each vector as that many input
+transfers of ``input.n`` elements (one pixel, all channels, in row-major order), each after its own
+random gap; its latency counts from the vector's first transfer and its II is the distance between
+the first transfers of consecutive vectors.
+
 Cycle conventions (shared with design.json): edges are numbered by rising clock edges. A transfer
 happens on an edge where valid and ready are both 1. The latency of a vector is (edge of its output
 transfer) - (edge of its input transfer); with an idle pipeline and an always-ready sink this is the
@@ -93,6 +98,8 @@ class Design:
     ii: int
     period_ns: float
     layers: tuple[Layer, ...]
+    #: input transfers per vector: 1, or an io_stream design's pixels per image (``input.beats``)
+    beats: int = 1
 
     @classmethod
     def load(cls, path: str) -> Design:
@@ -101,7 +108,8 @@ class Design:
                         bool(lay["out_type"]["signed"]), lay["probe"]["data"], lay["probe"]["valid"],
                         lay["probe"].get("ready")) for lay in d.get("layers", []) if lay.get("probe")]
         return cls(path, d["top"], Port.from_json(d["input"], "in_data"), Port.from_json(d["output"], "out_data"),
-                   int(d["latency"]), int(d["ii"]), float(d.get("clock_period_ns", 5.0)), tuple(layers))
+                   int(d["latency"]), int(d["ii"]), float(d.get("clock_period_ns", 5.0)), tuple(layers),
+                   int(d["input"].get("beats", 1)))
 
 
 @dataclass
@@ -278,8 +286,12 @@ class Bench:
 
     async def stream(self, order: list[int], words: list[int], gap_prob: float, bp_prob: float,
                      rng: random.Random, checker: Checker | None, timeout: int) -> Monitor:
-        """Send ``words[order[k]]`` in order and collect as many outputs; returns the monitor."""
-        src = Source(words, order, gap_prob, rng, self.d.inp.n * self.d.inp.width)
+        """Send vector ``order[k]`` in order (its ``beats`` input words ``words[order[k] * beats + b]``,
+        each after a random gap) and collect one output per vector; returns the monitor, whose
+        ``accept_edges`` holds every input transfer."""
+        beats = self.d.beats
+        src = Source(words, [v * beats + b for v in order for b in range(beats)], gap_prob, rng,
+                     self.d.inp.n * self.d.inp.width)
         sink = Sink(bp_prob, rng)
         mon = Monitor()
         n = len(order)
@@ -366,12 +378,14 @@ async def test_network(dut: Any) -> None:
     d = s.design
     inputs = np.asarray(s.vectors["inputs"], dtype=np.int64)
     expected = np.asarray(s.vectors["expected"], dtype=np.int64)
-    if inputs.ndim != 2 or inputs.shape[1] != d.inp.n:
-        raise AssertionError(f"vectors 'inputs' has shape {inputs.shape}; design.json input n={d.inp.n}")
+    if inputs.ndim != 2 or inputs.shape[1] != d.inp.n * d.beats:
+        raise AssertionError(f"vectors 'inputs' has shape {inputs.shape}; design.json input n={d.inp.n} "
+                             f"x beats={d.beats}")
     if expected.shape != (inputs.shape[0], d.out.n):
         raise AssertionError(f"vectors 'expected' has shape {expected.shape}; need ({inputs.shape[0]}, {d.out.n})")
     n_total = inputs.shape[0] if s.limit is None else min(s.limit, inputs.shape[0])
-    words = pack_rows(inputs, d.inp.width)
+    # one word per input transfer: vector v's beat b is words[v * beats + b]
+    words = pack_rows(inputs.reshape(-1, d.inp.n), d.inp.width)
     model = Model(expected, d.out)
     failures: list[str] = []
     rng = random.Random(s.seed)
@@ -390,12 +404,16 @@ async def test_network(dut: Any) -> None:
     meas_checker = Checker(model, d.out)
     try:
         mon = await bench.stream(list(range(k)), words, 0.0, 0.0, rng, meas_checker, timeout)
-        lats = [o - a for a, o in zip(mon.accept_edges, mon.output_edges)]
-        diffs = [b - a for a, b in zip(mon.accept_edges, mon.accept_edges[1:])]
+        firsts = mon.accept_edges[::d.beats]  # each vector's first input transfer
+        lats = [o - a for a, o in zip(firsts, mon.output_edges)]
+        diffs = [b - a for a, b in zip(firsts, firsts[1:])]
         steady = diffs[len(diffs) // 2:] if len(diffs) > 1 else diffs
         result.update(latency_min=_stats(lats)[0], latency_max=_stats(lats)[1], latency_first=lats[0],
                       ii=max(steady) if steady else None, ii_min=_stats(steady)[0], ii_max=_stats(steady)[1],
-                      measure_accept_edges=mon.accept_edges, measure_output_edges=mon.output_edges)
+                      measure_accept_edges=firsts, measure_output_edges=mon.output_edges)
+        if d.beats > 1:
+            lasts = mon.accept_edges[d.beats - 1::d.beats]
+            result["latency_after_last_beat"] = _stats([o - a for a, o in zip(lasts, mon.output_edges)])[1]
         if lats[0] != d.latency or min(lats) != d.latency or max(lats) != d.latency:
             failures.append(f"measured latency {lats[0]} cycles (min {min(lats)}, max {max(lats)} over {k} "
                             f"vectors at full rate) differs from design.json latency {d.latency} ({d.path})")
@@ -418,7 +436,7 @@ async def test_network(dut: Any) -> None:
         except Hang as e:
             failures.append(f"main phase: {e}")
     stream_wall = time.perf_counter() - t_stream
-    lats = [o - a for a, o in zip(mon.accept_edges, mon.output_edges)]
+    lats = [o - a for a, o in zip(mon.accept_edges[::d.beats], mon.output_edges)]
     cycles = (get_sim_time() - t0) // bench.period
     result.update(
         vectors_checked=checker.checked, mismatches=checker.mismatched_vectors,
@@ -449,8 +467,8 @@ async def test_network(dut: Any) -> None:
             if key == "labels":
                 result["labeled"] = m
 
-    # (c) localise the first mismatch to a layer
-    if checker.first is not None:
+    # (c) localise the first mismatch to a layer (io_parallel designs: one transfer per layer output)
+    if checker.first is not None and d.beats == 1:
         result["first_mismatch"]["layer"] = None
         result["first_mismatch"]["layers"] = await localise(bench, s, words, checker.first["vector"], timeout)
         differing = [x["name"] for x in result["first_mismatch"]["layers"] if x["status"] == "differs"]
