@@ -40,6 +40,10 @@ class DataConfig:
     path: str | None = None
     #: Fraction of digits held out as the test set (digits only).
     test_fraction: float = 0.2
+    #: Side of the digits images (digits only): 8 is sklearn's 8x8; a larger side resizes them by
+    #: nearest neighbour (pixel values stay on the k/16 grid), e.g. 28 for an MNIST-sized 28x28 input
+    #: that exercises io_stream at a realistic size without a download.
+    digits_size: int = 8
 
 
 @dataclass(frozen=True)
@@ -314,6 +318,7 @@ def validate(cfg: Config) -> Config:
     if d.dataset == "npz":
         _require(bool(d.path), "data.path", d.path, "a .npz file path when data.dataset is npz")
     _require(0.05 <= d.test_fraction <= 0.9, "data.test_fraction", d.test_fraction, "0.05 .. 0.9")
+    _require(8 <= d.digits_size <= 64, "data.digits_size", d.digits_size, "8 .. 64")
     _require(m.kind in MODEL_KINDS, "model.kind", m.kind, ", ".join(MODEL_KINDS))
     _require(all(1 <= w <= 4096 for w in m.hidden), "model.hidden", list(m.hidden), "widths 1..4096")
     _require(2 <= m.bits <= 16, "model.bits", m.bits, "2 .. 16")

@@ -40,7 +40,7 @@ def load_dataset(cfg: DataConfig, seed: int) -> Dataset:
         DataError: the data set is unknown, or the npz file is missing or malformed.
     """
     if cfg.dataset == "digits":
-        return _digits(cfg.test_fraction, seed)
+        return _digits(cfg.test_fraction, seed, cfg.digits_size)
     if cfg.dataset == "npz":
         if not cfg.path:
             raise DataError("data.path must name a .npz file when data.dataset is 'npz'")
@@ -48,12 +48,22 @@ def load_dataset(cfg: DataConfig, seed: int) -> Dataset:
     raise DataError(f"data.dataset {cfg.dataset!r} is unknown; valid: {', '.join(DATASETS)}")
 
 
-def _digits(test_fraction: float, seed: int) -> Dataset:
+def resize_digits(x: np.ndarray, size: int) -> np.ndarray:
+    """8x8 digit rows (n, 64) as ``size`` x ``size`` images by nearest neighbour, flattened row-major;
+    the values are the original pixels, so they stay on the k/16 grid."""
+    src = np.arange(size) * 8 // size  # the source row / column of each output row / column
+    images = np.asarray(x).reshape(-1, 8, 8)[:, src][:, :, src]
+    return images.reshape(len(images), size * size)
+
+
+def _digits(test_fraction: float, seed: int, size: int = 8) -> Dataset:
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
     digits = load_digits()
     X = (digits.data / 16.0).astype(np.float32)
+    if size != 8:
+        X = resize_digits(X, size)
     y = digits.target.astype(np.int64)
     X_tr, X_te, y_tr, y_te = train_test_split(
         X, y, test_size=test_fraction, stratify=y, random_state=seed

@@ -99,7 +99,8 @@ def build(rtl_dir: Path, design: dict[str, Any], build_dir: Path, n_vectors: int
     sources = [(Path(rtl_dir) / f).resolve() for f in design["files"]] + [TB_FILE]
     params = {"IN_BITS": int(design["input"]["n"]) * int(design["input"]["type"]["width"]),
               "OUT_BITS": int(design["output"]["n"]) * int(design["output"]["type"]["width"]),
-              "N": _capacity(n_vectors), "RESET_CYCLES": RESET_CYCLES}
+              "N": _capacity(n_vectors), "RESET_CYCLES": RESET_CYCLES,
+              "BEATS": int(design["input"].get("beats", 1))}
     bench = sim.compiled_bench(TB_TOP, sources, params, {"TOP": top}, build_dir)
     cmd, exe = bench.cmd, bench.exe
     # the key leaves out cmd[0], the simulator's path: a build is reused whichever install path ran it
@@ -149,7 +150,8 @@ def run_stream(rtl_dir: Path, inputs: np.ndarray, *, simulator: str = "verilator
     rtl_dir = Path(rtl_dir)
     design = load_design(rtl_dir)
     inputs = np.asarray(inputs, dtype=np.int64)
-    n_in, n_out = int(design["input"]["n"]), int(design["output"]["n"])
+    beats = int(design["input"].get("beats", 1))  # io_stream: one input word per pixel
+    n_in, n_out = int(design["input"]["n"]) * beats, int(design["output"]["n"])
     if inputs.ndim != 2 or inputs.shape[1] != n_in or len(inputs) == 0:
         raise ValueError(f"expected N x {n_in} input codes (N >= 1) for {rtl_dir / 'design.json'}, "
                          f"got shape {inputs.shape}")
@@ -162,7 +164,7 @@ def run_stream(rtl_dir: Path, inputs: np.ndarray, *, simulator: str = "verilator
     w_in = int(design["input"]["type"]["width"])
     t_out = design["output"]["type"]
     in_file, out_file = build_dir / "stream_in.hex", build_dir / "stream_out.txt"
-    in_file.write_text("\n".join(pack_hex(inputs, w_in)) + "\n")
+    in_file.write_text("\n".join(pack_hex(inputs.reshape(-1, n_in // beats), w_in)) + "\n")
     out_file.unlink(missing_ok=True)
     n = len(inputs)
     ii, latency = max(1, int(design["ii"])), int(design["latency"])

@@ -69,7 +69,10 @@ def _bits(design: dict[str, Any], side: str) -> int:
 
 
 def _description(design: dict[str, Any]) -> str:
-    return (f"{len(design.get('layers', []))}-layer quantized network, {design['input']['n']} -> "
+    beats = int(design["input"].get("beats", 1))
+    size = (f"{beats} pixels of {design['input']['n']} channel(s) per image" if beats > 1
+            else str(design["input"]["n"]))
+    return (f"{len(design.get('layers', []))}-layer quantized network, {size} -> "
             f"{design['output']['n']}, latency {design['latency']} cycles, II {design['ii']}")
 
 
@@ -87,9 +90,10 @@ def check_vectors(path: Path, design: dict[str, Any]) -> None:
             if key not in z.files:
                 raise StageError(f"vectors file {path} has no {key!r} array")
             shape = z[key].shape
-            if len(shape) != 2 or shape[1] != int(design[side]["n"]):
+            n = int(design[side]["n"]) * int(design[side].get("beats", 1))
+            if len(shape) != 2 or shape[1] != n:
                 raise StageError(f"vectors file {path}: {key!r} has shape {shape}; design {design['top']} has "
-                                 f"{design[side]['n']} {side} elements")
+                                 f"{n} {side} elements")
         if z["inputs"].shape[0] != z["expected"].shape[0]:
             raise StageError(f"vectors file {path}: {z['inputs'].shape[0]} inputs but "
                              f"{z['expected'].shape[0]} expected rows")
@@ -134,7 +138,7 @@ def _render_tb(env: jinja2.Environment, design: dict[str, Any], n_vectors: int, 
     period = float(design.get("clock_period_ns", design_io.DEFAULT_CLOCK_NS))
     return env.get_template("tb.v.j2").render(
         top=top, n_vectors=n_vectors, n_full=min(TB_FULL_RATE, n_vectors), latency=design["latency"],
-        ii=design["ii"], in_hex=f"tb_{top}_in.hex", expected_hex=f"tb_{top}_expected.hex",
+        ii=design["ii"], beats=int(design["input"].get("beats", 1)), in_hex=f"tb_{top}_in.hex", expected_hex=f"tb_{top}_expected.hex",
         vectors_source=source, in_tdata=tdata_bits(_bits(design, "input")),
         out_tdata=tdata_bits(_bits(design, "output")), half_period=f"{period / 2:g}",
         timeout=64 * (int(design["latency"]) + int(design["ii"])) + 16 * n_vectors * (int(design["ii"]) + 4) + 1000,
@@ -153,7 +157,8 @@ def _write_tb(rtl_dir: Path, design: dict[str, Any], vectors: Path | None) -> li
             expected = np.asarray(z["expected"][:TB_VECTORS], dtype=np.int64)
         n = len(inputs)
         ib, ob = tdata_bits(_bits(design, "input")), tdata_bits(_bits(design, "output"))
-        (rtl_dir / in_hex).write_text(_hex_lines(inputs, int(design["input"]["type"]["width"]), ib))
+        per_transfer = inputs.reshape(-1, int(design["input"]["n"]))  # io_stream: one word per pixel
+        (rtl_dir / in_hex).write_text(_hex_lines(per_transfer, int(design["input"]["type"]["width"]), ib))
         (rtl_dir / exp_hex).write_text(_hex_lines(expected, int(design["output"]["type"]["width"]), ob))
         if Path(vectors).resolve() != (rtl_dir / "vectors.npz").resolve():
             shutil.copyfile(vectors, rtl_dir / "vectors.npz")
@@ -201,13 +206,15 @@ def _type_text(t: dict[str, Any]) -> str:
 def _ports(design: dict[str, Any]) -> list[dict[str, Any]]:
     ib, ob = _bits(design, "input"), _bits(design, "output")
     it, ot = design["input"], design["output"]
+    beats = int(it.get("beats", 1))
+    what = f"one pixel ({beats} per image, row-major)" if beats > 1 else "input vector"
     return [
         {"name": "aclk", "direction": "in", "width": 1, "meaning": "clock; every register samples on its rising edge"},
         {"name": "aresetn", "direction": "in", "width": 1, "meaning": "reset, active low, synchronous to aclk"},
-        {"name": "s_axis_tvalid", "direction": "in", "width": 1, "meaning": "input vector valid"},
-        {"name": "s_axis_tready", "direction": "out", "width": 1, "meaning": "core accepts an input vector"},
+        {"name": "s_axis_tvalid", "direction": "in", "width": 1, "meaning": f"{what} valid"},
+        {"name": "s_axis_tready", "direction": "out", "width": 1, "meaning": f"core accepts {what}"},
         {"name": "s_axis_tdata", "direction": "in", "width": tdata_bits(ib),
-         "meaning": f"input vector: {it['n']} x `{_type_text(it['type'])}` in bits [{ib - 1}:0]"},
+         "meaning": f"{what}: {it['n']} x `{_type_text(it['type'])}` in bits [{ib - 1}:0]"},
         {"name": "m_axis_tvalid", "direction": "out", "width": 1, "meaning": "output vector valid"},
         {"name": "m_axis_tready", "direction": "in", "width": 1, "meaning": "downstream accepts the output vector"},
         {"name": "m_axis_tdata", "direction": "out", "width": tdata_bits(ob),

@@ -4,7 +4,8 @@
 // any module with the docs/DESIGN.md interface (clk, rst, in_valid/in_ready/in_data,
 // out_valid/out_ready/out_data); its name comes from the TOP define (+define+TOP=... / -DTOP=...).
 //
-// Stimulus: N input words read with $readmemh from the file given by +in=<file> (or the IN_FILE
+// Stimulus: N input vectors of BEATS words each (an io_stream design takes an image as one word
+// per pixel; the accept edge of a vector is that of its first word), read with $readmemh from the file given by +in=<file> (or the IN_FILE
 // define), driven in order with pseudo-random idle cycles (GAP_PCT % chance that the source stays
 // idle on a cycle where it could present the next vector) and pseudo-random output back-pressure
 // (BP_PCT % chance that out_ready is low on a cycle). Both come from xorshift32 generators seeded by
@@ -45,6 +46,7 @@ module tb_stream;
   parameter integer RESET_CYCLES = 4;
   parameter integer TIMEOUT = 1000000;
   parameter integer DRAIN = 64;
+  parameter integer BEATS = 1;  // input transfers per vector (an io_stream design: pixels per image)
 
   reg clk;
   reg rst;
@@ -61,7 +63,7 @@ module tb_stream;
     .out_valid(out_valid), .out_ready(out_ready), .out_data(out_data)
   );
 
-  reg [IN_BITS-1:0] mem [0:N-1];
+  reg [IN_BITS-1:0] mem [0:N*BEATS-1];
   reg [63:0] acc_edge [0:N-1];
   reg [8*1024-1:0] in_file;
   reg [8*1024-1:0] out_file;
@@ -110,7 +112,7 @@ module tb_stream;
       $display("tb_stream: ERROR n=%0d is outside 1..N=%0d (rebuild with a larger N)", n_vec, N);
       $finish;
     end
-    $readmemh(in_file, mem, 0, n_vec - 1);
+    $readmemh(in_file, mem, 0, n_vec * BEATS - 1);
     fo = $fopen(out_file, "w");
     if (fo == 0) begin
       $display("tb_stream: ERROR cannot open output file %0s", out_file);
@@ -131,10 +133,10 @@ module tb_stream;
     begin
       finished = 1'b1;
       $fwrite(fo, "# done cycles=%0d sent=%0d received=%0d violations=%0d spurious=%0d extra=%0d timeout=%0d\n",
-              edge_no - start_edge, sent, recv, violations, spurious, extra, timed_out);
+              edge_no - start_edge, sent / BEATS, recv, violations, spurious, extra, timed_out);
       $fclose(fo);
       $display("tb_stream: cycles=%0d sent=%0d received=%0d violations=%0d spurious=%0d extra=%0d timeout=%0d",
-               edge_no - start_edge, sent, recv, violations, spurious, extra, timed_out);
+               edge_no - start_edge, sent / BEATS, recv, violations, spurious, extra, timed_out);
       $finish;
     end
   endtask
@@ -154,11 +156,11 @@ module tb_stream;
     end else begin
       // ---- input side: record the accept edge, then present the next vector (or idle)
       if (in_valid && in_ready === 1'b1) begin
-        acc_edge[sent] = edge_no;
+        if (sent % BEATS == 0) acc_edge[sent / BEATS] = edge_no;  // a vector's first transfer
         sent = sent + 1;
       end
       if (!in_valid || in_ready === 1'b1) begin
-        if (sent < n_vec) begin
+        if (sent < n_vec * BEATS) begin
           rng_gap = xorshift32(rng_gap);
           if ((rng_gap % 32'd100) < gap_pct) begin
             in_valid <= 1'b0;
@@ -178,7 +180,7 @@ module tb_stream;
       if (out_valid === 1'b1 && out_ready) begin
         if (recv >= n_vec) begin
           extra = extra + 1;
-        end else if (recv >= sent) begin
+        end else if (recv * BEATS >= sent) begin
           spurious = spurious + 1;
           recv = recv + 1;
         end else begin
