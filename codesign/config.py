@@ -128,8 +128,9 @@ class HlsConfig:
     #: hls4ml's io_type: "io_parallel" (every layer's outputs at once; convolutions fully parallel
     #: over their output pixels), "io_stream" (one pixel, all channels, per cycle through line
     #: buffers; the kernel reused across the image), or "auto": io_stream for a model with a
-    #: convolution whose io_parallel expansion exceeds 100,000 products (output pixels x kernel
-    #: weights, e.g. 16 3x3 filters over 28x28) when the streaming RTL builds all its layers.
+    #: convolution whose io_parallel expansion exceeds 50,000 products (output pixels x kernel
+    #: weights; 16 3x3 filters over 28x28 make 97,344) when the streaming RTL builds all its layers
+    #: (Conv1D/2D, pooling with stride = size and 'valid' padding, ReLU, Flatten, Dense).
     io_type: str = "auto"
 
 

@@ -147,7 +147,7 @@ def _check_reserved_names(model: Any) -> None:
 
 #: io_type "auto": a convolution whose io_parallel expansion (output pixels x kernel weights) exceeds
 #: this many products streams instead
-AUTO_STREAM_PRODUCTS = 100_000
+AUTO_STREAM_PRODUCTS = 50_000
 
 
 def choose_io_type(cfg: Config, model: Any) -> str:
@@ -160,8 +160,17 @@ def choose_io_type(cfg: Config, model: Any) -> str:
         if type(layer).__name__ in layer_kinds.CONV_KERAS_CLASSES:
             pixels = int(np.prod(layer.output_shape[1:-1]))
             largest = max(largest, pixels * int(np.prod(layer.kernel.shape)))
-    streamable = all(type(layer).__name__ in layer_kinds.STREAM_KERAS_CLASSES for layer in model.layers)
+    streamable = all(type(layer).__name__ in layer_kinds.STREAM_KERAS_CLASSES and _streams(layer)
+                     for layer in model.layers)
     return "io_stream" if largest > AUTO_STREAM_PRODUCTS and streamable else "io_parallel"
+
+
+def _streams(layer: Any) -> bool:
+    """Whether hls4ml's io_stream implementation takes this layer (its pooling: no padding, stride =
+    pool size) and the streaming RTL builds it."""
+    if "Pooling" in type(layer).__name__:
+        return layer.padding == "valid" and tuple(layer.strides) == tuple(layer.pool_size)
+    return int(max(getattr(layer, "dilation_rate", (1,)) or (1,))) == 1
 
 
 def convert_model(cfg: Config, model: Any, out_dir: Path,

@@ -65,6 +65,7 @@ class Hardware:
     signals: tuple[HwSignal, ...]
     nodes: tuple[HwNode, ...]
     cost: int  #: estimated LUTs of the adders (overlapping operand bits plus inverted pass-through bits)
+    node_costs: tuple[int, ...] = ()  #: each node's share of ``cost`` (its adder and output constant)
 
 
 def _complement(h: HwSignal) -> tuple[int, int, int]:
@@ -126,34 +127,66 @@ def lower(g: AdderGraph, out_consts: Sequence[tuple[int, int]] | None = None,
         lo, hi = g.in_lo[i], g.in_hi[i]
         off = 0 if lo >= 0 else 1 << (signed_width(lo, hi) - 1)
         sigs.append(HwSignal(1, off, lo + off, hi + off))
+    roots = _roots(g, out_consts)
+    nodes: list[HwNode] = []
+    costs: list[int] = []
+    for k in range(len(g.nodes)):
+        cost, h, hn = _lower_node(g, k, sigs, (1, -1) if pols is None else (pols[k],), roots)
+        costs.append(cost)
+        sigs.append(h)
+        nodes.append(hn)
+    return Hardware(tuple(sigs), tuple(nodes), sum(costs), tuple(costs))
+
+
+def _roots(g: AdderGraph, out_consts: Sequence[tuple[int, int]] | None) -> dict[int, list[tuple[bool, int, int]]]:
+    """Signal -> (negated, bias, shift) of every output it is the root of."""
     roots: dict[int, list[tuple[bool, int, int]]] = {}
     for j, t in enumerate(g.outputs):
         if t is not None:
             bias, k = out_consts[j] if out_consts is not None else (0, 0)
             roots.setdefault(t.sig, []).append((t.neg, bias, k))
-    nodes: list[HwNode] = []
-    total = 0
-    for k, n in enumerate(g.nodes):
-        best: tuple[float, int, HwSignal, HwNode] | None = None
-        for p in (1, -1) if pols is None else (pols[k],):
-            a, b = sigs[n.a], sigs[n.b]
-            inv_a, inv_b = a.pol != p, b.pol != p * (-1 if n.sub else 1)
-            ca = _complement(a)[0] if inv_a else a.off
-            cb = _complement(b)[0] if inv_b else b.off
-            cin = 1 if inv_a != inv_b and (n.shift == 0 or a.width > n.shift) else 0
-            off = ca + ((cb + cin) << n.shift)
-            lo, hi = sorted((p * n.lo + off, p * n.hi + off))
-            assert lo >= 0, "offset-binary node value below 0"
-            h = HwSignal(p, off, lo, hi)
-            cost = _node_cost(a.width, b.width, n.shift, h.width, inv_a, inv_b)
-            cost += sum(_out_cost(h, neg, bias, kk) for neg, bias, kk in roots.get(g.n_in + k, ()))
-            if best is None or cost < best[0]:
-                best = (cost, cost, h, HwNode(inv_a, inv_b, cin))
-        assert best is not None
-        total += best[1]
-        sigs.append(best[2])
-        nodes.append(best[3])
-    return Hardware(tuple(sigs), tuple(nodes), total)
+    return roots
+
+
+def _lower_node(g: AdderGraph, k: int, sigs: Sequence[HwSignal], polarities: Sequence[int],
+                roots: dict[int, list[tuple[bool, int, int]]]) -> tuple[int, HwSignal, HwNode]:
+    """Node k's cheapest representation among ``polarities``, given its operands' (``sigs``)."""
+    n = g.nodes[k]
+    best: tuple[int, HwSignal, HwNode] | None = None
+    for p in polarities:
+        a, b = sigs[n.a], sigs[n.b]
+        inv_a, inv_b = a.pol != p, b.pol != p * (-1 if n.sub else 1)
+        ca = _complement(a)[0] if inv_a else a.off
+        cb = _complement(b)[0] if inv_b else b.off
+        cin = 1 if inv_a != inv_b and (n.shift == 0 or a.width > n.shift) else 0
+        off = ca + ((cb + cin) << n.shift)
+        lo, hi = sorted((p * n.lo + off, p * n.hi + off))
+        assert lo >= 0, "offset-binary node value below 0"
+        h = HwSignal(p, off, lo, hi)
+        cost = _node_cost(a.width, b.width, n.shift, h.width, inv_a, inv_b)
+        cost += sum(_out_cost(h, neg, bias, kk) for neg, bias, kk in roots.get(g.n_in + k, ()))
+        if best is None or cost < best[0]:
+            best = (cost, h, HwNode(inv_a, inv_b, cin))
+    assert best is not None
+    return best
+
+
+def _relower(g: AdderGraph, hw: Hardware, pols: Sequence[int], k: int,
+             roots: dict[int, list[tuple[bool, int, int]]]) -> Hardware:
+    """:func:`lower` with fixed ``pols`` that differ from ``hw``'s only at node k: nodes before k
+    keep their representation, and a later node is recomputed only when an operand's changed (the
+    result is :func:`lower`'s, node for node)."""
+    sigs, nodes, costs = list(hw.signals), list(hw.nodes), list(hw.node_costs)
+    changed: set[int] = set()
+    for j in range(k, len(g.nodes)):
+        n = g.nodes[j]
+        if j != k and n.a not in changed and n.b not in changed:
+            continue
+        cost, h, hn = _lower_node(g, j, sigs, (pols[j],), roots)
+        if h != sigs[g.n_in + j]:
+            changed.add(g.n_in + j)
+        sigs[g.n_in + j], nodes[j], costs[j] = h, hn, cost
+    return Hardware(tuple(sigs), tuple(nodes), sum(costs), tuple(costs))
 
 
 def refine(g: AdderGraph, hw: Hardware, out_consts: Sequence[tuple[int, int]] | None = None,
@@ -162,6 +195,9 @@ def refine(g: AdderGraph, hw: Hardware, out_consts: Sequence[tuple[int, int]] | 
     (its consumers then see the other complement) and keep the flip when the total estimate drops."""
     pols = [s.pol for s in hw.signals[g.n_in:]]
     roots = {t.sig for t in g.outputs if t is not None}
+    root_consts = _roots(g, out_consts)
+    if len(hw.node_costs) != len(g.nodes):  # a Hardware built elsewhere: lower it once with its polarities
+        hw = lower(g, out_consts, pols)
     for _ in range(passes):
         improved = False
         # a flip can only help where a complement is used now: in the node, by a consumer, at an output
@@ -170,7 +206,7 @@ def refine(g: AdderGraph, hw: Hardware, out_consts: Sequence[tuple[int, int]] | 
             if not (hw.nodes[k].inv_a or hw.nodes[k].inv_b or g.n_in + k in seen or g.n_in + k in roots):
                 continue
             pols[k] = -pols[k]
-            trial = lower(g, out_consts, pols)
+            trial = _relower(g, hw, pols, k, root_consts)
             if trial.cost < hw.cost:
                 hw, improved = trial, True
             else:

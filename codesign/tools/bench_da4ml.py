@@ -39,6 +39,8 @@ from typing import Any
 
 import numpy as np
 
+from codesign.tools.tables import log, table
+
 REPO = Path(__file__).resolve().parents[2]
 #: hls4ml's public example models, kept in the repository (tests/reference_models/README.md).
 MODEL_DIR = REPO / "tests" / "reference_models"
@@ -92,10 +94,6 @@ class BenchError(Exception):
     pass
 
 
-def _log(msg: str) -> None:
-    print(f"[bench] {msg}", flush=True)
-
-
 # ----------------------------------------------------------------------------- da4ml venv
 
 def ensure_da4ml(venv: Path = DA4ML_VENV) -> tuple[Path | None, str]:
@@ -106,7 +104,7 @@ def ensure_da4ml(venv: Path = DA4ML_VENV) -> tuple[Path | None, str]:
         proc = subprocess.run(check, capture_output=True, text=True)
         if proc.returncode == 0:
             return py, proc.stdout.strip()
-    _log(f"creating {venv} and installing da4ml=={DA4ML_VERSION} (separate from the project venv)")
+    log(f"creating {venv} and installing da4ml=={DA4ML_VERSION} (separate from the project venv)")
     steps = [[sys.executable, "-m", "venv", str(venv)],
              [str(py), "-m", "pip", "install", "-q", f"da4ml=={DA4ML_VERSION}"]]
     for cmd in steps:
@@ -183,7 +181,7 @@ def convert(rf: int, out: Path) -> tuple[Any, Path]:
     hls_model, _, stripped = convert_model(cfg, model, hls_dir)
     graph = layer_kinds.from_hls4ml(hls_model, softmax_stripped=stripped)
     graph.save(graph_file)
-    _log(f"converted RF={rf} in {time.time() - t0:.1f} s (input {graph.input_type})")
+    log(f"converted RF={rf} in {time.time() - t0:.1f} s (input {graph.input_type})")
     return graph, hls_dir
 
 
@@ -233,16 +231,6 @@ def _ratio(a: float, b: float) -> str:
     return f"{a / b:.3f}" if b else "n/a"
 
 
-def _table(rows: list[list[str]]) -> str:
-    widths = [max(len(r[k]) for r in rows) for k in range(len(rows[0]))]
-    lines = []
-    for n, r in enumerate(rows):
-        lines.append("| " + " | ".join(c.rjust(w) if k else c.ljust(w) for k, (c, w) in enumerate(zip(r, widths))) + " |")
-        if n == 0:
-            lines.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m codesign.tools.bench_da4ml", description=__doc__.split("\n\n")[0])
     ap.add_argument("--rf", default="1,2,4,8,16", help="reuse factors (1 = the da4ml comparison)")
@@ -261,16 +249,16 @@ def main(argv: list[str] | None = None) -> int:
     if 1 in rfs:
         graph, hls_dir = convert(1, work)
         design = generate(graph, work / "rtl_ours", shared=True)
-        _log(f"our RTL: latency {design['latency']}, generated in {design['generate_seconds']} s")
+        log(f"our RTL: latency {design['latency']}, generated in {design['generate_seconds']} s")
         ver = verify(graph, hls_dir, work / "rtl_ours", work / "verify", args.vectors, args.seed)
         results["verify"] = {k: ver.get(k) for k in ("passed", "vectors_checked", "mismatches", "latency_expected",
                                                      "latency_min", "latency_max", "ii", "golden_vs_csim")}
-        _log(f"verify: {results['verify']}")
+        log(f"verify: {results['verify']}")
         ours = synth(work / "rtl_ours", TOP, design["files"], work / "synth_ours")
         ours["latency_cycles"] = design["latency"]
         ours["adders"] = sum(layer.get("adders", 0) for layer in design["layers"])
         results["ours"] = ours
-        _log(f"ours synthesized in {ours['wall_seconds']} s")
+        log(f"ours synthesized in {ours['wall_seconds']} s")
         da: dict[str, Any] | None = None
         if args.skip_da4ml:
             results["da4ml_status"] = "skipped (--skip-da4ml)"
@@ -286,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
                               da4ml_cost=info["cost"])
                     results["da4ml"] = da
                     results["da4ml_status"] = f"da4ml {why}, latency_cutoff {args.latency_cutoff}, hard_dc {args.hard_dc}"
-                    _log(f"da4ml synthesized in {da['wall_seconds']} s")
+                    log(f"da4ml synthesized in {da['wall_seconds']} s")
                 except (BenchError, Exception) as e:  # report, keep our figures
                     results["da4ml_status"] = f"NOT RUN: {type(e).__name__}: {e}"
         rows = [["RF=1 (" + MODEL + ")", "ours (adder graph)", "da4ml", "ours/da4ml"]]
@@ -300,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append([label, f"{a}", f"{b}" if b is not None else "-",
                          _ratio(float(a), float(b)) if b is not None else "-"])
         print()
-        print(_table(rows))
+        print(table(rows))
         print(f"da4ml: {results['da4ml_status']}")
         v = results["verify"]
         print(f"bit-exact check of our RF=1 design vs hls4ml C-sim: passed={v['passed']}, "
@@ -334,8 +322,8 @@ def main(argv: list[str] | None = None) -> int:
             rows.append([str(rf), "total", "", "", str(sum(x["multipliers"] for x in entry["layers"])),
                          str(res["LUT"]), str(res["FF"]), str(res["DSP"]), str(design["latency"]), str(design["ii"])])
             results["rf"][str(rf)] = entry
-            _log(f"RF={rf}: synthesized in {res['wall_seconds']} s")
-        print(_table(rows))
+            log(f"RF={rf}: synthesized in {res['wall_seconds']} s")
+        print(table(rows))
     (work / "bench.json").write_text(json.dumps(results, indent=1, default=str))
     return 0
 

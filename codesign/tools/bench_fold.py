@@ -22,7 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from codesign.tools.bench_da4ml import MODEL, TOP, _log, _table, convert, synth, verify
+from codesign.tools.bench_da4ml import MODEL, TOP, convert, synth, verify
+from codesign.tools.tables import log, table
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -64,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         design = generate(graph, rtl, args.fold)
         archs = [f"{d['name']}:{d.get('fold_architecture') or d['architecture']}" for d in design["layers"]
                  if d["kind"] == "dense"]
-        _log(f"RF={rf}: generated in {design['generate_seconds']} s, latency {design['latency']}, II {design['ii']}, "
+        log(f"RF={rf}: generated in {design['generate_seconds']} s, latency {design['latency']}, II {design['ii']}, "
              f"{' '.join(archs)}")
         check = "not run"
         entry: dict[str, Any] = {"latency": design["latency"], "ii": design["ii"], "architectures": archs,
@@ -79,19 +80,19 @@ def main(argv: list[str] | None = None) -> int:
             entry["verify"] = {k: ver.get(k) for k in ("passed", "vectors_checked", "mismatches", "latency_min",
                                                        "latency_max", "ii", "golden_vs_csim")}
             entry["verified"] = ok
-            _log(f"RF={rf}: verify {check}")
+            log(f"RF={rf}: verify {check}")
         res = synth(rtl, TOP, design["files"], work / f"synth_{tag}_rf{rf}") if not args.nodsp else _synth_nodsp(
             rtl, design["files"], work / f"synth_{tag}_rf{rf}")
         entry.update({k: res.get(k) for k in ("LUT", "FF", "DSP", "CARRY", "wall_seconds")})
         results["rf"][str(rf)] = entry
-        _log(f"RF={rf}: LUT {res['LUT']} FF {res['FF']} DSP {res['DSP']} (synth {res['wall_seconds']} s)")
+        log(f"RF={rf}: LUT {res['LUT']} FF {res['FF']} DSP {res['DSP']} (synth {res['wall_seconds']} s)")
         rows.append([str(rf), str(res["LUT"]), str(res["FF"]), str(res["DSP"]), str(res["CARRY"]),
                      str(design["latency"]), str(design["ii"]), check, str(design["generate_seconds"]),
                      " ".join(archs)])
     print()
     print(f"{MODEL}, rtl.fold_architecture={args.fold}, Yosys synth_xilinx -family xcup"
           f"{' -nodsp' if args.nodsp else ''} (figures measured by this run)")
-    print(_table(rows))
+    print(table(rows))
     luts = [results["rf"][str(rf)]["LUT"] for rf in rfs]
     falls = all(b < a for a, b in zip(luts, luts[1:]))
     print(f"LUTs fall at every step of RF: {'yes' if falls else 'NO'}")

@@ -13,7 +13,7 @@ index reproduce one model exactly. A case checks, in order:
 The model families: random MLPs (:mod:`codesign.tools.fuzz_mlp`) and CNNs
 (:mod:`codesign.tools.fuzz_cnn`).
 
-Command line: ``python -m codesign.tools.fuzz --cases N --seed S [--family mlp|cnn] [--jobs J] [--simulator auto|verilator|icarus|both]``
+Command line: ``python -m codesign.tools.fuzz --cases N --seed S [--family mlp|cnn|cnn-stream] [--jobs J] [--simulator auto|verilator|icarus|both]``
 prints one line per case and ``fuzz: P passed, F failed, R refused (N cases, T s)``; exit code 1
 when any case failed.
 """
@@ -39,7 +39,7 @@ from codesign.tools import fuzz_cnn
 from codesign.tools.fuzz_mlp import CaseSpec, make_case
 
 #: Model families the campaign draws from.
-FAMILIES = ("mlp", "cnn")
+FAMILIES = ("mlp", "cnn", "cnn-stream")
 #: Cycles above which "auto" picks Verilator (Icarus simulates at ~2.6k cycles/s, docs/TOOLCHAIN.md).
 ICARUS_MAX_CYCLES = 6000
 #: Verilog-relevant size above which "auto" picks Verilator regardless of cycles.
@@ -202,9 +202,10 @@ def run_case(spec: Any, work_dir: Path, *, simulator: str = "auto", vectors: int
 # ----------------------------------------------------------------------------- campaign
 
 def family_case(family: str, seed: int, index: int) -> Any:
-    """Case ``index`` of a family: "mlp" (:func:`make_case`) or "cnn" (:mod:`codesign.tools.fuzz_cnn`)."""
-    if family == "cnn":
-        return fuzz_cnn.make_case(seed, index)
+    """Case ``index`` of a family: "mlp" (:func:`make_case`), "cnn" or "cnn-stream" (io_stream;
+    :mod:`codesign.tools.fuzz_cnn`)."""
+    if family in ("cnn", "cnn-stream"):
+        return fuzz_cnn.make_case(seed, index, stream=family == "cnn-stream")
     if family != "mlp":
         raise ValueError(f"fuzz family {family!r}; valid: {', '.join(FAMILIES)}")
     return make_case(seed, index)
@@ -330,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--work", help="work directory (default: a temporary one; failed cases are kept)")
     p.add_argument("--keep", action="store_true", help="keep passed cases' files too")
     p.add_argument("--jobs", type=int, default=1, help="cases run in parallel worker processes")
-    p.add_argument("--family", default="mlp", choices=FAMILIES, help="random QKeras MLPs or CNNs")
+    p.add_argument("--family", default="mlp", choices=FAMILIES, help="random QKeras MLPs, CNNs (io_parallel) or CNNs on io_stream")
     p.add_argument("--summarize", nargs="+", metavar="LOG", help="only summarize campaign logs (no cases run)")
     p.add_argument("--rerun", metavar="LOG", help="run again the cases a campaign log reports as --rerun-status")
     p.add_argument("--rerun-status", default="refused", choices=("refused", "failed"))

@@ -5,7 +5,9 @@ signed or unsigned QActivation; 1-2 blocks of QConv1D/QConv2D (1-4 filters, kern
 1-2, 'valid' or 'same' padding, weight/bias bits 2-8, 0-80 % zero weights) each followed by a
 quantized ReLU or nothing and optionally by max or average pooling (1-3 wide, 'valid' or 'same');
 then Flatten and a QDense of 1-6 outputs. Reuse factors per conv / Dense layer are random within
-the kernel's n_in*n_out. Each case runs through :func:`codesign.tools.fuzz.run_case` exactly like an MLP
+the kernel's n_in*n_out. ``--family cnn-stream`` draws io_stream cases from the same space with
+larger inputs (2-D up to 16x16, 1-D up to 40 samples) and hls4ml's io_stream pooling (stride = pool
+size, 'valid'). Each case runs through :func:`codesign.tools.fuzz.run_case` exactly like an MLP
 case (convert, golden == C-sim, RTL or a clear refusal, lint, simulation).
 """
 
@@ -45,6 +47,7 @@ class CnnCaseSpec:
     n_out: int
     dense_bits: int
     dense_reuse: int
+    stream: bool = False  #: converted with hls.io_type io_stream (the streaming RTL)
 
     def describe(self) -> str:
         b, i, kn = self.input_q
@@ -55,7 +58,7 @@ class CnnCaseSpec:
             s += f" {c.pool[0]}pool{c.pool[1]} {c.pool[2]}" if c.pool else ""
             parts.append(s + "]")
         parts.append(f"dense{self.n_out}[w{self.dense_bits} rf{self.dense_reuse}]")
-        return " -> ".join(parts)
+        return ("io_stream: " if self.stream else "") + " -> ".join(parts)
 
     def build(self) -> Any:
         return build_model(self)
@@ -68,12 +71,15 @@ def _out_len(n: int, k: int, s: int, padding: str) -> int:
     return -(-n // s) if padding == "same" else (n - k) // s + 1
 
 
-def make_case(seed: int, index: int) -> CnnCaseSpec:
-    """Draw CNN case ``index`` of campaign ``seed`` (deterministic; a different stream than MLPs)."""
-    rng = np.random.default_rng([seed, index, 7])
+def make_case(seed: int, index: int, stream: bool = False) -> CnnCaseSpec:
+    """Draw CNN case ``index`` of campaign ``seed`` (deterministic; a different stream than MLPs).
+    ``stream``: an io_stream case (its own random stream): larger images (2-D up to 16x16, 1-D up to
+    40 samples), pooling with stride = pool size and 'valid' padding, as hls4ml's io_stream needs."""
+    rng = np.random.default_rng([seed, index, 9 if stream else 7])
     two_d = bool(rng.random() < 0.6)
     chans = int(rng.integers(1, 4))
-    dims = [int(rng.integers(3, 10)), int(rng.integers(3, 10))] if two_d else [int(rng.integers(3, 15))]
+    hi = (17, 41) if stream else (10, 15)
+    dims = [int(rng.integers(3, hi[0])), int(rng.integers(3, hi[0]))] if two_d else [int(rng.integers(3, hi[1]))]
     shape = (*dims, chans)
     bits = int(rng.integers(3, 9))
     kn = bool(rng.random() < 0.5)
@@ -94,7 +100,7 @@ def make_case(seed: int, index: int) -> CnnCaseSpec:
         pool = None
         if rng.random() < 0.6 and min(new) >= 2:
             size = int(rng.choice([2, 2, 3])) if min(new) >= 3 else 2
-            ppad = str(rng.choice(["valid", "same"]))
+            ppad = "valid" if stream else str(rng.choice(["valid", "same"]))
             pool = (str(rng.choice(["max", "avg"])), size, ppad)
             new = [_out_len(d, size, size, ppad) for d in new]
         w_bits = int(rng.integers(2, 9))
@@ -105,7 +111,8 @@ def make_case(seed: int, index: int) -> CnnCaseSpec:
         dims, chans = new, filters
     n_out = int(rng.integers(1, 7))
     dense_reuse = int(rng.choice([1, int(rng.integers(1, 5))]))
-    return CnnCaseSpec(seed, index, shape, input_q, tuple(convs), n_out, int(rng.integers(2, 9)), dense_reuse)
+    return CnnCaseSpec(seed, index, shape, input_q, tuple(convs), n_out, int(rng.integers(2, 9)), dense_reuse,
+                       stream)
 
 
 def build_model(spec: CnnCaseSpec) -> Any:
@@ -153,6 +160,7 @@ def case_config(spec: CnnCaseSpec, vectors: int = 300) -> Config:
     rf["fc"] = spec.dense_reuse
     return from_dict({
         "output_dir": "unused",
-        "hls": {"strategy": "Latency", "reuse_factor": 1, "layer_reuse_factor": rf, "strip_softmax": True},
+        "hls": {"strategy": "Latency", "reuse_factor": 1, "layer_reuse_factor": rf, "strip_softmax": True,
+                "io_type": "io_stream" if spec.stream else "io_parallel"},
         "verify": {"random_vectors": vectors, "seed": spec.index + 1},
     })
