@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 from conftest import assert_verifies  # noqa: E402
-from test_cnn import _q, _randomize, conv1d_cnn, convert, generate, with_rf
+from test_cnn import _q, _randomize, conv1d_cnn, convert, generate, keras_bn_cnn, with_rf
 
 from codesign import rtlgen
 from codesign import graph as hwgraph
@@ -144,8 +144,8 @@ def test_stream_same_padding_two_convs_at_rf1_and_folded(tmp_path: Path) -> None
 @pytest.mark.slow
 @pytest.mark.hls4ml
 @pytest.mark.verilator
-def test_stream_stride3_same_and_conv1d(tmp_path: Path) -> None:
-    for name, model in (("strided", strided_cnn()), ("conv1d", conv1d_cnn())):
+def test_stream_stride3_same_conv1d_and_batchnorm(tmp_path: Path) -> None:
+    for name, model in (("strided", strided_cnn()), ("conv1d", conv1d_cnn()), ("bn", keras_bn_cnn())):
         graph, arrays = _stream_graph(model, tmp_path / name)
         rtl, design = generate(graph, tmp_path / name)
         assert_verifies(rtl, design, arrays, tmp_path / name / "sim")

@@ -20,6 +20,7 @@ class BatchNorm(LayerKind):
     hls4ml_classes = ("BatchNormalization",)
     keras_classes = ("BatchNormalization",)
     supported = "BatchNormalization"
+    streams = True  # io_stream: beat by beat (codesign.layers.dense.channel_wise)
 
     def extract(self, hl: Any, up: Upstream) -> Layer:
         in_t, n_in = up.in_type, up.n_in

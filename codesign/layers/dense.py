@@ -13,6 +13,7 @@ lanes; ``rtl.fold_architecture`` overrides it).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import jinja2
@@ -127,6 +128,21 @@ def render_folded(env: jinja2.Environment, layer: Layer, module: str, opts: Rend
     return m, cost, text, extra, handshake
 
 
+def channel_wise(layer: Layer, beats: int) -> Layer | None:
+    """The one-pixel layer of a diagonal Dense (an extracted BatchNormalization) whose weights and
+    biases repeat every ``n_in / beats`` elements, so hls4ml's io_stream applies it beat by beat;
+    None for any other layer."""
+    w, b = layer.weights, layer.bias
+    if beats <= 1 or w is None or b is None or layer.n_in != layer.n_out or layer.n_in % beats:
+        return None
+    c = layer.n_in // beats
+    d = np.diagonal(w)
+    if np.count_nonzero(w - np.diag(d)) or not (np.array_equal(d, np.tile(d[:c], beats))
+                                                and np.array_equal(b, np.tile(b[:c], beats))):
+        return None
+    return replace(layer, n_in=c, n_out=c, weights=np.diag(d[:c]), bias=b[:c].copy())
+
+
 class Dense(LayerKind):
     kind = "dense"
     hls4ml_classes = ("Dense",)
@@ -161,7 +177,13 @@ class Dense(LayerKind):
     def render_stream(self, env: jinja2.Environment, layer: Layer, module: str, opts: RenderOptions,
                       beats_in: int) -> list[Rendered]:
         """hls4ml's Dense on a stream reads all its input beats, then computes: a gather (when the
-        input is more than one beat), then the same module as io_parallel's."""
+        input is more than one beat), then the same module as io_parallel's. A BatchNormalization
+        (a diagonal Dense whose scale and bias repeat every pixel) works beat by beat instead."""
+        per_beat = channel_wise(layer, beats_in)
+        if per_beat is not None:
+            r = self.render(env, per_beat, module, opts)
+            r.extra = {**r.extra, "architecture": f"per pixel ({r.extra['architecture']})"}
+            return [r]
         stages = []
         if beats_in > 1:
             per_beat_bits = layer.n_in // beats_in * layer.in_type.width
@@ -172,7 +194,7 @@ class Dense(LayerKind):
         return stages + [self.render(env, layer, module, opts)]
 
     def beats_out(self, layer: Layer, beats_in: int) -> int:
-        return 1
+        return beats_in if channel_wise(layer, beats_in) is not None else 1
 
     def ii(self, layer: Layer) -> int:
         """R for a folded layer (one vector every R cycles), 1 otherwise."""
