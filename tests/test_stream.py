@@ -59,6 +59,22 @@ def strided_cnn(seed: int = 12) -> Any:
     return _randomize(tf.keras.Model(inp, x), seed)
 
 
+def early_output_cnn(seed: int = 14) -> Any:
+    """10x10x1, Conv2D 3 3x3 'valid' -> MaxPool 3 (8x8 -> 2x2: conv rows 6-7 unused) -> Dense 3: the
+    output is ready before the image's last rows arrive, which still belong to that image."""
+    import tensorflow as tf
+    from qkeras import QActivation, QConv2D, QDense
+
+    tf.keras.utils.set_random_seed(seed)
+    inp = tf.keras.Input((10, 10, 1), name="x_in")
+    x = QActivation(_q(6, 1), name="inq")(inp)
+    x = QConv2D(3, (3, 3), kernel_quantizer=_q(5), bias_quantizer=_q(5), name="conv_0")(x)
+    x = tf.keras.layers.MaxPooling2D(3, name="pool_0")(x)
+    x = tf.keras.layers.Flatten(name="flatten")(x)
+    x = QDense(3, kernel_quantizer=_q(6), bias_quantizer=_q(6), name="dense_0")(x)
+    return _randomize(tf.keras.Model(inp, x), seed)
+
+
 def avgpool_last_cnn(seed: int = 13) -> Any:
     """8x8x1, Conv2D 2 3x3 (signed outputs) -> AveragePooling 2x2, the network's output (a stream)."""
     import tensorflow as tf
@@ -144,10 +160,13 @@ def test_stream_same_padding_two_convs_at_rf1_and_folded(tmp_path: Path) -> None
 @pytest.mark.slow
 @pytest.mark.hls4ml
 @pytest.mark.verilator
-def test_stream_stride3_same_conv1d_and_batchnorm(tmp_path: Path) -> None:
-    for name, model in (("strided", strided_cnn()), ("conv1d", conv1d_cnn()), ("bn", keras_bn_cnn())):
+def test_stream_stride3_same_conv1d_batchnorm_and_early_output(tmp_path: Path) -> None:
+    for name, model in (("strided", strided_cnn()), ("conv1d", conv1d_cnn()), ("bn", keras_bn_cnn()),
+                        ("early", early_output_cnn())):
         graph, arrays = _stream_graph(model, tmp_path / name)
         rtl, design = generate(graph, tmp_path / name)
+        if name == "early":  # the output leaves before the last pixel: the next image must wait for it
+            assert design["latency"] < design["input"]["beats"] <= design["ii"]
         assert_verifies(rtl, design, arrays, tmp_path / name / "sim")
 
 
