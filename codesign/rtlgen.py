@@ -187,7 +187,11 @@ def _stream_chain(env: jinja2.Environment, graph: Graph, kinds: list[LayerKind],
             chain.append(_Stage(r, wire, src, out_bits, f"{layer.name}: {layer.source}, {r.extra.get('architecture', r.module)}"))
             src = f"{wire}_out"
         info = _layer_info(layer, kind, rendered, name)
-        info.update(beats_in=beats, beats_out=beats_out)
+        # the cycles per image it needs at least: one per beat in, R per output beat, one per
+        # position of a window generator's padded raster
+        raster = [r.handshake[1]["hp"] * r.handshake[1]["wp"] for r in rendered if r.handshake[0] == "window"]
+        busy = max(beats, beats_out * rendered[-1].ii, *raster)
+        info.update(beats_in=beats, beats_out=beats_out, busy_cycles_per_image=busy)
         del info["probe"]  # a layer's output is a stream of beats; the testbench probes vectors only
         layer_info.append(info)
         beats = beats_out
@@ -199,8 +203,12 @@ def _stream_chain(env: jinja2.Environment, graph: Graph, kinds: list[LayerKind],
         r = Rendered(module, text, 1, 1, 0, True, (), {}, handshake)
         chain.append(_Stage(r, "out_gather", src, beats * pw, "output vector"))
     t = stream_timing.schedule([st.r.handshake for st in chain], beats_in)
+    slowest = max(layer_info, key=lambda i: i["busy_cycles_per_image"])
+    stream = {"bottleneck": slowest["name"], "bottleneck_cycles_per_image": slowest["busy_cycles_per_image"],
+              "fifos": "none: every module is elastic (valid/ready, one register slot), so the chain cannot "
+                       "deadlock; ii - bottleneck_cycles_per_image is what the missing slack costs"}
     return chain, layer_info, {"latency": t.latency, "ii": t.ii, "latency_after_last_pixel": t.latency_after_last_pixel,
-                               "io_type": "io_stream", "beats": beats_in}
+                               "io_type": "io_stream", "stream": stream, "beats": beats_in}
 
 
 _OUT_PORT = re.compile(r"output wire \[(\d+):0\] out_data")

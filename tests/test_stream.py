@@ -199,3 +199,23 @@ def test_stream_pooling_golden_differs_from_the_sequential_order_when_it_saturat
     x = golden.layer_outputs(graph, arrays["inputs"])["conv_0"]
     tree, sequential = golden.run_layer(pool, x), golden.run_layer(replace(pool, stream=False), x)
     assert np.any(tree != sequential)
+
+
+def test_auto_io_type_streams_only_large_streamable_convolutions() -> None:
+    import tensorflow as tf
+
+    from codesign.config import from_dict
+    from codesign.convert import AUTO_STREAM_PRODUCTS, choose_io_type
+
+    def cnn(side: int, filters: int, pool: str = "valid") -> Any:
+        inp = tf.keras.Input((side, side, 1))
+        x = tf.keras.layers.Conv2D(filters, 3)(inp)
+        x = tf.keras.layers.MaxPooling2D(2, padding=pool)(x)
+        return tf.keras.Model(inp, tf.keras.layers.Dense(3)(tf.keras.layers.Flatten()(x)))
+
+    auto = from_dict({"hls": {"io_type": "auto"}})
+    assert 26 * 26 * 9 * 16 > AUTO_STREAM_PRODUCTS > 6 * 6 * 9 * 8
+    assert choose_io_type(auto, cnn(28, 16)) == "io_stream"
+    assert choose_io_type(auto, cnn(8, 8)) == "io_parallel"  # the digits CNN stays fully parallel
+    assert choose_io_type(auto, cnn(27, 16, pool="same")) == "io_parallel"  # padded pooling: no io_stream
+    assert choose_io_type(from_dict({"hls": {"io_type": "io_parallel"}}), cnn(28, 16)) == "io_parallel"

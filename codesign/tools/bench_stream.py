@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -141,6 +142,9 @@ def run_point(case: Case, hls: dict[str, Any], out: Path, n_random: int, do_synt
     from codesign.verify import verify_design
 
     cfg = from_dict({"hls": {"io_type": "io_stream", **hls}})
+    for old in out.glob("*"):  # nothing of an earlier run is read as this one's (the simulator build is reused)
+        if old.name != "build":
+            shutil.rmtree(old) if old.is_dir() else old.unlink()
     t0 = time.time()
     conv = pipeline.convert(cfg, case.build(), out / "hls")
     res: dict[str, Any] = {"convert_seconds": round(time.time() - t0, 1), "io_type": conv.graph.io_type}
