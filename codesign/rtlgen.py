@@ -172,7 +172,7 @@ def _stream_chain(env: jinja2.Environment, graph: Graph, kinds: list[LayerKind],
     one pixel (all channels) per beat; a final gather when the last layer streams several beats.
     Latency and II per image come from the cycle model of those modules (stream_timing)."""
     beats_in = beats = input_beats(graph)
-    src = "paced" if beats > 1 else "in"
+    src = "paced"  # the first module's source; "in" once the schedule shows no pacing is needed
     chain, layer_info = [], []
     for kind, layer in zip(kinds, graph.layers):
         name = verilog_name(layer.name)
@@ -203,6 +203,8 @@ def _stream_chain(env: jinja2.Environment, graph: Graph, kinds: list[LayerKind],
         r = Rendered(module, text, 1, 1, 0, True, (), {}, handshake)
         chain.append(_Stage(r, "out_gather", src, beats * pw, "output vector"))
     t = stream_timing.schedule([st.r.handshake for st in chain], beats_in)
+    if beats_in == 1 and t.ii == 1:
+        chain[0].src = "in"
     slowest = max(layer_info, key=lambda i: i["busy_cycles_per_image"])
     stream = {"bottleneck": slowest["name"], "bottleneck_cycles_per_image": slowest["busy_cycles_per_image"],
               "fifos": "none: every module is elastic (valid/ready, one register slot), so the chain cannot "

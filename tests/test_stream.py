@@ -75,6 +75,20 @@ def early_output_cnn(seed: int = 14) -> Any:
     return _randomize(tf.keras.Model(inp, x), seed)
 
 
+def folded_mlp(seed: int = 15) -> Any:
+    """An MLP on io_stream (one beat per vector): 12 -> Dense 6 (ReLU) -> Dense 3, folded by RF 4."""
+    import tensorflow as tf
+    from qkeras import QActivation, QDense, quantized_relu
+
+    tf.keras.utils.set_random_seed(seed)
+    inp = tf.keras.Input((12,), name="x_in")
+    x = QActivation(_q(6, 1), name="inq")(inp)
+    x = QDense(6, kernel_quantizer=_q(5), bias_quantizer=_q(5), name="dense_0")(x)
+    x = QActivation(quantized_relu(5, 1), name="relu_0")(x)
+    x = QDense(3, kernel_quantizer=_q(5), bias_quantizer=_q(5), name="dense_1")(x)
+    return _randomize(tf.keras.Model(inp, x), seed)
+
+
 def avgpool_last_cnn(seed: int = 13) -> Any:
     """8x8x1, Conv2D 2 3x3 (signed outputs) -> AveragePooling 2x2, the network's output (a stream)."""
     import tensorflow as tf
@@ -160,10 +174,10 @@ def test_stream_same_padding_two_convs_at_rf1_and_folded(tmp_path: Path) -> None
 @pytest.mark.slow
 @pytest.mark.hls4ml
 @pytest.mark.verilator
-def test_stream_stride3_same_conv1d_batchnorm_and_early_output(tmp_path: Path) -> None:
+def test_stream_stride3_conv1d_batchnorm_early_output_and_mlp(tmp_path: Path) -> None:
     for name, model in (("strided", strided_cnn()), ("conv1d", conv1d_cnn()), ("bn", keras_bn_cnn()),
-                        ("early", early_output_cnn())):
-        graph, arrays = _stream_graph(model, tmp_path / name)
+                        ("early", early_output_cnn()), ("mlp", folded_mlp())):
+        graph, arrays = _stream_graph(model, tmp_path / name, {"reuse_factor": 4} if name == "mlp" else None)
         rtl, design = generate(graph, tmp_path / name)
         if name == "early":  # the output leaves before the last pixel: the next image must wait for it
             assert design["latency"] < design["input"]["beats"] <= design["ii"]
