@@ -23,6 +23,9 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import numpy as np  # noqa: E402
 
 #: hls4ml's public example models the conformance tests import (tests/reference_models/README.md).
 REFERENCE_MODELS = Path(__file__).resolve().parent / "reference_models"
@@ -63,3 +66,69 @@ def assert_verifies(rtl, design, arrays, tmp, simulator: str = "verilator") -> N
     assert res["mismatches"] == 0 and res["passed"]
     assert res["latency_min"] == res["latency_max"] == design["latency"]
     assert res["ii"] == design["ii"]
+
+
+# --- conv / stream model helpers (tests/test_cnn.py, tests/test_stream.py) ---
+
+def qbits(bits: int, integer: int = 0):
+    from qkeras import quantized_bits
+
+    return quantized_bits(bits, integer, alpha=1)
+
+
+def randomize_weights(model: Any, seed: int, sparsity: float = 0.3) -> Any:
+    """Random weights, some zero (pruned), within the quantizers' range."""
+    rng = np.random.default_rng(seed)
+    ws = []
+    for w in model.get_weights():
+        v = rng.uniform(-0.9, 0.9, w.shape) * (rng.random(w.shape) >= sparsity)
+        ws.append(v.astype(np.float32))
+    model.set_weights(ws)
+    return model
+
+
+def convert_checked(model: Any, tmp: Path, hls: dict[str, Any] | None = None, n: int = 400):
+    """Convert, check golden == C-sim (every output) and == hls4ml's per-layer trace; return graph, arrays."""
+    from codesign import golden, layers
+    from codesign import vectors as vec
+    from codesign.config import from_dict
+    from codesign.convert import convert_model
+    from codesign.csim import CSim
+
+    hls_model, _, stripped = convert_model(from_dict({"hls": hls or {}}), model, tmp / "hls")
+    graph = layers.from_hls4ml(hls_model, stripped)
+    csim = CSim.for_graph(tmp / "hls", graph)
+    inputs = vec.random_codes(graph, n, seed=5)
+    arrays = vec.build(graph, csim, inputs)
+    agree = vec.golden_agreement(graph, arrays)
+    assert agree["mismatched_outputs"] == 0, agree
+    k = 20
+    _, trace = hls_model.trace(np.ascontiguousarray(graph.input_type.to_real(inputs[:k])))
+    gold = golden.layer_outputs(graph, inputs[:k])
+    compared = 0
+    for layer in graph.layers:
+        if layer.name in trace:
+            codes = layer.out_type.to_codes(np.asarray(trace[layer.name]).reshape(k, -1))
+            assert np.array_equal(codes, gold[layer.name]), layer.name
+            compared += 1
+    assert compared >= 2
+    return graph, arrays
+
+
+def generate_linted(graph: Any, tmp: Path, name: str = "rtl") -> tuple[Path, dict[str, Any]]:
+    """RTL for ``graph`` in ``tmp/name``, linted (verilator -Wall); returns its folder and design.json."""
+    from codesign import pipeline, simtools
+
+    rtl = tmp / name
+    design = pipeline.generate(graph, rtl)
+    simtools.verilator_lint([rtl / f for f in design["files"]], design["top"], tmp / f"{name}_lint.log")
+    return rtl, design
+
+
+def with_rf(graph: Any, rf: int) -> Any:
+    """``graph`` with reuse factor ``rf`` on every Dense and conv layer."""
+    from dataclasses import replace
+
+    layers = tuple(replace(layer, reuse_factor=rf) if layer.kind in ("dense", "conv") else layer
+                   for layer in graph.layers)
+    return replace(graph, layers=layers)

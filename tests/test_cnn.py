@@ -12,31 +12,13 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import assert_verifies  # noqa: E402
+from conftest import (  # noqa: E402
+    assert_verifies, convert_checked, generate_linted, qbits, randomize_weights, with_rf)
 
-from codesign import golden, layers, pipeline, rtlgen, simtools
+from codesign import golden, rtlgen
 from codesign import graph as hwgraph
-from codesign import vectors as vec
-from codesign.config import from_dict
 from codesign.errors import RtlGenError
 from codesign.layers.conv import dense_equivalent
-
-
-def _q(bits: int, integer: int = 0):
-    from qkeras import quantized_bits
-
-    return quantized_bits(bits, integer, alpha=1)
-
-
-def _randomize(model: Any, seed: int, sparsity: float = 0.3) -> Any:
-    """Random weights, some zero (pruned), within the quantizers' range."""
-    rng = np.random.default_rng(seed)
-    ws = []
-    for w in model.get_weights():
-        v = rng.uniform(-0.9, 0.9, w.shape) * (rng.random(w.shape) >= sparsity)
-        ws.append(v.astype(np.float32))
-    model.set_weights(ws)
-    return model
 
 
 def digits_like_cnn(seed: int = 0) -> Any:
@@ -47,12 +29,12 @@ def digits_like_cnn(seed: int = 0) -> Any:
     tf.keras.utils.set_random_seed(seed)
     inp = tf.keras.Input((8, 8, 1), name="x_in")
     x = QActivation(quantized_bits_unsigned(8), name="inq")(inp)
-    x = QConv2D(4, (3, 3), kernel_quantizer=_q(6), bias_quantizer=_q(6), name="conv_0")(x)
+    x = QConv2D(4, (3, 3), kernel_quantizer=qbits(6), bias_quantizer=qbits(6), name="conv_0")(x)
     x = QActivation(quantized_relu(6), name="crelu_0")(x)
     x = tf.keras.layers.MaxPooling2D(2, name="pool_0")(x)
     x = tf.keras.layers.Flatten(name="flatten")(x)
-    x = QDense(10, kernel_quantizer=_q(6), bias_quantizer=_q(6), name="dense_0")(x)
-    return _randomize(tf.keras.Model(inp, x), seed)
+    x = QDense(10, kernel_quantizer=qbits(6), bias_quantizer=qbits(6), name="dense_0")(x)
+    return randomize_weights(tf.keras.Model(inp, x), seed)
 
 
 def quantized_bits_unsigned(bits: int):
@@ -68,14 +50,14 @@ def strided_same_avgpool_cnn(seed: int = 1) -> Any:
 
     tf.keras.utils.set_random_seed(seed)
     inp = tf.keras.Input((9, 9, 2), name="x_in")  # conv -> 5x5: the pooling pads
-    x = QActivation(_q(6, 1), name="inq")(inp)
-    x = QConv2D(3, (3, 3), strides=(2, 2), padding="same", kernel_quantizer=_q(5), bias_quantizer=_q(5),
+    x = QActivation(qbits(6, 1), name="inq")(inp)
+    x = QConv2D(3, (3, 3), strides=(2, 2), padding="same", kernel_quantizer=qbits(5), bias_quantizer=qbits(5),
                 name="conv_0")(x)
     x = QActivation(quantized_relu(5, 1), name="crelu_0")(x)
     x = tf.keras.layers.AveragePooling2D(2, padding="same", name="pool_0")(x)
     x = tf.keras.layers.Flatten(name="flatten")(x)
-    x = QDense(5, kernel_quantizer=_q(6), bias_quantizer=_q(6), name="dense_0")(x)
-    return _randomize(tf.keras.Model(inp, x), seed)
+    x = QDense(5, kernel_quantizer=qbits(6), bias_quantizer=qbits(6), name="dense_0")(x)
+    return randomize_weights(tf.keras.Model(inp, x), seed)
 
 
 def conv1d_cnn(seed: int = 2) -> Any:
@@ -85,15 +67,15 @@ def conv1d_cnn(seed: int = 2) -> Any:
 
     tf.keras.utils.set_random_seed(seed)
     inp = tf.keras.Input((12, 2), name="x_in")
-    x = QActivation(_q(6, 1), name="inq")(inp)
-    x = QConv1D(4, 3, padding="same", kernel_quantizer=_q(6), bias_quantizer=_q(6), name="conv_0")(x)
+    x = QActivation(qbits(6, 1), name="inq")(inp)
+    x = QConv1D(4, 3, padding="same", kernel_quantizer=qbits(6), bias_quantizer=qbits(6), name="conv_0")(x)
     x = QActivation(quantized_relu(6), name="crelu_0")(x)
     x = tf.keras.layers.MaxPooling1D(2, name="pool_0")(x)
-    x = QConv1D(3, 2, strides=2, kernel_quantizer=_q(6), bias_quantizer=_q(6), name="conv_1")(x)
+    x = QConv1D(3, 2, strides=2, kernel_quantizer=qbits(6), bias_quantizer=qbits(6), name="conv_1")(x)
     x = QActivation(quantized_relu(6), name="crelu_1")(x)
     x = tf.keras.layers.Flatten(name="flatten")(x)
-    x = QDense(4, kernel_quantizer=_q(6), bias_quantizer=_q(6), name="dense_0")(x)
-    return _randomize(tf.keras.Model(inp, x), seed)
+    x = QDense(4, kernel_quantizer=qbits(6), bias_quantizer=qbits(6), name="dense_0")(x)
+    return randomize_weights(tf.keras.Model(inp, x), seed)
 
 
 def keras_bn_cnn(seed: int = 3) -> Any:
@@ -126,46 +108,6 @@ def keras_bn_cnn(seed: int = 3) -> Any:
     return model
 
 
-def convert(model: Any, tmp: Path, hls: dict[str, Any] | None = None, n: int = 400):
-    """Convert, check golden == C-sim (every output) and == hls4ml's per-layer trace; return graph, arrays."""
-    from codesign.convert import convert_model
-    from codesign.csim import CSim
-
-    hls_model, _, stripped = convert_model(from_dict({"hls": hls or {}}), model, tmp / "hls")
-    graph = layers.from_hls4ml(hls_model, stripped)
-    csim = CSim.for_graph(tmp / "hls", graph)
-    inputs = vec.random_codes(graph, n, seed=5)
-    arrays = vec.build(graph, csim, inputs)
-    agree = vec.golden_agreement(graph, arrays)
-    assert agree["mismatched_outputs"] == 0, agree
-    k = 20
-    _, trace = hls_model.trace(np.ascontiguousarray(graph.input_type.to_real(inputs[:k])))
-    gold = golden.layer_outputs(graph, inputs[:k])
-    compared = 0
-    for layer in graph.layers:
-        if layer.name in trace:
-            codes = layer.out_type.to_codes(np.asarray(trace[layer.name]).reshape(k, -1))
-            assert np.array_equal(codes, gold[layer.name]), layer.name
-            compared += 1
-    assert compared >= 2
-    return graph, arrays
-
-
-def generate(graph: hwgraph.Graph, tmp: Path, name: str = "rtl") -> tuple[Path, dict[str, Any]]:
-    rtl = tmp / name
-    design = pipeline.generate(graph, rtl)
-    simtools.verilator_lint([rtl / f for f in design["files"]], design["top"], tmp / f"{name}_lint.log")
-    return rtl, design
-
-
-def with_rf(graph: hwgraph.Graph, rf: int) -> hwgraph.Graph:
-    from dataclasses import replace
-
-    layers = tuple(replace(layer, reuse_factor=rf) if layer.kind in ("dense", "conv") else layer
-                   for layer in graph.layers)
-    return replace(graph, layers=layers)
-
-
 # ----------------------------------------------------------------------------- IR unit tests
 
 def test_windows_follow_hls4ml_im2col_order_with_padding() -> None:
@@ -196,17 +138,17 @@ def test_dense_equivalent_places_the_kernel_per_pixel() -> None:
 @pytest.mark.hls4ml
 @pytest.mark.verilator
 def test_conv2d_maxpool_bit_exact_at_two_reuse_factors(tmp_path: Path) -> None:
-    graph, arrays = convert(digits_like_cnn(), tmp_path)
+    graph, arrays = convert_checked(digits_like_cnn(), tmp_path)
     kinds = [layer.kind for layer in graph.layers]
     assert kinds == ["conv", "relu", "pool", "dense"], kinds  # Flatten moves no data
-    rtl, design = generate(graph, tmp_path)
+    rtl, design = generate_linted(graph, tmp_path)
     conv = design["layers"][0]
     assert conv["pixels"] == 36 and conv["kernel"] == [3, 3, 1, 4]
     assert conv["multipliers"] == conv["expanded_nonzero_weights"]
     assert_verifies(rtl, design, arrays, tmp_path)
 
     folded = with_rf(graph, 4)
-    rtl4, design4 = generate(folded, tmp_path, "rtl4")
+    rtl4, design4 = generate_linted(folded, tmp_path, "rtl4")
     assert design4["ii"] == 4
     c4 = design4["layers"][0]
     assert c4["ii"] == 4
@@ -220,12 +162,12 @@ def test_conv2d_maxpool_bit_exact_at_two_reuse_factors(tmp_path: Path) -> None:
 @pytest.mark.hls4ml
 @pytest.mark.verilator
 def test_strided_same_padding_and_average_pooling(tmp_path: Path) -> None:
-    graph, arrays = convert(strided_same_avgpool_cnn(), tmp_path)
+    graph, arrays = convert_checked(strided_same_avgpool_cnn(), tmp_path)
     conv, pool = graph.layers[0], graph.layers[2]
     assert conv.geometry.stride_h == 2 and conv.geometry.pad_top + conv.geometry.pad_left > 0
     assert pool.kind == "pool" and pool.pool_op == "avg"
     assert (pool.geometry.windows() < 0).any()  # some windows overlap the padding
-    rtl, design = generate(graph, tmp_path)
+    rtl, design = generate_linted(graph, tmp_path)
     assert_verifies(rtl, design, arrays, tmp_path)
 
 
@@ -233,9 +175,9 @@ def test_strided_same_padding_and_average_pooling(tmp_path: Path) -> None:
 @pytest.mark.hls4ml
 @pytest.mark.verilator
 def test_conv1d_stack_bit_exact(tmp_path: Path) -> None:
-    graph, arrays = convert(conv1d_cnn(), tmp_path, hls={"layer_reuse_factor": {"conv_1": 3}})
+    graph, arrays = convert_checked(conv1d_cnn(), tmp_path, hls={"layer_reuse_factor": {"conv_1": 3}})
     assert [layer.kind for layer in graph.layers].count("conv") == 2
-    rtl, design = generate(graph, tmp_path)
+    rtl, design = generate_linted(graph, tmp_path)
     assert design["ii"] == 3
     assert_verifies(rtl, design, arrays, tmp_path)
 
@@ -244,10 +186,10 @@ def test_conv1d_stack_bit_exact(tmp_path: Path) -> None:
 @pytest.mark.hls4ml
 @pytest.mark.verilator
 def test_keras_cnn_with_batch_normalization(tmp_path: Path) -> None:
-    graph, arrays = convert(keras_bn_cnn(), tmp_path)
+    graph, arrays = convert_checked(keras_bn_cnn(), tmp_path)
     sources = [layer.source for layer in graph.layers]
     assert any("BatchNormalization" in s for s in sources), sources  # bn_1 stays a layer
-    rtl, design = generate(graph, tmp_path)
+    rtl, design = generate_linted(graph, tmp_path)
     assert_verifies(rtl, design, arrays, tmp_path)
 
 

@@ -8,15 +8,17 @@ gaps and back-pressure, 0 mismatches, latency and II as design.json says.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from conftest import assert_verifies  # noqa: E402
-from test_cnn import _q, _randomize, conv1d_cnn, convert, generate, keras_bn_cnn, with_rf
+from conftest import (  # noqa: E402
+    assert_verifies, convert_checked, generate_linted, qbits, randomize_weights, with_rf)
+from test_cnn import conv1d_cnn, keras_bn_cnn
 
-from codesign import rtlgen
+from codesign import golden, rtlgen
 from codesign import graph as hwgraph
 from codesign.arch import stream_timing
 from codesign.errors import RtlGenError
@@ -32,15 +34,15 @@ def same_padded_cnn(seed: int = 11) -> Any:
 
     tf.keras.utils.set_random_seed(seed)
     inp = tf.keras.Input((10, 10, 2), name="x_in")
-    x = QActivation(_q(6, 1), name="inq")(inp)
-    x = QConv2D(4, (3, 3), padding="same", kernel_quantizer=_q(5), bias_quantizer=_q(5), name="conv_0")(x)
+    x = QActivation(qbits(6, 1), name="inq")(inp)
+    x = QConv2D(4, (3, 3), padding="same", kernel_quantizer=qbits(5), bias_quantizer=qbits(5), name="conv_0")(x)
     x = QActivation(quantized_relu(5, 1), name="crelu_0")(x)
     x = tf.keras.layers.MaxPooling2D(2, name="pool_0")(x)
-    x = QConv2D(3, (2, 2), kernel_quantizer=_q(5), bias_quantizer=_q(5), name="conv_1")(x)
+    x = QConv2D(3, (2, 2), kernel_quantizer=qbits(5), bias_quantizer=qbits(5), name="conv_1")(x)
     x = QActivation(quantized_relu(5, 1), name="crelu_1")(x)
     x = tf.keras.layers.Flatten(name="flatten")(x)
-    x = QDense(5, kernel_quantizer=_q(6), bias_quantizer=_q(6), name="dense_0")(x)
-    return _randomize(tf.keras.Model(inp, x), seed)
+    x = QDense(5, kernel_quantizer=qbits(6), bias_quantizer=qbits(6), name="dense_0")(x)
+    return randomize_weights(tf.keras.Model(inp, x), seed)
 
 
 def strided_cnn(seed: int = 12) -> Any:
@@ -50,13 +52,13 @@ def strided_cnn(seed: int = 12) -> Any:
 
     tf.keras.utils.set_random_seed(seed)
     inp = tf.keras.Input((11, 11, 1), name="x_in")
-    x = QActivation(_q(6, 1), name="inq")(inp)
-    x = QConv2D(3, (3, 3), strides=(3, 3), padding="same", kernel_quantizer=_q(5), bias_quantizer=_q(5),
+    x = QActivation(qbits(6, 1), name="inq")(inp)
+    x = QConv2D(3, (3, 3), strides=(3, 3), padding="same", kernel_quantizer=qbits(5), bias_quantizer=qbits(5),
                 name="conv_0")(x)
     x = QActivation(quantized_relu(5, 1), name="crelu_0")(x)
     x = tf.keras.layers.Flatten(name="flatten")(x)
-    x = QDense(4, kernel_quantizer=_q(6), bias_quantizer=_q(6), name="dense_0")(x)
-    return _randomize(tf.keras.Model(inp, x), seed)
+    x = QDense(4, kernel_quantizer=qbits(6), bias_quantizer=qbits(6), name="dense_0")(x)
+    return randomize_weights(tf.keras.Model(inp, x), seed)
 
 
 def early_output_cnn(seed: int = 14) -> Any:
@@ -67,12 +69,12 @@ def early_output_cnn(seed: int = 14) -> Any:
 
     tf.keras.utils.set_random_seed(seed)
     inp = tf.keras.Input((10, 10, 1), name="x_in")
-    x = QActivation(_q(6, 1), name="inq")(inp)
-    x = QConv2D(3, (3, 3), kernel_quantizer=_q(5), bias_quantizer=_q(5), name="conv_0")(x)
+    x = QActivation(qbits(6, 1), name="inq")(inp)
+    x = QConv2D(3, (3, 3), kernel_quantizer=qbits(5), bias_quantizer=qbits(5), name="conv_0")(x)
     x = tf.keras.layers.MaxPooling2D(3, name="pool_0")(x)
     x = tf.keras.layers.Flatten(name="flatten")(x)
-    x = QDense(3, kernel_quantizer=_q(6), bias_quantizer=_q(6), name="dense_0")(x)
-    return _randomize(tf.keras.Model(inp, x), seed)
+    x = QDense(3, kernel_quantizer=qbits(6), bias_quantizer=qbits(6), name="dense_0")(x)
+    return randomize_weights(tf.keras.Model(inp, x), seed)
 
 
 def folded_mlp(seed: int = 15) -> Any:
@@ -82,11 +84,11 @@ def folded_mlp(seed: int = 15) -> Any:
 
     tf.keras.utils.set_random_seed(seed)
     inp = tf.keras.Input((12,), name="x_in")
-    x = QActivation(_q(6, 1), name="inq")(inp)
-    x = QDense(6, kernel_quantizer=_q(5), bias_quantizer=_q(5), name="dense_0")(x)
+    x = QActivation(qbits(6, 1), name="inq")(inp)
+    x = QDense(6, kernel_quantizer=qbits(5), bias_quantizer=qbits(5), name="dense_0")(x)
     x = QActivation(quantized_relu(5, 1), name="relu_0")(x)
-    x = QDense(3, kernel_quantizer=_q(5), bias_quantizer=_q(5), name="dense_1")(x)
-    return _randomize(tf.keras.Model(inp, x), seed)
+    x = QDense(3, kernel_quantizer=qbits(5), bias_quantizer=qbits(5), name="dense_1")(x)
+    return randomize_weights(tf.keras.Model(inp, x), seed)
 
 
 def avgpool_last_cnn(seed: int = 13) -> Any:
@@ -96,10 +98,10 @@ def avgpool_last_cnn(seed: int = 13) -> Any:
 
     tf.keras.utils.set_random_seed(seed)
     inp = tf.keras.Input((8, 8, 1), name="x_in")
-    x = QActivation(_q(6, 1), name="inq")(inp)
-    x = QConv2D(2, (3, 3), kernel_quantizer=_q(5), bias_quantizer=_q(5), name="conv_0")(x)
+    x = QActivation(qbits(6, 1), name="inq")(inp)
+    x = QConv2D(2, (3, 3), kernel_quantizer=qbits(5), bias_quantizer=qbits(5), name="conv_0")(x)
     x = tf.keras.layers.AveragePooling2D(2, name="pool_0")(x)
-    return _randomize(tf.keras.Model(inp, x), seed, sparsity=0.0)
+    return randomize_weights(tf.keras.Model(inp, x), seed, sparsity=0.0)
 
 
 # ----------------------------------------------------------------------------- cycle model
@@ -152,7 +154,7 @@ def test_a_layer_without_streaming_rtl_is_refused_by_name(tmp_path: Path) -> Non
 # ----------------------------------------------------------------------------- end to end
 
 def _stream_graph(model: Any, tmp: Path, hls: dict[str, Any] | None = None):
-    graph, arrays = convert(model, tmp, {**STREAM, **(hls or {})}, n=300)
+    graph, arrays = convert_checked(model, tmp, {**STREAM, **(hls or {})}, n=300)
     assert graph.io_type == "io_stream" and all(layer.stream for layer in graph.layers)
     return graph, arrays
 
@@ -165,7 +167,7 @@ def test_stream_same_padding_two_convs_at_rf1_and_folded(tmp_path: Path) -> None
     conv0 = next(layer for layer in graph.layers if layer.name == "conv_0")
     assert conv0.geometry is not None and conv0.geometry.pad_top == 1  # hls4ml's ZeroPadding folded back
     for rf in (1, 6):
-        rtl, design = generate(with_rf(graph, rf), tmp_path, f"rtl_rf{rf}")
+        rtl, design = generate_linted(with_rf(graph, rf), tmp_path, f"rtl_rf{rf}")
         assert design["io_type"] == "io_stream" and design["input"]["beats"] == 100
         assert design["ii"] >= 100
         assert_verifies(rtl, design, arrays, tmp_path / f"sim_rf{rf}")
@@ -178,7 +180,7 @@ def test_stream_stride3_conv1d_batchnorm_early_output_and_mlp(tmp_path: Path) ->
     for name, model in (("strided", strided_cnn()), ("conv1d", conv1d_cnn()), ("bn", keras_bn_cnn()),
                         ("early", early_output_cnn()), ("mlp", folded_mlp())):
         graph, arrays = _stream_graph(model, tmp_path / name, {"reuse_factor": 4} if name == "mlp" else None)
-        rtl, design = generate(graph, tmp_path / name)
+        rtl, design = generate_linted(graph, tmp_path / name)
         if name == "early":  # the output leaves before the last pixel: the next image must wait for it
             assert design["latency"] < design["input"]["beats"] <= design["ii"]
         assert_verifies(rtl, design, arrays, tmp_path / name / "sim")
@@ -194,25 +196,13 @@ def test_stream_tree_average_pooling_into_a_saturating_accumulator(tmp_path: Pat
     graph, arrays = _stream_graph(avgpool_last_cnn(), tmp_path, hls)
     pool = next(layer for layer in graph.layers if layer.kind == "pool")
     assert pool.accum_type is not None and pool.accum_type.overflow == "SAT"
-    rtl, design = generate(graph, tmp_path)
+    # the stream golden model is not the io_parallel one here: the tree's and the tap-by-tap sums
+    # part (convert_checked() has checked the tree against hls4ml's C-sim)
+    x = golden.layer_outputs(graph, arrays["inputs"])["conv_0"]
+    assert np.any(golden.run_layer(pool, x) != golden.run_layer(replace(pool, stream=False), x))
+    rtl, design = generate_linted(graph, tmp_path)
     assert design["files"][-2].endswith("out_gather.v")  # the last layer streams: gathered at the top
     assert_verifies(rtl, design, arrays, tmp_path / "sim")
-
-
-@pytest.mark.hls4ml
-def test_stream_pooling_golden_differs_from_the_sequential_order_when_it_saturates(tmp_path: Path) -> None:
-    """The stream golden model is not the io_parallel one: with a saturating accumulator the tree and
-    the tap-by-tap sums part (convert() has already checked the tree against hls4ml's C-sim)."""
-    from dataclasses import replace
-
-    from codesign import golden
-
-    hls = {"layer_precision": {"pool_0": {"accum": "fixed<6,2,TRN,SAT>"}}}
-    graph, arrays = _stream_graph(avgpool_last_cnn(), tmp_path, hls)
-    pool = next(layer for layer in graph.layers if layer.kind == "pool")
-    x = golden.layer_outputs(graph, arrays["inputs"])["conv_0"]
-    tree, sequential = golden.run_layer(pool, x), golden.run_layer(replace(pool, stream=False), x)
-    assert np.any(tree != sequential)
 
 
 def test_auto_io_type_streams_only_large_streamable_convolutions() -> None:
