@@ -243,3 +243,53 @@ def test_signal_mid_stage_stops_within_5_s_without_orphans(tmp_path: Path, comma
     assert not (run / rundir.OWNER_NAME).exists()
     res = run_flow(cfg.replace(**{"verify.random_vectors": 50}), run, stages=command)
     assert (run / stage / "result.json").is_file() and res[stage]
+
+
+@pytest.mark.slow
+@pytest.mark.hls4ml
+@pytest.mark.verilator
+@pytest.mark.yosys
+def test_sigint_mid_sweep_point_then_rerun_redoes_only_that_point(tmp_path: Path) -> None:
+    """A real `codesign sweep` (two reuse factors, the whole flow per point) interrupted while its second
+    point runs: exit 130 with the first point's row kept; a re-run takes the first from its cache and
+    runs only the second."""
+    import signal
+    import time
+
+    from conftest import small_qkeras_mlp
+
+    small_qkeras_mlp().save(tmp_path / "tiny.h5")
+    out = tmp_path / "sw"
+    (tmp_path / "sweep.yaml").write_text(
+        f"base:\n  model:\n    import_path: {tmp_path / 'tiny.h5'}\n  verify:\n    random_vectors: 100\n"
+        f"grid:\n  hls.reuse_factor: [1, 2]\nout: {out}\n")
+    argv = [sys.executable, "-m", "codesign.cli", "sweep", str(tmp_path / "sweep.yaml"), "--local"]
+    env = {**os.environ, "PYTHONPATH": str(MAIN)}
+
+    def statuses() -> list[str]:
+        try:
+            return [r["status"] for r in rundir.read_json(out / "results.json")["rows"]]
+        except (OSError, ValueError, KeyError):
+            return []
+
+    p = subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         start_new_session=True)
+    try:
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline and p.poll() is None and statuses().count("ok") < 1:
+            time.sleep(0.5)
+        assert p.poll() is None and statuses() == ["ok", "pending"], (statuses(), p.poll())
+        time.sleep(3)  # the second point's flow is under way
+        os.kill(p.pid, signal.SIGINT)
+        _, err = p.communicate(timeout=30)
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+    assert p.returncode == 130, err
+    assert statuses() == ["ok", "pending"] and "Traceback" not in err, err
+    again = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0, again.stdout + again.stderr
+    rows = rundir.read_json(out / "results.json")["rows"]
+    assert [r["status"] for r in rows] == ["ok", "ok"]
+    assert rows[0]["cached"] is True and rows[1]["cached"] is False
