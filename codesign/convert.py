@@ -159,7 +159,7 @@ def choose_io_type(cfg: Config, model: Any) -> str:
     for layer in model.layers:
         if type(layer).__name__ in layer_kinds.CONV_KERAS_CLASSES:
             pixels = int(np.prod(layer.output_shape[1:-1]))
-            largest = max(largest, pixels * int(np.prod(layer.kernel.shape)))
+            largest = max(largest, pixels * int(layer.get_weights()[0].size))  # the (first) kernel
     streamable = all(type(layer).__name__ in layer_kinds.STREAM_KERAS_CLASSES and _streams(layer)
                      for layer in model.layers)
     return "io_stream" if largest > AUTO_STREAM_PRODUCTS and streamable else "io_parallel"

@@ -78,6 +78,23 @@ def conv1d_cnn(seed: int = 2) -> Any:
     return randomize_weights(tf.keras.Model(inp, x), seed)
 
 
+def depthwise_separable_cnn(seed: int = 4) -> Any:
+    """8x8x3: QDepthwiseConv2D 3x3 'same' -> quantized ReLU -> SeparableConv2D 4 3x3 (Keras floats;
+    hls4ml splits it into a depthwise and a pointwise conv) -> Flatten -> QDense 3."""
+    import tensorflow as tf
+    from qkeras import QActivation, QDense, QDepthwiseConv2D, quantized_relu
+
+    tf.keras.utils.set_random_seed(seed)
+    inp = tf.keras.Input((8, 8, 3), name="x_in")
+    x = QActivation(qbits(6, 1), name="inq")(inp)
+    x = QDepthwiseConv2D(3, padding="same", depthwise_quantizer=qbits(5), bias_quantizer=qbits(5), name="dw_0")(x)
+    x = QActivation(quantized_relu(5, 1), name="dwrelu_0")(x)
+    x = tf.keras.layers.SeparableConv2D(4, 3, name="sep_0")(x)
+    x = tf.keras.layers.Flatten(name="flatten")(x)
+    x = QDense(3, kernel_quantizer=qbits(6), bias_quantizer=qbits(6), name="dense_0")(x)
+    return randomize_weights(tf.keras.Model(inp, x), seed)
+
+
 def keras_bn_cnn(seed: int = 3) -> Any:
     """Plain Keras floats: Conv2D -> BatchNorm -> ReLU -> MaxPool -> BatchNorm -> Flatten -> Dense.
 
@@ -180,6 +197,17 @@ def test_conv1d_stack_bit_exact(tmp_path: Path) -> None:
     rtl, design = generate_linted(graph, tmp_path)
     assert design["ii"] == 3
     assert_verifies(rtl, design, arrays, tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.hls4ml
+@pytest.mark.verilator
+def test_depthwise_and_separable_convolutions_bit_exact(tmp_path: Path) -> None:
+    graph, arrays = convert_checked(depthwise_separable_cnn(), tmp_path)
+    sources = [layer.source for layer in graph.layers if layer.kind == "conv"]
+    assert sum("Depthwise" in s for s in sources) == 2 and any("Pointwise" in s for s in sources), sources
+    rtl, design = generate_linted(graph, tmp_path)
+    assert_verifies(rtl, design, arrays, tmp_path / "sim")
 
 
 @pytest.mark.slow

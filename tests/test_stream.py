@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from conftest import (  # noqa: E402
     assert_verifies, convert_checked, generate_linted, qbits, randomize_weights, with_rf)
-from test_cnn import conv1d_cnn, keras_bn_cnn
+from test_cnn import conv1d_cnn, depthwise_separable_cnn, keras_bn_cnn
 
 from codesign import golden, rtlgen
 from codesign import graph as hwgraph
@@ -176,9 +176,10 @@ def test_stream_same_padding_two_convs_at_rf1_and_folded(tmp_path: Path) -> None
 @pytest.mark.slow
 @pytest.mark.hls4ml
 @pytest.mark.verilator
-def test_stream_stride3_conv1d_batchnorm_early_output_and_mlp(tmp_path: Path) -> None:
+def test_stream_stride3_conv1d_batchnorm_early_output_mlp_depthwise(tmp_path: Path) -> None:
     for name, model in (("strided", strided_cnn()), ("conv1d", conv1d_cnn()), ("bn", keras_bn_cnn()),
-                        ("early", early_output_cnn()), ("mlp", folded_mlp())):
+                        ("early", early_output_cnn()), ("mlp", folded_mlp()),
+                        ("depthwise", depthwise_separable_cnn())):
         graph, arrays = _stream_graph(model, tmp_path / name, {"reuse_factor": 4} if name == "mlp" else None)
         rtl, design = generate_linted(graph, tmp_path / name)
         if name == "early":  # the output leaves before the last pixel: the next image must wait for it

@@ -48,10 +48,13 @@ class Conv(Dense):
 
     kind = "conv"
     #: hls4ml classes computed by conv_1d/2d_latency_cl (im2col + the Dense product/accumulate)
-    hls4ml_classes = ("Conv1D", "Conv2D", "PointwiseConv1D", "PointwiseConv2D", "Conv2DBatchnorm")
-    keras_classes = ("Conv1D", "QConv1D", "Conv2D", "QConv2D")
+    hls4ml_classes = ("Conv1D", "Conv2D", "PointwiseConv1D", "PointwiseConv2D", "Conv2DBatchnorm",
+                      "DepthwiseConv1D", "DepthwiseConv2D")
+    #: hls4ml splits a SeparableConv into a DepthwiseConv and a PointwiseConv (seperable_to_dw_conv)
+    keras_classes = ("Conv1D", "QConv1D", "Conv2D", "QConv2D", "DepthwiseConv1D", "DepthwiseConv2D",
+                     "QDepthwiseConv2D", "SeparableConv1D", "SeparableConv2D")
     keras_weight_classes = keras_classes
-    supported = "Conv1D/Conv2D"
+    supported = "Conv1D/Conv2D, DepthwiseConv1D/2D, SeparableConv1D/2D"
     streams = True
 
     def extract(self, hl: Any, up: Upstream) -> Layer:
@@ -66,6 +69,8 @@ class Conv(Dense):
         extract.check_geometry(hl, geom, up.n_in, up.n_out, n_filt)
         w, b = extract.kernel_and_bias(hl)
         k = k_h * k_w * n_chan
+        if hl.class_name.startswith("Depthwise"):
+            w = self._depthwise_kernel(hl, w, k_h * k_w, n_chan, n_filt)
         if hl.get_attr("_weights_transposed", False) or w.size != k * n_filt:
             raise RtlGenError(f"layer {hl.name}: kernel layout {w.shape} (strategy {up.strategy}) is not the "
                               f"{k_h}x{k_w}x{n_chan}x{n_filt} kernel of the Latency strategy",
@@ -79,6 +84,20 @@ class Conv(Dense):
             bias=bc.reshape(n_filt), bias_frac=bf, reuse_factor=up.reuse_factor, strategy=up.strategy,
             product=product, product_type=product_type, geometry=geom,
         )
+
+    @staticmethod
+    def _depthwise_kernel(hl: Any, w: np.ndarray, taps: int, n_chan: int, n_filt: int) -> np.ndarray:
+        """hls4ml's ``depthwise_product``: channel c of every tap feeds output c only, summed in tap
+        order with the Dense's casts; as a (taps*C) x C kernel, zero off its channel."""
+        multiplier = int(hl.get_attr("depth_multiplier") or 1)
+        if multiplier != 1 or n_filt != n_chan or np.asarray(w).size != taps * n_chan:
+            raise RtlGenError(f"layer {hl.name}: depthwise convolution with depth multiplier {multiplier} "
+                              f"({n_chan} -> {n_filt} channels); the RTL builds multiplier 1")
+        per_tap = np.asarray(w, dtype=np.float64).reshape(taps, n_chan)
+        kernel = np.zeros((taps * n_chan, n_chan))
+        for t in range(taps):
+            kernel[t * n_chan + np.arange(n_chan), np.arange(n_chan)] = per_tap[t]
+        return kernel
 
     def expand(self, layer: Layer) -> Layer:
         return dense_equivalent(layer)
