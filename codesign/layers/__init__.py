@@ -3,7 +3,8 @@
 Each kind lives in one module (:mod:`codesign.layers.base` says what a kind provides):
 
 - ``dense``: Dense (and BatchNormalization, extracted by ``batchnorm`` as a diagonal Dense)
-- ``conv``: Conv1D / Conv2D (io_parallel), computed as its Dense equivalent
+- ``conv``: Conv1D / Conv2D / DepthwiseConv (hls4ml splits SeparableConv into depthwise + pointwise),
+  computed as its Dense equivalent (io_parallel) or per output pixel from line buffers (io_stream)
 - ``pool``: Max / AveragePooling1D / 2D
 - ``activation``: ReLU and linear (``relu`` / ``cast``)
 - ``reshape``: Flatten / Reshape (no data moves)
