@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 import traceback
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,10 @@ def _setup_logging(verbose: int) -> None:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     if verbose < 2:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if verbose == 0:  # the libraries' advice (legacy HDF5 saving, deprecations) is not the user's business
+        for module in ("keras", "tensorflow", "qkeras", "hls4ml", "tf_keras"):
+            warnings.filterwarnings("ignore", module=rf"{module}(\..*)?$")
+            logging.getLogger(module).setLevel(logging.ERROR)
 
 
 def _load_config(args: argparse.Namespace) -> Any:
@@ -70,6 +75,18 @@ def _progress(stage: str, state: str, seconds: float) -> None:
         print(f"[{stage:>6}] {'done' if state == 'done' else 'up to date'} ({seconds:.1f} s)", flush=True)
 
 
+def _csim_headline(a: dict[str, Any], model: dict[str, Any] | None) -> str:
+    """The C-sim against the Keras model: exact rows for a quantized (QKeras) model, where they
+    should all match; argmax agreement and the largest error for a float model, whose fixed-point
+    C-sim cannot equal it."""
+    quantized = any(str(layer.get("kind", "")).startswith("Q") for layer in (model or {}).get("layers", []))
+    if quantized:
+        text = f"C-sim vs QKeras exact rows {a['exact_rows']}/{a['rows']}"
+        return text if a["exact_rows"] == a["rows"] else f"{text}, argmax agreement {a['argmax_agree']}/{a['rows']}"
+    return (f"C-sim (fixed point) vs the float model: argmax agreement {a['argmax_agree']}/{a['rows']}, "
+            f"max |error| {a['max_abs_err']:.4g}")
+
+
 def _summary(results: dict[str, Any]) -> int:
     """Print the end-of-flow summary; return the exit code (1 when verification failed)."""
     run_dir = results["run_dir"]
@@ -83,8 +100,7 @@ def _summary(results: dict[str, Any]) -> int:
             lines[-1] += f", weight sparsity {sp:.3f}"
     h = results.get("hls")
     if h and "csim_vs_qkeras" in h:
-        a = h["csim_vs_qkeras"]
-        lines.append(f"convert: C-sim vs QKeras exact rows {a['exact_rows']}/{a['rows']}")
+        lines.append("convert: " + _csim_headline(h["csim_vs_qkeras"], m))
     r = results.get("rtl")
     if r:
         lines.append(f"rtl:     latency {r['latency']} cycles, II {r['ii']}, {r['multipliers']} multipliers, "

@@ -144,3 +144,15 @@ def test_no_import_cycles() -> None:
 
     cycles = sorted(n for n in graph if n in reaches(n))
     assert not cycles, f"modules in an import cycle: {cycles}"
+
+
+def test_convert_headline_is_exact_rows_for_qkeras_and_argmax_for_float_models() -> None:
+    from codesign.cli import _csim_headline
+
+    a = {"rows": 1000, "exact_rows": 0, "argmax_agree": 997, "max_abs_err": 0.0123}
+    float_model = {"layers": [{"kind": "Dense"}, {"kind": "Activation"}]}
+    assert _csim_headline(a, float_model) == ("C-sim (fixed point) vs the float model: argmax agreement 997/1000, "
+                                              "max |error| 0.0123")
+    qkeras = {"layers": [{"kind": "QDense"}]}
+    assert _csim_headline({**a, "exact_rows": 1000}, qkeras) == "C-sim vs QKeras exact rows 1000/1000"
+    assert _csim_headline(a, qkeras) == "C-sim vs QKeras exact rows 0/1000, argmax agreement 997/1000"
