@@ -95,6 +95,22 @@ def depthwise_separable_cnn(seed: int = 4) -> Any:
     return randomize_weights(tf.keras.Model(inp, x), seed)
 
 
+def upsampling_cnn(seed: int = 5) -> Any:
+    """4x5x2: UpSampling2D (2, 3) -> QConv2D 3 3x3 -> quantized ReLU -> Flatten -> QDense 3."""
+    import tensorflow as tf
+    from qkeras import QActivation, QConv2D, QDense, quantized_relu
+
+    tf.keras.utils.set_random_seed(seed)
+    inp = tf.keras.Input((4, 5, 2), name="x_in")
+    x = QActivation(qbits(6, 1), name="inq")(inp)
+    x = tf.keras.layers.UpSampling2D((2, 3), name="up_0")(x)
+    x = QConv2D(3, (3, 3), kernel_quantizer=qbits(5), bias_quantizer=qbits(5), name="conv_0")(x)
+    x = QActivation(quantized_relu(5, 1), name="crelu_0")(x)
+    x = tf.keras.layers.Flatten(name="flatten")(x)
+    x = QDense(3, kernel_quantizer=qbits(6), bias_quantizer=qbits(6), name="dense_0")(x)
+    return randomize_weights(tf.keras.Model(inp, x), seed)
+
+
 def keras_bn_cnn(seed: int = 3) -> Any:
     """Plain Keras floats: Conv2D -> BatchNorm -> ReLU -> MaxPool -> BatchNorm -> Flatten -> Dense.
 
@@ -197,6 +213,16 @@ def test_conv1d_stack_bit_exact(tmp_path: Path) -> None:
     rtl, design = generate_linted(graph, tmp_path)
     assert design["ii"] == 3
     assert_verifies(rtl, design, arrays, tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.hls4ml
+@pytest.mark.verilator
+def test_upsampling_bit_exact(tmp_path: Path) -> None:
+    graph, arrays = convert_checked(upsampling_cnn(), tmp_path)
+    assert "resize" in [layer.kind for layer in graph.layers]
+    rtl, design = generate_linted(graph, tmp_path)
+    assert_verifies(rtl, design, arrays, tmp_path / "sim")
 
 
 @pytest.mark.slow

@@ -176,7 +176,7 @@ def test_stream_same_padding_two_convs_at_rf1_and_folded(tmp_path: Path) -> None
 @pytest.mark.slow
 @pytest.mark.hls4ml
 @pytest.mark.verilator
-def test_stream_stride3_conv1d_batchnorm_early_output_mlp_depthwise(tmp_path: Path) -> None:
+def test_stream_stride3_conv1d_bn_early_output_mlp_depthwise(tmp_path: Path) -> None:
     for name, model in (("strided", strided_cnn()), ("conv1d", conv1d_cnn()), ("bn", keras_bn_cnn()),
                         ("early", early_output_cnn()), ("mlp", folded_mlp()),
                         ("depthwise", depthwise_separable_cnn())):

@@ -94,3 +94,4 @@ def gather(env: jinja2.Environment, module: str, beats: int, pw: int, comment: s
     text = env.get_template("stream_gather.v.j2").render(name=module, comment=comment, beats=beats, pw=pw,
                                                           out_bits=beats * pw, nw=_bits(beats - 1))
     return text, ("gather", beats)
+

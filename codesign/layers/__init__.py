@@ -9,6 +9,7 @@ Each kind lives in one module (:mod:`codesign.layers.base` says what a kind prov
 - ``activation``: ReLU and linear (``relu`` / ``cast``)
 - ``reshape``: Flatten / Reshape (no data moves)
 - ``zeropad``: ZeroPadding1D / 2D (io_stream puts one before each padded conv; folded into it)
+- ``resize``: UpSampling1D / 2D, nearest neighbour (hls4ml's Resize)
 
 A new kind is a module with a :class:`~codesign.layers.base.LayerKind` subclass and a line in
 ``RECOGNISERS`` (and ``KINDS`` when it has its own IR kind); see docs/ARCHITECTURE.md.
@@ -24,7 +25,7 @@ import numpy as np
 from codesign.errors import RtlGenError
 from codesign.fixedpoint import from_hls4ml as precision_to_type
 from codesign.graph import Graph, Layer
-from codesign.layers import activation, batchnorm, conv, dense, pool, reshape, zeropad
+from codesign.layers import activation, batchnorm, conv, dense, pool, reshape, resize, zeropad
 from codesign.layers.base import LayerKind, Rendered, RenderOptions, Upstream
 from codesign.layers.extract import layer_type
 
@@ -33,10 +34,10 @@ __all__ = ["KINDS", "RECOGNISERS", "KERAS_CLASSES", "KERAS_WEIGHT_CLASSES", "Lay
 
 #: hls4ml layers -> IR layers, in the order the "supported" messages list them
 RECOGNISERS: tuple[LayerKind, ...] = (dense.KIND, conv.KIND, pool.KIND, reshape.KIND, batchnorm.KIND,
-                                      activation.ACTIVATION, zeropad.KIND)
+                                      activation.ACTIVATION, zeropad.KIND, resize.KIND)
 #: IR kind name -> the kind that computes and builds it
 KINDS: dict[str, LayerKind] = {k.kind: k for k in (dense.KIND, conv.KIND, pool.KIND, activation.RELU,
-                                                    activation.CAST, zeropad.KIND)}
+                                                    activation.CAST, zeropad.KIND, resize.KIND)}
 _BY_HLS4ML_CLASS: dict[str, LayerKind] = {c: r for r in RECOGNISERS for c in r.hls4ml_classes}
 #: Keras / QKeras layer classes the importer accepts (besides InputLayer)
 KERAS_CLASSES: tuple[str, ...] = tuple(c for r in RECOGNISERS for c in r.keras_classes)
