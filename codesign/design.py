@@ -12,6 +12,10 @@ Schema (format 1), as :func:`codesign.rtlgen.generate` builds it:
   softmax_stripped         a final Softmax was removed (outputs are the logits)
   multipliers, nonzero_weights, levels_per_stage, adder_graph
   layers                   one entry per layer: name, kind, module, types, reuse factor, cost, probe
+  io_stream cores add      io_type "io_stream", input.beats (pixels per image), latency_after_last_pixel,
+                           per layer beats_in / beats_out / busy_cycles_per_image, and stream:
+                           {bottleneck, bottleneck_cycles_per_image, fifos: [{module, before, layer,
+                           depth, width_bits, bits}]} (the FIFOs the cycle model sized)
 """
 
 from __future__ import annotations

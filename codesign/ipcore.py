@@ -277,6 +277,17 @@ def _measured(run_dir: Path | None, design_path: Path) -> dict[str, Any]:
     return out
 
 
+def _stream_facts(design: dict[str, Any]) -> dict[str, Any] | None:
+    """An io_stream core's rate facts for the datasheet (None for io_parallel)."""
+    if design.get("io_type") != "io_stream":
+        return None
+    st = design.get("stream", {})
+    fifos = st.get("fifos") if isinstance(st.get("fifos"), list) else []
+    return {"beats": design["input"].get("beats", 1), "latency_after_last_pixel": design.get("latency_after_last_pixel"),
+            "bottleneck": st.get("bottleneck"), "bottleneck_cycles_per_image": st.get("bottleneck_cycles_per_image"),
+            "fifos": fifos}
+
+
 def _render_datasheet(env: jinja2.Environment, rtl_dir: Path, design: dict[str, Any],
                       run_dir: Path | None, has_vectors: bool) -> str:
     top = design["top"]
@@ -315,7 +326,7 @@ def _render_datasheet(env: jinja2.Environment, rtl_dir: Path, design: dict[str, 
                _type_row("output (m_axis_tdata)", design["output"]["n"], design["output"]["type"])],
         softmax_stripped=bool(design.get("softmax_stripped", False)), layers=layers, n_in=design["input"]["n"],
         n_out=design["output"]["n"], rtl_files=list(design["files"]) + [f"{top}_axis.v"], other_files=other,
-        vectors_note=note, **_measured(run_dir, rtl_dir / "design.json"),
+        vectors_note=note, stream=_stream_facts(design), **_measured(run_dir, rtl_dir / "design.json"),
     )
 
 

@@ -172,21 +172,21 @@ def _stream_chain(env: jinja2.Environment, graph: Graph, kinds: list[LayerKind],
     one pixel (all channels) per beat; a final gather when the last layer streams several beats.
     Latency and II per image come from the cycle model of those modules (stream_timing)."""
     beats_in = beats = input_beats(graph)
-    src = "paced"  # the first module's source; "in" once the schedule shows no pacing is needed
-    chain, layer_info = [], []
+    chain, layer_info = [], []  # the stages' sources are wired once the FIFOs are in (_with_fifos)
     for kind, layer in zip(kinds, graph.layers):
         name = verilog_name(layer.name)
         if layer.n_in % beats:
             raise RtlGenError(f"layer {layer.name}: {layer.n_in} inputs do not split into {beats} stream beats")
         rendered = kind.render_stream(env, layer, f"{top}_{name}", opts, beats)
+        first_stage = len(chain)
         beats_out = kind.beats_out(layer, beats)
         for k, r in enumerate(rendered):
             last = k == len(rendered) - 1
             wire = name if last else r.module[len(top) + 1:]
             out_bits = layer.n_out // beats_out * layer.out_type.width if last else _out_bits(r.text)
-            chain.append(_Stage(r, wire, src, out_bits, f"{layer.name}: {layer.source}, {r.extra.get('architecture', r.module)}"))
-            src = f"{wire}_out"
+            chain.append(_Stage(r, wire, "", out_bits, f"{layer.name}: {layer.source}, {r.extra.get('architecture', r.module)}"))
         info = _layer_info(layer, kind, rendered, name)
+        info["first_stage"] = first_stage  # (dropped once the FIFOs are placed)
         # the cycles per image it needs at least: one per beat in, R per output beat, one per
         # position of a window generator's padded raster
         raster = [r.handshake[1]["hp"] * r.handshake[1]["wp"] for r in rendered if r.handshake[0] == "window"]
@@ -201,16 +201,44 @@ def _stream_chain(env: jinja2.Environment, graph: Graph, kinds: list[LayerKind],
         module = f"{top}_out_gather"
         text, handshake = stream_arch.gather(env, module, beats, pw, f"network output: {beats} beats -> one vector")
         r = Rendered(module, text, 1, 1, 0, True, (), {}, handshake)
-        chain.append(_Stage(r, "out_gather", src, beats * pw, "output vector"))
-    t = stream_timing.schedule([st.r.handshake for st in chain], beats_in)
+        chain.append(_Stage(r, "out_gather", "", beats * pw, "output vector"))
+    chain, fifos, t = _with_fifos(env, top, chain, layer_info, beats_in)
     if beats_in == 1 and t.ii == 1:
         chain[0].src = "in"
     slowest = max(layer_info, key=lambda i: i["busy_cycles_per_image"])
     stream = {"bottleneck": slowest["name"], "bottleneck_cycles_per_image": slowest["busy_cycles_per_image"],
-              "fifos": "none: every module is elastic (valid/ready, one register slot), so the chain cannot "
-                       "deadlock; ii - bottleneck_cycles_per_image is what the missing slack costs"}
+              "fifos": fifos}
     return chain, layer_info, {"latency": t.latency, "ii": t.ii, "latency_after_last_pixel": t.latency_after_last_pixel,
                                "io_type": "io_stream", "stream": stream, "beats": beats_in}
+
+
+def _with_fifos(env: jinja2.Environment, top: str, chain: list[_Stage], layer_info: list[dict[str, Any]],
+                beats_in: int) -> tuple[list[_Stage], list[dict[str, Any]], stream_timing.Timing]:
+    """The chain with the FIFOs the cycle model sizes (``stream_timing.size_fifos``), its sources
+    rewired, the FIFOs as design.json lists them, and the network's timing. A FIFO may go in front
+    of any module that is not element-wise (one in front of those is the same as one after them),
+    its word the bits of the bus there."""
+    handshakes = [st.r.handshake for st in chain]
+    widths = {k: chain[k - 1].out_bits for k in range(1, len(chain)) if handshakes[k][0] != "comb"}
+    busy = max(i["busy_cycles_per_image"] for i in layer_info)
+    depths, t = stream_timing.size_fifos(handshakes, widths, beats_in, lower_bound=busy)
+    starts = {i.pop("first_stage"): i["name"] for i in layer_info}
+    owner, out, fifos = "", [], []
+    for k, st in enumerate(chain):
+        owner = starts.get(k, owner)
+        if k in depths:
+            wire = f"fifo_{len(fifos)}"
+            text, handshake = stream_arch.fifo(env, f"{top}_{wire}", depths[k], widths[k],
+                                               f"FIFO in front of {chain[k].r.module}")
+            r = Rendered(f"{top}_{wire}", text, 1, 1, 0, True, (), {}, handshake)
+            out.append(_Stage(r, wire, "", widths[k], f"FIFO, {depths[k]} x {widths[k]} bits"))
+            fifos.append({"module": r.module, "before": chain[k].r.module, "layer": owner, "depth": depths[k],
+                          "width_bits": widths[k], "bits": depths[k] * widths[k]})
+        out.append(st)
+    src = "paced"  # the first module's source; "in" once the schedule shows no pacing is needed
+    for st in out:
+        st.src, src = src, f"{st.wire}_out"
+    return out, fifos, t
 
 
 _OUT_PORT = re.compile(r"output wire \[(\d+):0\] out_data")

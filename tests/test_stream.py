@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from conftest import (  # noqa: E402
     assert_verifies, convert_checked, generate_linted, qbits, randomize_weights, with_rf)
-from test_cnn import conv1d_cnn, depthwise_separable_cnn, keras_bn_cnn
+from test_cnn import conv1d_cnn, depthwise_separable_cnn, keras_bn_cnn, upsampling_cnn
 
 from codesign import golden, rtlgen
 from codesign import graph as hwgraph
@@ -135,6 +135,48 @@ def test_cycle_model_every_image_sees_the_same_latency() -> None:
     assert t.latency_after_last_pixel == outs[0] - lasts[0]
 
 
+def _bursty_chain(r: int) -> list[tuple[Any, ...]]:
+    """10x10 'same' conv at RF 1 -> 2x2 max pooling (outputs on every other row) -> 2x2 conv folded
+    at RF ``r`` -> gather: the pooling's bursts throttle the image unless a FIFO absorbs them."""
+    return [_window(10, 10, 3, pad=1), ("pipeline", 3), ("comb",), _window(10, 10, 2, s=2), ("pipeline", 1),
+            _window(5, 5, 2), ("engine", r, r, 2), ("comb",), ("gather", 16), ("pipeline", 3)]
+
+
+def test_fifos_give_the_chain_its_bottleneck_rate_at_the_smallest_depth() -> None:
+    chain = _bursty_chain(8)
+    busy = max(12 * 12, 16 * 8)  # the first window walks 12x12 positions; the folded conv 16 x 8 cycles
+    bare = stream_timing.schedule(chain, beats=100)
+    assert bare.ii > busy  # without a FIFO the pooling's bursts stall the image
+    widths = {k: 32 for k in range(1, len(chain)) if chain[k][0] != "comb"}
+    depths, timing = stream_timing.size_fifos(chain, widths, 100, lower_bound=busy)
+    assert timing.ii == busy and len(depths) == 1
+    (k, depth), = depths.items()
+    steady = stream_timing._steady  # one depth less no longer reaches the rate
+    assert steady(stream_timing._with_fifos(chain, depths), 100, 4, busy)
+    assert not steady(stream_timing._with_fifos(chain, {k: depth - 1}), 100, 4, busy)
+    # the model of the FIFO matches the schedule it promises: every image at one latency, II apart
+    firsts, _, outs = stream_timing.simulate(stream_timing._with_fifos(chain, depths), 100, 6, timing.ii)
+    assert {o - f for f, o in zip(firsts, outs)} == {timing.latency}
+
+
+def test_fifos_go_where_the_bits_are_fewest_and_only_where_needed() -> None:
+    chain = _bursty_chain(8)
+    narrow = {k: (8 if k == 5 else 64) for k in range(1, len(chain)) if chain[k][0] != "comb"}
+    depths, _ = stream_timing.size_fifos(chain, narrow, 100, lower_bound=144)
+    assert list(depths) == [5]  # in front of the second conv's window, the cheapest place that works
+    fast = _bursty_chain(4)  # the folded conv keeps up: no FIFO
+    assert stream_timing.size_fifos(fast, narrow, 100, lower_bound=144)[0] == {}
+
+
+def test_cycle_model_upsampling_sends_one_pixel_per_cycle() -> None:
+    # 4x5 image upsampled x2 down, x3 across: 120 output pixels, one per cycle; the input waits
+    t = stream_timing.schedule([("upsample", 5, 3, 2), ("gather", 120)], beats=20)
+    assert t.ii == 120
+    firsts, lasts, _ = stream_timing.simulate([("upsample", 5, 3, 2), ("gather", 120)], 20, 1, t.ii)
+    # a row's 5 pixels each leave 3 times, then the row again from the buffer: 4 rows x 30 cycles
+    assert lasts[0] - firsts[0] == 3 * 30 + 4 * 3
+
+
 def test_window_refuses_a_geometry_that_misses_the_outputs() -> None:
     from codesign.arch.stream import window_params
 
@@ -171,6 +213,13 @@ def test_stream_same_padding_two_convs_at_rf1_and_folded(tmp_path: Path) -> None
         assert design["io_type"] == "io_stream" and design["input"]["beats"] == 100
         assert design["ii"] >= 100
         assert_verifies(rtl, design, arrays, tmp_path / f"sim_rf{rf}")
+    # conv_1 folded at RF 8 behind the bursty pooling: a FIFO gives the image the bottleneck's rate
+    mixed = replace(graph, layers=tuple(replace(layer, reuse_factor=8) if layer.name == "conv_1" else layer
+                                        for layer in graph.layers))
+    rtl, design = generate_linted(mixed, tmp_path, "rtl_mixed")
+    assert design["stream"]["fifos"] and design["ii"] == design["stream"]["bottleneck_cycles_per_image"] == 144
+    assert any(f.endswith("_fifo_0.v") for f in design["files"])
+    assert_verifies(rtl, design, arrays, tmp_path / "sim_mixed")
 
 
 @pytest.mark.slow
@@ -179,7 +228,7 @@ def test_stream_same_padding_two_convs_at_rf1_and_folded(tmp_path: Path) -> None
 def test_stream_stride3_conv1d_bn_early_output_mlp_depthwise(tmp_path: Path) -> None:
     for name, model in (("strided", strided_cnn()), ("conv1d", conv1d_cnn()), ("bn", keras_bn_cnn()),
                         ("early", early_output_cnn()), ("mlp", folded_mlp()),
-                        ("depthwise", depthwise_separable_cnn())):
+                        ("depthwise", depthwise_separable_cnn()), ("upsampling", upsampling_cnn())):
         graph, arrays = _stream_graph(model, tmp_path / name, {"reuse_factor": 4} if name == "mlp" else None)
         rtl, design = generate_linted(graph, tmp_path / name)
         if name == "early":  # the output leaves before the last pixel: the next image must wait for it

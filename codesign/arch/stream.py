@@ -1,5 +1,6 @@
 """The io_stream building blocks between the layers' datapaths: the line-buffer window generator
-(convolutions and pooling) and the gather in front of a Dense that reads a whole image.
+(convolutions and pooling), the gather in front of a Dense that reads a whole image, nearest-neighbour
+upsampling, and the FIFO between two layers (its depth from :func:`codesign.arch.stream_timing.size_fifos`).
 
 Each returns its Verilog and the handshake the streaming top's cycle model
 (:mod:`codesign.arch.stream_timing`) steps.
@@ -95,3 +96,25 @@ def gather(env: jinja2.Environment, module: str, beats: int, pw: int, comment: s
                                                           out_bits=beats * pw, nw=_bits(beats - 1))
     return text, ("gather", beats)
 
+
+def fifo(env: jinja2.Environment, module: str, depth: int, width: int, comment: str) -> tuple[str, tuple[Any, ...]]:
+    """A FIFO of ``depth`` words of ``width`` bits between two layers: Verilog and handshake.
+    Latency 1 (a word is presented the cycle after it is written)."""
+    if depth < 1:
+        raise RtlGenError(f"{module}: a FIFO needs a depth of at least 1, not {depth}")
+    text = env.get_template("stream_fifo.v.j2").render(name=module, comment=comment, depth=depth, width=width,
+                                                        aw=_bits(depth - 1), cw=_bits(depth))
+    return text, ("fifo", depth)
+
+
+def upsample(env: jinja2.Environment, module: str, w: int, rw: int, rh: int, pw: int,
+             comment: str) -> tuple[str, tuple[Any, ...]]:
+    """Nearest-neighbour upsampling of rows of ``w`` pixels (``pw`` bits) by ``rw`` across and ``rh``
+    down, hls4ml's ``resize_nearest`` order: Verilog and handshake. Latency 1, one pixel per cycle."""
+    lw, jw, hw = _bits(w - 1), _bits(rw - 1), _bits(rh - 1)
+    fresh = ([f"ph == {hw}'d0"] if rh > 1 else []) + ([f"j == {jw}'d0"] if rw > 1 else [])
+    fresh_expr = _and(fresh)
+    source = "in_data" if rh == 1 else f"(ph == {hw}'d0) ? in_data : row[l]"
+    text = env.get_template("stream_upsample.v.j2").render(
+        name=module, comment=comment, w=w, rw=rw, rh=rh, pw=pw, lw=lw, jw=jw, hw=hw, fresh=fresh_expr, source=source)
+    return text, ("upsample", w, rw, rh)

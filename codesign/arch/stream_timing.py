@@ -19,6 +19,14 @@ Handshakes (``Stage.handshake``):
   one vector every R cycles, ``active`` issue cycles, ``depth`` pipeline stages, accumulator, output.
 - ``("window", params)``: ``stream_window.v.j2``, the line-buffer window generator.
 - ``("gather", beats)``: ``stream_gather.v.j2``, beats collected into one vector.
+- ``("upsample", w, rw, rh)``: ``stream_upsample.v.j2``, rows of w pixels repeated rw x across, rh x down.
+- ``("fifo", depth)``: ``stream_fifo.v.j2``, between two layers (``depth`` None: unbounded, to
+  measure the occupancy a depth must hold).
+
+The modules are elastic (one register slot each), so a linear chain cannot deadlock; but a layer
+that emits in bursts (a pooling layer's outputs come on every other row) throttles the layers
+upstream of a slower one unless a FIFO absorbs the burst. :func:`size_fifos` finds the depths at
+which the network reaches the rate it would have with unbounded FIFOs.
 """
 
 from __future__ import annotations
@@ -161,6 +169,51 @@ class _Gather:
             self.full = False
 
 
+class _Fifo:
+    def __init__(self, depth: int | None):
+        self.depth, self.count, self.peak = depth, 0, 0
+
+    def out_valid(self, in_valid: bool) -> bool:
+        return self.count > 0
+
+    def in_ready(self, out_ready: bool) -> bool:
+        return self.depth is None or self.count < self.depth or out_ready
+
+    def tick(self, in_valid: bool, out_ready: bool) -> None:
+        push = in_valid and self.in_ready(out_ready)
+        pop = self.count > 0 and out_ready
+        self.count += int(push) - int(pop)
+        self.peak = max(self.peak, self.count)
+
+
+class _Upsample:
+    def __init__(self, w: int, rw: int, rh: int):
+        self.w, self.rw, self.rh = w, rw, rh
+        self.l = self.j = self.ph = 0
+        self.out_v = False
+
+    def _fresh(self) -> bool:
+        return self.ph == 0 and self.j == 0
+
+    def out_valid(self, in_valid: bool) -> bool:
+        return self.out_v
+
+    def in_ready(self, out_ready: bool) -> bool:
+        return (not self.out_v or out_ready) and self._fresh()
+
+    def tick(self, in_valid: bool, out_ready: bool) -> None:
+        free = not self.out_v or out_ready
+        if free and (not self._fresh() or in_valid):
+            self.out_v = True
+            self.j = (self.j + 1) % self.rw
+            if self.j == 0:
+                self.l = (self.l + 1) % self.w
+                if self.l == 0:
+                    self.ph = (self.ph + 1) % self.rh
+        elif out_ready:
+            self.out_v = False
+
+
 def _model(handshake: tuple[Any, ...]) -> Any:
     kind = handshake[0]
     if kind == "comb":
@@ -173,6 +226,10 @@ def _model(handshake: tuple[Any, ...]) -> Any:
         return _Window(handshake[1])
     if kind == "gather":
         return _Gather(handshake[1])
+    if kind == "fifo":
+        return _Fifo(handshake[1])
+    if kind == "upsample":
+        return _Upsample(*handshake[1:])
     raise ValueError(f"unknown handshake {handshake!r}")
 
 
@@ -184,9 +241,10 @@ class Timing:
 
 
 def simulate(handshakes: list[tuple[Any, ...]], beats: int, images: int, ii: int,
-             max_cycles: int = 50_000_000) -> tuple[list[int], list[int], list[int]]:
+             max_cycles: int = 50_000_000, peaks: list[int] | None = None) -> tuple[list[int], list[int], list[int]]:
     """Edges of each image's first and last pixel transfers and of its output transfer, images sent
-    back to back (paced at ``ii``) into an always-ready sink."""
+    back to back (paced at ``ii``) into an always-ready sink. ``peaks``, when given, receives each
+    FIFO's largest occupancy, in chain order."""
     stages = [_model(h) for h in handshakes]
     n = len(stages)
     firsts: list[int] = []
@@ -221,19 +279,101 @@ def simulate(handshakes: list[tuple[Any, ...]], beats: int, images: int, ii: int
             gap -= 1
         if accept:
             beat = 0 if beat == beats - 1 else beat + 1
+    if peaks is not None:
+        peaks.extend(s.peak for s in stages if isinstance(s, _Fifo))
     return firsts, lasts, outs
 
 
 def schedule(handshakes: list[tuple[Any, ...]], beats: int, images: int = 4) -> Timing:
-    """The network's latency and II per image: the smallest pacing II (from the unpaced rate up) at
-    which ``images`` back-to-back images all have the same latency and are II apart."""
+    """The network's latency and II per image: the smallest pacing II at which ``images``
+    back-to-back images all have the same latency and are II apart.
+
+    From the unpaced rate up, a coarse walk finds a pacing that works (stepping by the latency
+    spread it sees); a bisection below it then finds the smallest one that does."""
     firsts, _, _ = simulate(handshakes, beats, images, 1)
-    ii = max(b - a for a, b in zip(firsts, firsts[1:])) if images > 1 else beats
+    lo = ii = max(b - a for a, b in zip(firsts, firsts[1:])) if images > 1 else beats
     for _ in range(64):
         firsts, lasts, outs = simulate(handshakes, beats, images, ii)
         lats = [o - f for f, o in zip(firsts, outs)]
         gaps = {b - a for a, b in zip(firsts, firsts[1:])}
-        if len(set(lats)) == 1 and gaps == {ii}:
-            return Timing(lats[0], ii, outs[0] - lasts[0])
+        if len(set(lats)) == 1 and gaps <= {ii}:
+            break
         ii = max(ii + 1, max(gaps) if gaps else ii, ii + (max(lats) - min(lats)))
-    raise RtlGenError("stream timing model: no pacing gives every image the same latency")
+    else:
+        raise RtlGenError("stream timing model: no pacing gives every image the same latency")
+    while lo < ii:  # the smallest steady pacing in [lo, ii]
+        mid = (lo + ii) // 2
+        if _steady(handshakes, beats, images, mid):
+            ii = mid
+        else:
+            lo = mid + 1
+    firsts, lasts, outs = simulate(handshakes, beats, images, ii)
+    return Timing(outs[0] - firsts[0], ii, outs[0] - lasts[0])
+
+
+def _steady(handshakes: list[tuple[Any, ...]], beats: int, images: int, ii: int) -> bool:
+    """Whether images paced at ``ii`` are all accepted ``ii`` apart with one latency."""
+    firsts, _, outs = simulate(handshakes, beats, images, ii)
+    return len({o - f for f, o in zip(firsts, outs)}) == 1 and {b - a for a, b in zip(firsts, firsts[1:])} <= {ii}
+
+
+def _with_fifos(handshakes: list[tuple[Any, ...]], depths: dict[int, int | None]) -> list[tuple[Any, ...]]:
+    """The chain with a FIFO of ``depths[k]`` in front of stage k (none where the depth is 0)."""
+    out: list[tuple[Any, ...]] = []
+    for k, h in enumerate(handshakes):
+        if k in depths and depths[k] != 0:
+            out.append(("fifo", depths[k]))
+        out.append(h)
+    return out
+
+
+def size_fifos(handshakes: list[tuple[Any, ...]], widths: dict[int, int], beats: int,
+               images: int = 4, lower_bound: int = 0) -> tuple[dict[int, int], Timing]:
+    """FIFO depths for the chain and the network's timing with them. ``widths``: the stages a FIFO
+    may go in front of, with the bits of a word there; ``lower_bound``: cycles per image no
+    pacing can beat (the busiest layer's), so a chain that reaches it needs no FIFO.
+
+    The target is the II the network reaches with an unbounded FIFO at every position. One FIFO is
+    usually enough (a burst to absorb in front of one slow layer): each position alone gets the
+    smallest depth that reaches the target, and the one with the fewest bits wins. Where no single
+    FIFO does, widest position first, each gets the smallest depth (0: none) at which the target
+    holds, the positions not yet decided left unbounded, so the buffering goes to the narrower
+    places. A depth search is bounded by the FIFO's largest occupancy when unbounded (at that depth
+    it behaves exactly as unbounded). Where the chain reaches the target without FIFOs, there are
+    none; "reaches" means images paced at the target flow at one latency (:func:`schedule`)."""
+    bare = schedule(handshakes, beats, images)
+    if bare.ii <= lower_bound:
+        return {}, bare
+    target = schedule(_with_fifos(handshakes, {k: None for k in widths}), beats, images).ii
+    if not widths or target >= bare.ii:
+        return {}, bare
+
+    def smallest(depths: dict[int, int | None], k: int) -> int | None:
+        """The smallest depth at k (others as ``depths``) reaching the target; None if none does."""
+        peaks: list[int] = []
+        trial = {**depths, k: None}
+        firsts, _, outs = simulate(_with_fifos(handshakes, trial), beats, images, target, peaks=peaks)
+        if len({o - f for f, o in zip(firsts, outs)}) != 1 or {b - a for a, b in zip(firsts, firsts[1:])} - {target}:
+            return None
+        lo, hi = 0, max(1, peaks[sorted(j for j, d in trial.items() if d != 0).index(k)])
+        while lo < hi:
+            mid = lo if lo == 0 else (lo + hi) // 2  # try none first
+            if _steady(_with_fifos(handshakes, {**depths, k: mid}), beats, images, target):
+                hi = mid
+            else:
+                lo = mid + 1
+        return hi
+
+    singles = {k: d for k in widths if (d := smallest({}, k)) is not None}
+    if singles:
+        best = min(singles, key=lambda k: (singles[k] * widths[k], k))
+        sized = {best: singles[best]}
+    else:
+        depths: dict[int, int | None] = {k: None for k in widths}
+        for k in sorted(widths, key=lambda k: (-widths[k], k)):
+            depths[k] = smallest({j: d for j, d in depths.items() if j != k}, k)
+        sized = {k: d for k, d in depths.items() if d}
+    timing = schedule(_with_fifos(handshakes, sized), beats, images)
+    if timing.ii != target:
+        raise RtlGenError(f"stream timing model: the sized FIFOs give II {timing.ii}, not the target {target}")
+    return sized, timing

@@ -4,7 +4,8 @@
 io_parallel picks source pixel ``((i * ratio) >> 16)`` with ``ratio = (in << 16) / out + 1``, a
 fixed-point scale; io_stream repeats every pixel ``out_w / in_w`` times and every row
 ``out_h / in_h`` times (hls4ml asserts the sizes divide). The RTL: wires (io_parallel); on
-io_stream it is refused by name (no streaming builder yet).
+io_stream a row buffer that sends each row's first copy as its pixels arrive and the others from
+the buffer (:func:`codesign.arch.stream.upsample`), one output pixel per cycle.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 import jinja2
 import numpy as np
 
+from codesign.arch import stream as stream_arch
 from codesign.errors import RtlGenError
 from codesign.graph import Geometry, Layer
 from codesign.layers import extract
@@ -43,6 +45,7 @@ class Resize(LayerKind):
     hls4ml_classes = ("Resize",)
     keras_classes = ("UpSampling1D", "UpSampling2D")
     supported = "UpSampling1D/2D (nearest)"
+    streams = True
 
     def extract(self, hl: Any, up: Upstream) -> Layer:
         a = hl.get_attr
@@ -69,6 +72,25 @@ class Resize(LayerKind):
         wires = [(j * w + w - 1, j * w, s * w + w - 1, s * w) for j, s in enumerate(_element_map(layer).tolist())]
         text = env.get_template("wires.v.j2").render(wires=wires, **module_header(layer, module))
         return Rendered(module, text, 0, 1, 0, False, (), {"architecture": "wires (nearest-neighbour copy)"})
+
+    def render_stream(self, env: jinja2.Environment, layer: Layer, module: str, opts: RenderOptions,
+                      beats_in: int) -> list[Rendered]:
+        g = layer.geometry
+        assert g is not None
+        if beats_in != g.in_h * g.in_w:
+            raise RtlGenError(f"layer {layer.name}: {beats_in} stream beats per image; its {g.in_h}x{g.in_w} input "
+                              f"needs {g.in_h * g.in_w}")
+        rw, rh = g.out_w // g.in_w, g.out_h // g.in_h
+        text, handshake = stream_arch.upsample(
+            env, module, g.in_w, rw, rh, g.n_chan * layer.in_type.width,
+            f"layer {layer.name} ({layer.source}): {g.in_h}x{g.in_w}x{g.n_chan} -> {g.out_h}x{g.out_w}, nearest")
+        extra = {"architecture": f"stream upsampling x{rh} x{rw} (row buffer {g.in_w if rh > 1 else 0} pixels)",
+                 "line_buffer_pixels": g.in_w if rh > 1 else 0}
+        return [Rendered(module, text, 1, 1, 0, True, (), extra, handshake)]
+
+    def beats_out(self, layer: Layer, beats_in: int) -> int:
+        assert layer.geometry is not None
+        return layer.geometry.out_h * layer.geometry.out_w
 
 
 KIND = Resize()
