@@ -240,6 +240,10 @@ class _Local:
         pass
 
 
+#: seconds a cancelled Ray task gets to end its tools before its worker is killed
+_CANCEL_GRACE_S = 5.0
+
+
 class _Ray:
     """Runs tasks as Ray remote functions (1 CPU each) on a local instance or a cluster."""
 
@@ -279,7 +283,13 @@ class _Ray:
         return bool(self.refs)
 
     def cancel(self) -> None:
-        for ref in self.refs:
+        """Interrupt the running tasks (a KeyboardInterrupt in each, so codesign.proc kills the tools
+        they started), then kill the workers of those that have not ended after a grace period."""
+        refs = list(self.refs)
+        for ref in refs:
+            self.ray.cancel(ref, force=False)
+        _, left = self.ray.wait(refs, num_returns=len(refs), timeout=_CANCEL_GRACE_S) if refs else ([], [])
+        for ref in left:
             self.ray.cancel(ref, force=True)
         self.refs.clear()
 
@@ -367,6 +377,8 @@ def write_report(spec: SweepSpec, rows: Sequence[Mapping[str, Any]]) -> Path:
         (f"Pareto front: {acc} vs DSP", plots.pareto_plot(ok, "DSP", acc, pdir / "pareto_dsp.png")),
         ("Latency and II vs reuse factor", plots.series_plot(ok, "reuse_factor", ["latency", "ii"],
                                                              pdir / "latency_ii_vs_rf.png", group="bits")),
+        ("Resources and cycles per vector (II) vs reuse factor: the area/throughput trade",
+         plots.series_plot(ok, "reuse_factor", ["LUT", "FF", "ii"], pdir / "resources_ii_vs_rf.png", group="bits")),
         ("Resources vs weight sparsity", plots.series_plot(ok, "weight_sparsity", ["LUT", "FF", "DSP"],
                                                            pdir / "resources_vs_sparsity.png", group="bits")),
         ("Resources vs bits", plots.series_plot(ok, "bits", ["LUT", "FF", "DSP"], pdir / "resources_vs_bits.png",

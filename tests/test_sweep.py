@@ -233,3 +233,40 @@ def test_killed_process_then_rerun(tmp_path: Path) -> None:
     assert [r["status"] for r in rows] == ["ok"] * 4 and not any(r["cached"] for r in rows)
     c = _calls(calls)
     assert [x for x in c if x["kind"] == "train"] == [] and len(c) == 4
+
+
+def test_ray_cancel_ends_the_tools_a_running_task_started(tmp_path: Path) -> None:
+    """An interrupted sweep cancels its Ray tasks: the tool a running task waits on (codesign.proc.run,
+    the way every stage runs Verilator, Yosys and the C-sim) ends with it, at once, not when the tool
+    would have finished, and nothing is left pending."""
+    import time
+
+    from codesign import proc
+
+    pid_file = tmp_path / "tool.pid"
+    ex = sweep._Ray(None, 1)
+    try:
+        ex.submit("p", proc.run, ["sh", "-c", f"echo $$ > {pid_file}; exec sleep 120"])
+        t0 = time.monotonic()
+        while not pid_file.is_file() or not pid_file.read_text().strip():
+            assert time.monotonic() - t0 < 120, "the Ray task never started its tool"
+            time.sleep(0.1)
+        pid = int(pid_file.read_text())
+        assert _alive(pid)
+        t0 = time.monotonic()
+        ex.cancel()
+        while _alive(pid) and time.monotonic() - t0 < 10:
+            time.sleep(0.1)
+        assert not _alive(pid), "the cancelled task's tool outlived it"
+        assert time.monotonic() - t0 < sweep._CANCEL_GRACE_S  # the interrupt, not the forced kill
+        assert not ex.pending()
+    finally:
+        ex.close()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2] != "Z"
