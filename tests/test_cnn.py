@@ -247,16 +247,26 @@ def test_keras_cnn_with_batch_normalization(tmp_path: Path) -> None:
     assert_verifies(rtl, design, arrays, tmp_path)
 
 
-def test_average_pooling_over_nine_taps_is_refused_by_name(tmp_path: Path) -> None:
+@pytest.mark.icarus
+def test_average_pooling_divides_by_any_tap_count_toward_zero(tmp_path: Path) -> None:
+    """hls4ml divides a window's sum by its tap count truncating toward zero: 3x3 windows over 9
+    taps, and a 'same' 3x3 window over signed inputs that counts 4, 6 or 9 taps (padding not
+    counted), both against the golden model on random and extreme codes (2-channel images)."""
+    from test_rtlgen import simulate_against_golden
+
     from codesign.fixedpoint import FixedType
 
-    t = FixedType(8, 2, signed=False)
-    geom = hwgraph.Geometry(3, 3, 1, 3, 3, 3, 3, 0, 0, 1, 1)
-    layer = hwgraph.Layer(name="avg_9", kind="pool", n_in=9, n_out=1, in_type=t, out_type=t,
-                          accum_type=FixedType(12, 6, signed=False), geometry=geom, pool_op="avg")
-    graph = hwgraph.Graph(t, 9, (layer,))
-    with pytest.raises(RtlGenError, match=r"layer avg_9: average pooling over 9 taps"):
-        rtlgen.generate(graph, tmp_path / "rtl")
+    u = FixedType(8, 2, signed=False)
+    nine = hwgraph.Layer(name="avg_9", kind="pool", n_in=18, n_out=2, in_type=u, out_type=u,
+                         accum_type=FixedType(12, 6, signed=False), geometry=hwgraph.Geometry(3, 3, 2, 3, 3, 3, 3, 0, 0, 1, 1),
+                         pool_op="avg")
+    s = FixedType(7, 2)
+    same = hwgraph.Layer(name="avg_same", kind="pool", n_in=50, n_out=50, in_type=s, out_type=FixedType(9, 3),
+                         accum_type=FixedType(14, 7), geometry=hwgraph.Geometry(5, 5, 2, 3, 3, 1, 1, 1, 1, 5, 5),
+                         pool_op="avg")
+    for layer, n_in in ((nine, 18), (same, 50)):
+        design = simulate_against_golden(tmp_path / layer.name, hwgraph.Graph(layer.in_type, n_in, (layer,)), n=300)
+        assert design["layers"][0]["kind"] == "pool"
 
 
 def test_resource_strategy_conv_is_refused_by_name(tmp_path: Path) -> None:

@@ -7,10 +7,11 @@ Every output (pixel, channel) reads its window straight from the flat channel-la
   ``pad_val`` constant. The maximum is then converted to accum_t and to result_t, as
   ``res = (res_T)(accum_t)max``.
 - **avg**: the exact window sum, converted to accum_t once, then divided by the tap count with
-  truncation toward zero (ap_fixed's ``/=`` by an integer) as an arithmetic shift; then result_t.
-  One conversion equals hls4ml's add-then-convert per tap when accum_t keeps every fractional bit
-  of the input and either wraps (modular) or saturates a sum of non-negative inputs (monotone);
-  other accum types, and tap counts that are not powers of two, are refused by name.
+  truncation toward zero (ap_fixed's ``/=`` by an integer: :func:`divide_toward_zero`, a biased
+  arithmetic shift for a power of two, a multiply by a rounded-up reciprocal otherwise); then
+  result_t. One conversion equals hls4ml's add-then-convert per tap when accum_t keeps every
+  fractional bit of the input and either wraps (modular) or saturates a sum of non-negative inputs
+  (monotone); other accum types are refused by name.
 
 Latency 1, II 1: the comparator/adder tree is a few LUT levels, registered at the output.
 """
@@ -32,11 +33,6 @@ def check(layer: Layer) -> None:
         return
     if layer.pool_op != "avg":
         raise RtlGenError(f"layer {layer.name}: pooling operation {layer.pool_op!r}; valid: max, avg")
-    counts = {len(t) if g.count_pad else int((t >= 0).sum()) for t in g.windows()}
-    bad = sorted(c for c in counts if c & (c - 1))
-    if bad:
-        raise RtlGenError(f"layer {layer.name}: average pooling over {bad[0]} taps; the RTL divides by powers of "
-                          f"two only (window {g.k_h}x{g.k_w}, padding counted: {g.count_pad})")
     if acc_t.frac < in_t.frac:
         raise RtlGenError(f"layer {layer.name}: accum type {acc_t} keeps {acc_t.frac} fractional bits but the "
                           f"input {in_t} has {in_t.frac}: hls4ml rounds after every add",
@@ -49,6 +45,39 @@ def check(layer: Layer) -> None:
         raise RtlGenError(f"layer {layer.name}: the window sum of signed inputs can overflow the saturating accum "
                           f"type {acc_t}; hls4ml saturates after every add, in order",
                           hint="widen the pooling layer's accum precision")
+
+
+def divide_toward_zero(m: Module, src: str, width: int, n: int, tag: str) -> tuple[str, int]:
+    """``src`` (signed, ``width`` bits) divided by the constant ``n`` >= 1, truncated toward zero:
+    the net's name and width. A power of two is an arithmetic shift of the value biased by
+    n - 1 when negative; any other n divides the magnitude as floor(x * M / 2^s) with
+    s = width + ceil(log2 n) and M = floor(2^s / n) + 1, exact for every x < 2^width
+    (Granlund and Montgomery, "Division by invariant integers using multiplication", 1994), then
+    restores the sign."""
+    if n == 1:
+        return src, width
+    if n & (n - 1) == 0:
+        k = n.bit_length() - 1
+        b = f"b{tag}"
+        m.wire(b, width + 1, f"{ext(src, width, width + 1)} + ({src}[{width - 1}] ? {const(n - 1, width + 1)} "
+                             f": {const(0, width + 1)})")
+        q = f"q{tag}"
+        m.wire(q, width + 1 - k, f"{b}[{width}:{k}]")
+        m.decls.append(f"wire unused_{b};")  # the remainder bits: dropped by design
+        m.assigns.append(f"assign unused_{b} = ^{b}[{k - 1}:0];")
+        return q, width + 1 - k
+    shift = width + (n - 1).bit_length()
+    mult = (1 << shift) // n + 1
+    pw = width + mult.bit_length()
+    mag, prod, qm, q = f"mag{tag}", f"pm{tag}", f"qm{tag}", f"q{tag}"
+    m.wire(mag, width, f"{src}[{width - 1}] ? (~{src} + {width}'d1) : {src}")  # |src| < 2^width, unsigned
+    m.wire(prod, pw, f"{{{{{pw - width}{{1'b0}}}}, {mag}}} * {pw}'d{mult}")
+    qw = pw - shift
+    m.wire(qm, qw, f"{prod}[{pw - 1}:{shift}]")
+    m.decls.append(f"wire unused_{prod};")  # the fraction of the scaled quotient: dropped by design
+    m.assigns.append(f"assign unused_{prod} = ^{prod}[{shift - 1}:0];")
+    m.wire(q, qw + 1, f"{src}[{width - 1}] ? (~{{1'b0, {qm}}} + {qw + 1}'d1) : {{1'b0, {qm}}}")
+    return q, qw + 1
 
 
 def _max(m: Module, a: Net, b: Net) -> Net:
@@ -97,20 +126,10 @@ def build(layer: Layer, module_name: str) -> tuple[Module, DenseCost]:
                 comparators += len(inside) - 1
                 count = len(taps) if g.count_pad else len(inside)
                 acc = cast_instance(m, f"acc{j}", root.name, root.width, in_t.frac, acc_t)
-                k = count.bit_length() - 1
                 wa = acc_t.width + 1  # signed view of the accum code
                 a_s = f"a{j}"
                 m.wire(a_s, wa, ("{" + f"{acc}[{acc_t.width - 1}], {acc}" + "}") if acc_t.signed else "{1'b0, " + acc + "}")
-                if k == 0:
-                    q = a_s
-                else:  # truncate toward zero: bias negative values by 2^k - 1 before the arithmetic shift
-                    q = f"q{j}"
-                    m.wire(f"b{j}", wa + 1, f"{ext(a_s, wa, wa + 1)} + ({a_s}[{wa - 1}] ? {const((1 << k) - 1, wa + 1)} : "
-                                            f"{const(0, wa + 1)})")
-                    m.wire(q, wa + 1 - k, f"b{j}[{wa}:{k}]")
-                    m.decls.append(f"wire unused_b{j};")  # the remainder bits: dropped by design
-                    m.assigns.append(f"assign unused_b{j} = ^b{j}[{k - 1}:0];")
-                    wa = wa + 1 - k
+                q, wa = divide_toward_zero(m, a_s, wa, count, str(j))
                 src = cast_instance(m, f"div{j}", q, wa, acc_t.frac, acc_t)
             y = cast_instance(m, f"res{j}", src, acc_t.width, acc_t.frac, layer.out_type, acc_t.signed)
             m.stages_extend(0)
@@ -143,9 +162,6 @@ def build_stream(layer: Layer, module_name: str) -> tuple[Module, DenseCost]:
     n, c = g.k_h * g.k_w, g.n_chan
     if layer.pool_op not in ("max", "avg"):
         raise RtlGenError(f"layer {layer.name}: pooling operation {layer.pool_op!r}; valid: max, avg")
-    if layer.pool_op == "avg" and n & (n - 1):
-        raise RtlGenError(f"layer {layer.name}: average pooling over {n} taps; the RTL divides by powers of two only "
-                          f"(window {g.k_h}x{g.k_w})")
     m = Module(module_name)
     ops = 0
 
@@ -172,15 +188,8 @@ def build_stream(layer: Layer, module_name: str) -> tuple[Module, DenseCost]:
             taps.append(_accum_net(m, code, acc_t, f"a{t}_{ch}"))
         root = reduce(taps)
         src, width = root.name, root.width
-        k = n.bit_length() - 1
-        if layer.pool_op == "avg" and k > 0:  # truncate toward zero: bias negatives by 2^k - 1, shift
-            b = f"b{ch}"
-            m.wire(b, width + 1, f"{ext(src, width, width + 1)} + ({src}[{width - 1}] ? {const((1 << k) - 1, width + 1)} "
-                                 f": {const(0, width + 1)})")
-            src, width = f"q{ch}", width + 1 - k
-            m.wire(src, width, f"{b}[{width + k - 1}:{k}]")
-            m.decls.append(f"wire unused_{b};")  # the remainder bits: dropped by design
-            m.assigns.append(f"assign unused_{b} = ^{b}[{k - 1}:0];")
+        if layer.pool_op == "avg":
+            src, width = divide_toward_zero(m, src, width, n, str(ch))
         y = cast_instance(m, f"res{ch}", src, width, acc_t.frac, layer.out_type)
         m.decls.append(f"reg [{layer.out_type.width - 1}:0] y{ch};")
         m.stages[0].append(f"y{ch} <= {y};")
