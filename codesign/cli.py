@@ -166,7 +166,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     spec = sweep.load_spec(args.sweep, out=args.out)
     rows = sweep.run_sweep(spec, address=args.address, executor="local" if args.local else "ray",
-                           num_cpus=args.workers, progress=lambda line: print(line, flush=True))
+                           num_cpus=args.workers, progress=lambda line: print(line, flush=True),
+                           worker_output=args.verbose > 0)
     failed = [r for r in rows if r.get("status") != "ok"]
     print(f"sweep: {len(rows) - len(failed)} points ok, {len(failed)} failed; results in {spec.out}")
     return 1 if failed else 0

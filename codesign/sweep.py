@@ -247,13 +247,13 @@ _CANCEL_GRACE_S = 5.0
 class _Ray:
     """Runs tasks as Ray remote functions (1 CPU each) on a local instance or a cluster."""
 
-    def __init__(self, address: str | None, num_cpus: int | None) -> None:
+    def __init__(self, address: str | None, num_cpus: int | None, worker_output: bool = True) -> None:
         import ray
 
         self.ray = ray
         self.started = False
         if not ray.is_initialized():
-            kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True,
+            kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": worker_output,
                                       "configure_logging": False}
             if address:
                 kwargs["address"] = address
@@ -304,7 +304,7 @@ def _call(fn: Callable[..., Any], *args: Any) -> Any:
 
 def run_sweep(spec: SweepSpec, *, point_fn: PointFn = flow_point, executor: str = "ray",
               address: str | None = None, num_cpus: int | None = None,
-              progress: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+              progress: Callable[[str], None] | None = None, worker_output: bool = True) -> list[dict[str, Any]]:
     """Run every point of the sweep (skipping finished ones) and write results and the report.
 
     Args:
@@ -314,6 +314,8 @@ def run_sweep(spec: SweepSpec, *, point_fn: PointFn = flow_point, executor: str 
         address: Ray cluster address; None starts a local Ray instance.
         num_cpus: CPUs of the local Ray instance (default: the machine's).
         progress: called with a one-line progress text after every finished task.
+        worker_output: show the Ray workers' output (TensorFlow's and the tools' noise) here; a
+            failed point's error is in its row either way.
 
     Returns:
         The results rows, one per point, in grid order.
@@ -330,7 +332,7 @@ def run_sweep(spec: SweepSpec, *, point_fn: PointFn = flow_point, executor: str 
     rows = [collect_row(p, None) for p in points]
     write_results(spec, rows)
     say = progress or (lambda text: log.info("%s", text))
-    ex: _Local | _Ray = _Local() if executor == "local" else _Ray(address, num_cpus)
+    ex: _Local | _Ray = _Local() if executor == "local" else _Ray(address, num_cpus, worker_output)
     try:
         for key, members in groups.items():
             ex.submit(("train", key), train_task, point_fn, members[0].cfg, _model_dir(spec.out, key))
