@@ -20,6 +20,7 @@ import logging
 import os
 import shlex
 import shutil
+import subprocess
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -108,10 +109,10 @@ class Simulator(abc.ABC):
         return []
 
     def cocotb_runner(self) -> Any:
-        """cocotb's runner for this simulator."""
+        """cocotb's runner for this simulator, its commands run through :mod:`codesign.proc`."""
         from cocotb_tools.runner import get_runner
 
-        return get_runner(self.runner_name)
+        return _tools_die_with_us(type(get_runner(self.runner_name)))()
 
     @abc.abstractmethod
     def compiled_bench(self, top_module: str, sources: Sequence[Path], parameters: Mapping[str, Any],
@@ -197,14 +198,34 @@ class Icarus(Simulator):
         return build_dir / f"{toplevel}.fst"  # cocotb's Icarus runner adds a dump module writing it there
 
 
+def _tools_die_with_us(runner_class: type) -> type:
+    """A cocotb runner class whose build and simulation commands run through :func:`codesign.proc.run`:
+    in their own process group, killed when anything interrupts the wait. cocotb runs them with
+    ``subprocess.run`` in our process group, so a SIGTERM sent to our pid alone, or a Ray task's
+    cancellation, would leave make, the compiler or the simulator running."""
+
+    class OwnGroupRunner(runner_class):  # type: ignore[misc, valid-type]
+        def _execute_cmds(self, cmds: Sequence[Sequence[str]], cwd: Any, stdout: Any = None) -> None:
+            for cmd in cmds:
+                self.log.info("Running command %s in directory %s", shlex.join(cmd), cwd)
+                result = proc_run(list(cmd), cwd=cwd, env=self.env, stdout=stdout,
+                                  stderr=None if stdout is None else subprocess.STDOUT)
+                if result.returncode != 0:
+                    raise RuntimeError(f"Command failed with return code: {result.returncode}")
+
+    OwnGroupRunner.__name__ = OwnGroupRunner.__qualname__ = f"OwnGroup{runner_class.__name__}"
+    return OwnGroupRunner
+
+
 def _cocotb_verilator_runner() -> Any:
-    """cocotb's Verilator runner, building with only the top module's signals public: cocotb's
-    ``--public-flat-rw`` makes every signal of every module public, which keeps Verilator from
-    optimising them away and multiplies the C++ to compile; the testbench drives and reads the top's
-    ports and its layer probes (wires of the top) only. ``--public-depth 1`` keeps those."""
+    """cocotb's Verilator runner (:func:`_tools_die_with_us`), building with only the top module's
+    signals public: cocotb's ``--public-flat-rw`` makes every signal of every module public, which
+    keeps Verilator from optimising them away and multiplies the C++ to compile; the testbench
+    drives and reads the top's ports and its layer probes (wires of the top) only.
+    ``--public-depth 1`` keeps those."""
     from cocotb_tools.runner import Verilator as CocotbVerilator
 
-    class TopPublicVerilator(CocotbVerilator):  # type: ignore[misc]
+    class TopPublicVerilator(_tools_die_with_us(CocotbVerilator)):  # type: ignore[misc]
         def _build_command(self) -> Any:
             cmds = super()._build_command()
             cmds[0] = [a for a in cmds[0] if a != "--public-flat-rw"] + ["--public-depth", "1"]
