@@ -167,6 +167,10 @@ class SynthConfig:
     family: str = "xcup"
     #: Map multipliers to LUTs (-nodsp).
     nodsp: bool = False
+    #: Also synthesize keeping the hierarchy: LUT/FF/CARRY/DSP/BRAM per layer (a second Yosys run).
+    per_layer: bool = True
+    #: Also estimate an ASIC: Yosys generic gates, NAND2-equivalent area, per layer (a third run).
+    asic: bool = True
 
 
 @dataclass(frozen=True)

@@ -164,7 +164,9 @@ def build_summary(run_dir: Path) -> dict[str, Any]:
     if syn is not None:
         resources = {k: syn.get(k) for k in ("LUT", "FF", "CARRY", "DSP", "BRAM", "LUTRAM", "SRL")}
         resources.update(family=syn.get("family"), nodsp=syn.get("nodsp"), yosys_version=syn.get("yosys_version"),
-                         wall_seconds=syn.get("wall_seconds"), note=syn.get("note", SYNTH_NOTE))
+                         wall_seconds=syn.get("wall_seconds"), note=syn.get("note", SYNTH_NOTE),
+                         per_layer=syn.get("per_layer"), hierarchy_total=syn.get("hierarchy_total"),
+                         asic=syn.get("asic"))
     return {
         "run": run_dir.name,
         "stages": {s: ("done" if res[s] is not None else NOT_RUN) for s in STAGE_LABELS},
@@ -288,6 +290,7 @@ def _context(summary: dict[str, Any], plot_list: list[dict[str, str]], notes: li
         f"Yosys synth_xilinx -family {r['family']}{' -nodsp' if r['nodsp'] else ''} ({r['yosys_version']}), "
         f"{fmt(r['wall_seconds'], 3)} s",
         "resources_note": (r or {}).get("note") or SYNTH_NOTE,
+        **_layer_resources(r),
         "softmax": ("unknown (rtl and convert not run)" if sm is None else
                     "yes: the outputs are the logits (argmax unchanged)" if sm else "no"),
         "layer_columns": [label for _, label in LAYER_COLUMNS],
@@ -295,6 +298,37 @@ def _context(summary: dict[str, Any], plot_list: list[dict[str, str]], notes: li
         "plots": [dict(p, b64=plots.png_base64(report_dir / p["file"]) if embed else "") for p in plot_list],
         "notes": notes,
     }
+
+
+#: columns of the per-layer resource table: (resources.json key, heading)
+LAYER_RESOURCE_COLUMNS = (("LUT", "LUT"), ("FF", "FF"), ("CARRY", "CARRY"), ("DSP", "DSP"), ("BRAM", "BRAM"),
+                          ("LUTRAM", "LUTRAM"), ("SRL", "SRL"))
+
+
+def _layer_resources(r: dict[str, Any] | None) -> dict[str, Any]:
+    """The per-layer FPGA table (with the hierarchy's sum against the flattened total) and the ASIC
+    estimate's table, when the synth stage measured them."""
+    out: dict[str, Any] = {"layer_resources": None, "layer_resources_note": "", "asic": None, "asic_note": ""}
+    if not r:
+        return out
+    if r.get("per_layer"):
+        rows = [[row["name"], *(fmt(row.get(k)) for k, _ in LAYER_RESOURCE_COLUMNS)] for row in r["per_layer"]]
+        h = r.get("hierarchy_total") or {}
+        rows.append(["sum (hierarchical synthesis)", *(fmt(h.get(k)) for k, _ in LAYER_RESOURCE_COLUMNS)])
+        out["layer_resources"] = {"columns": ["layer", *(c for _, c in LAYER_RESOURCE_COLUMNS)], "rows": rows}
+        vs = [f"{k} {h[f'{k}_vs_flat'] * 100:+.1f} %" for k in ("LUT", "FF") if h.get(f"{k}_vs_flat") is not None]
+        out["layer_resources_note"] = ("Each module synthesized on its own (the hierarchy kept); the sum against "
+                                       "the flattened totals above: " + ", ".join(vs) + "." if vs else "")
+    a = r.get("asic")
+    if a:
+        def area(v: Any) -> str:
+            return "-" if v is None else f"{round(float(v)):,}"
+
+        rows = [[row["name"], fmt(row["gates"]), fmt(row["flip_flops"]), area(row["nand2_eq"])] for row in a["per_layer"]]
+        rows.append(["total", fmt(a["gates"]), fmt(a["flip_flops"]), area(a["nand2_eq"])])
+        out["asic"] = {"columns": ["layer", "gates", "flip-flops", "NAND2-equivalent area"], "rows": rows}
+        out["asic_note"] = str(a.get("note", ""))
+    return out
 
 
 def _port(p: Any) -> str:

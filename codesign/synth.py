@@ -169,17 +169,121 @@ def parse_stat_json(text: str, top: str | None = None) -> dict[str, Any]:
     return summarize_cells(_cells_of(stat, top))
 
 
-def _script(rtl_dir: Path, top: str, files: Sequence[str], family: str, nodsp: bool, stat_path: Path) -> str:
+def module_cells(text: str) -> dict[str, dict[str, int]]:
+    """Each module's own cell histogram from the ``stat -json`` of a design that keeps its hierarchy
+    (a submodule instance is a cell whose type is the submodule's name). Yosys 0.23 writes the
+    hierarchy-wide "design" section of such a design with a text tree inside the JSON, so only the
+    "modules" object is decoded."""
+    at = text.find('"modules":')
+    start = text.find("{", at) if at >= 0 else -1
+    if start < 0:
+        raise ValueError("stat -json output has no 'modules'")
+    modules, _ = json.JSONDecoder().raw_decode(text, start)  # the modules object alone, text after it ignored
+    if not isinstance(modules, Mapping):
+        raise ValueError("stat -json output's 'modules' is not an object")
+    out: dict[str, dict[str, int]] = {}
+    for name, entry in modules.items():
+        h = entry.get("num_cells_by_type", entry.get("cells_by_type", {})) if isinstance(entry, Mapping) else {}
+        out[str(name).lstrip("\\")] = {str(k).lstrip("\\"): int(v) for k, v in h.items()}
+    return out
+
+
+def rollup(modules: Mapping[str, Mapping[str, int]]) -> dict[str, dict[str, int]]:
+    """Each module's cells including everything it instantiates, at any depth."""
+    memo: dict[str, dict[str, int]] = {}
+
+    def total(name: str) -> dict[str, int]:
+        if name not in memo:
+            acc: dict[str, int] = {}
+            for cell, n in modules[name].items():
+                for prim, k in (total(cell).items() if cell in modules else ((cell, 1),)):
+                    acc[prim] = acc.get(prim, 0) + n * k
+            memo[name] = acc
+        return memo[name]
+
+    return {name: total(name) for name in modules}
+
+
+#: NAND2-equivalent area of Yosys' generic gates (``abc -g`` below, ``$_DFF*`` flip-flops), a typical
+#: standard-cell ratio table (NAND2 = 1): an estimate to compare designs without a PDK, not a
+#: library's figures. Flip-flops with a reset or enable count as one flip-flop plus a 2:1 mux.
+NAND2_EQ = {"$_NOT_": 0.67, "$_BUF_": 1.0, "$_NAND_": 1.0, "$_NOR_": 1.0, "$_AND_": 1.33, "$_OR_": 1.33,
+            "$_ANDNOT_": 1.33, "$_ORNOT_": 1.33, "$_XOR_": 2.33, "$_XNOR_": 2.33, "$_MUX_": 2.33}
+DFF_NAND2_EQ = 4.67
+ASIC_GATES = "AND,NAND,OR,NOR,XOR,XNOR,ANDNOT,ORNOT,MUX"
+ASIC_NOTE = ("ASIC estimate without a PDK: Yosys generic synthesis (synth, abc -g " + ASIC_GATES + ") and a "
+             "NAND2-equivalent area table (codesign.synth.NAND2_EQ); for comparing designs, not for sign-off.")
+
+
+def asic_area(cells: Mapping[str, int]) -> dict[str, Any]:
+    """Gate and flip-flop counts and NAND2-equivalent area of a generic-gate histogram."""
+    ffs = sum(n for c, n in cells.items() if c.startswith(("$_DFF", "$_SDFF", "$_DFFE", "$_SDFFE", "$_SDFFCE",
+                                                            "$_ALDFF", "$_DLATCH")))
+    plain = sum(n for c, n in cells.items() if c in ("$_DFF_P_", "$_DFF_N_"))
+    gates = sum(n for c, n in cells.items() if c in NAND2_EQ)
+    unknown = sorted(c for c in cells if c not in NAND2_EQ and not c.startswith(("$_DFF", "$_SDFF", "$_ALDFF",
+                                                                                  "$_DLATCH")))
+    area = sum(NAND2_EQ[c] * n for c, n in cells.items() if c in NAND2_EQ)
+    area += plain * DFF_NAND2_EQ + (ffs - plain) * (DFF_NAND2_EQ + NAND2_EQ["$_MUX_"])
+    return {"gates": gates, "flip_flops": ffs, "nand2_eq": round(area, 1), "other_cells": unknown}
+
+
+def _reads(rtl_dir: Path, files: Sequence[str]) -> list[str]:
     lines = []
     for f in files:
         path = (rtl_dir / f).resolve()
         sv = " -sv" if path.suffix == ".sv" else ""
         lines.append(f"read_verilog{sv} -I {_q(rtl_dir.resolve())} {_q(path)}")
+    return lines
+
+
+def _script(rtl_dir: Path, top: str, files: Sequence[str], family: str, nodsp: bool, stat_path: Path) -> str:
     # -flatten: whole-design optimisation (as the da4ml comparison in issue 9 uses), and Yosys 0.23's
     # `stat -json` writes invalid JSON for a hierarchy (its "design" section comes out as text).
     synth = f"synth_xilinx -family {family} -flatten -noiopad -top {top}" + (" -nodsp" if nodsp else "")
-    lines += [synth, f"tee -q -o {_q(stat_path)} stat -json", ""]
-    return "\n".join(lines)
+    return "\n".join(_reads(rtl_dir, files) + [synth, f"tee -q -o {_q(stat_path)} stat -json", ""])
+
+
+def _hier_script(rtl_dir: Path, top: str, files: Sequence[str], family: str, nodsp: bool, stat_path: Path) -> str:
+    """synth_xilinx keeping the module hierarchy: every layer's module mapped on its own."""
+    synth = f"synth_xilinx -family {family} -noiopad -top {top}" + (" -nodsp" if nodsp else "")
+    return "\n".join(_reads(rtl_dir, files) + [synth, f"tee -q -o {_q(stat_path)} stat -json", ""])
+
+
+def _asic_script(rtl_dir: Path, top: str, files: Sequence[str], stat_path: Path) -> str:
+    """Generic synthesis to simple gates and flip-flops, keeping the hierarchy."""
+    return "\n".join(_reads(rtl_dir, files) + [f"synth -top {top}", f"abc -g {ASIC_GATES}", "opt_clean",
+                                                f"tee -q -o {_q(stat_path)} stat -json", ""])
+
+
+def per_layer(design: Mapping[str, Any], totals: Mapping[str, Mapping[str, int]],
+              measure: Any) -> list[dict[str, Any]]:
+    """One row per layer of design.json (its modules' cells summed), one per stream FIFO and one for
+    the top's own glue (pacing, wiring), each ``measure(cells)``; they sum to the hierarchy's total."""
+    top = str(design["top"])
+    rows = []
+    for lay in design.get("layers", []):
+        mods = list(lay.get("modules") or [lay["module"]])
+        cells: dict[str, int] = {}
+        for mod in mods:
+            for c, n in totals.get(mod, {}).items():
+                cells[c] = cells.get(c, 0) + n
+        rows.append({"name": lay["name"], "kind": lay.get("kind", ""), "modules": mods, **measure(cells)})
+    stream = design.get("stream") if isinstance(design.get("stream"), Mapping) else {}
+    fifos = stream.get("fifos") if isinstance(stream.get("fifos"), list) else []
+    for f in fifos:
+        rows.append({"name": f"FIFO before {f['layer']}", "kind": "fifo", "modules": [f["module"]],
+                     **measure(dict(totals.get(f["module"], {})))})
+    own = {c: n for c, n in totals.get(top, {}).items()}
+    listed = {m for r in rows for m in r["modules"]}
+    # the top's cells minus its children's: what the top itself holds
+    glue: dict[str, int] = dict(own)
+    for mod in listed:
+        for c, n in totals.get(mod, {}).items():
+            glue[c] = glue.get(c, 0) - n
+    rows.append({"name": "top (glue)", "kind": "top", "modules": [top],
+                 **measure({c: n for c, n in glue.items() if n > 0})})
+    return rows
 
 
 def _q(p: Path | str) -> str:
@@ -190,7 +294,8 @@ def _q(p: Path | str) -> str:
 
 
 def synthesize(rtl_dir: Path, top: str, files: Sequence[str], out_dir: Path, family: str = "xcup",
-               nodsp: bool = False, timeout: float | None = None) -> dict[str, Any]:
+               nodsp: bool = False, timeout: float | None = None, hierarchy: bool = False,
+               asic: bool = False) -> dict[str, Any]:
     """Synthesize ``files`` (relative to rtl_dir) with ``synth_xilinx`` and count resources.
 
     Args:
@@ -200,11 +305,16 @@ def synthesize(rtl_dir: Path, top: str, files: Sequence[str], out_dir: Path, fam
         out_dir: gets synth.ys, yosys.log and stat.json.
         family: synth_xilinx -family (xcup: UltraScale+).
         nodsp: map multipliers to LUTs instead of DSP blocks.
-        timeout: seconds before Yosys is stopped (None: no limit).
+        timeout: seconds before Yosys is stopped (None: no limit), per run.
+        hierarchy: also synthesize keeping the module hierarchy (synth_hier.ys, stat_hier.json):
+            ``modules`` gets each module's cells with everything it instantiates.
+        asic: also run generic synthesis to simple gates (synth_asic.ys, stat_asic.json):
+            ``asic_modules`` likewise, in Yosys' generic cells (:func:`asic_area` measures them).
 
     Returns:
         {"LUT", "FF", "LATCH", "CARRY", "DSP", "BRAM", "LUTRAM", "SRL", "cells", "top", "family",
-        "nodsp", "yosys_version", "wall_seconds", "note"}.
+        "nodsp", "yosys_version", "wall_seconds", "note"}, plus "modules" / "asic_modules" and their
+        "hierarchy_seconds" / "asic_seconds" when asked.
 
     Raises:
         ConfigError: unknown family or no files.
@@ -236,7 +346,53 @@ def synthesize(rtl_dir: Path, top: str, files: Sequence[str], out_dir: Path, fam
         raise ToolError("yosys", 0, log_path, f"could not parse {stat_path}: {e}") from e
     res.update(top=top, family=family, nodsp=nodsp, yosys_version=yosys.version_text,
                wall_seconds=round(wall, 3), note=NOTE)
+    extra = [("hierarchy", "hier", _hier_script(rtl_dir, top, files, family, nodsp, (out_dir / "stat_hier.json").resolve()),
+              "modules")] if hierarchy else []
+    if asic:
+        extra.append(("asic", "asic", _asic_script(rtl_dir, top, files, (out_dir / "stat_asic.json").resolve()),
+                      "asic_modules"))
+    for what, tag, text, key in extra:
+        script, log_path, stat = out_dir / f"synth_{tag}.ys", out_dir / f"yosys_{tag}.log", out_dir / f"stat_{tag}.json"
+        script.write_text(text)
+        t0 = time.monotonic()
+        yosys.run_script(script.resolve(), log_path.resolve(), cwd=out_dir, timeout=timeout)
+        res[f"{what}_seconds"] = round(time.monotonic() - t0, 3)
+        try:
+            res[key] = rollup(module_cells(stat.read_text()))
+        except (OSError, ValueError, KeyError) as e:
+            raise ToolError("yosys", 0, log_path, f"could not read the per-module counts in {stat}: {e}") from e
+        if top not in res[key]:
+            raise ToolError("yosys", 0, log_path, f"{stat} has no module {top!r}")
     return res
+
+
+#: the resource columns of a per-layer row
+LAYER_COLUMNS = ("LUT", "FF", "CARRY", "DSP", "BRAM", "LUTRAM", "SRL")
+
+
+def _fpga_measure(cells: Mapping[str, int]) -> dict[str, Any]:
+    s = summarize_cells(cells)
+    return {k: s[k] for k in LAYER_COLUMNS}
+
+
+def _layer_breakdown(design: Mapping[str, Any], res: Mapping[str, Any]) -> dict[str, Any]:
+    """resources.json's per-layer FPGA rows (and their sum against the flattened total) and the ASIC
+    estimate, from the hierarchical runs :func:`synthesize` made."""
+    out: dict[str, Any] = {}
+    top = str(design["top"])
+    if "modules" in res:
+        rows = per_layer(design, res["modules"], _fpga_measure)
+        total = _fpga_measure(res["modules"][top])
+        out["per_layer"] = rows
+        out["hierarchy_total"] = {
+            **total, "note": "the hierarchical synthesis (each module mapped on its own) the rows sum to; "
+                             "the headline figures are the flattened synthesis, optimised across modules",
+            "LUT_vs_flat": round(total["LUT"] / res["LUT"] - 1, 4) if res.get("LUT") else None,
+            "FF_vs_flat": round(total["FF"] / res["FF"] - 1, 4) if res.get("FF") else None}
+    if "asic_modules" in res:
+        out["asic"] = {**asic_area(res["asic_modules"][top]), "per_layer": per_layer(design, res["asic_modules"], asic_area),
+                       "note": ASIC_NOTE}
+    return out
 
 
 def run(cfg: Any, run_dir: Path) -> dict[str, Any]:
@@ -254,7 +410,8 @@ def run(cfg: Any, run_dir: Path) -> dict[str, Any]:
     failed = run_dir / "synth.failed"
     with rundir.stage_dir(run_dir, "synth") as tmp:
         try:
-            res = synthesize(rtl_dir, top, files, tmp, family=family, nodsp=nodsp)
+            res = synthesize(rtl_dir, top, files, tmp, family=family, nodsp=nodsp, hierarchy=cfg.synth.per_layer,
+                             asic=cfg.synth.asic)
         except ToolError as e:
             if failed.exists():
                 shutil.rmtree(failed)
@@ -267,11 +424,13 @@ def run(cfg: Any, run_dir: Path) -> dict[str, Any]:
         resources = {k: res[k] for k in ("LUT", "FF", "LATCH", "CARRY", "DSP", "BRAM", "LUTRAM", "SRL",
                                          "cells")}
         resources["note"] = NOTE
+        resources.update(_layer_breakdown(design, res))
         rundir.write_json(tmp / "resources.json", resources)
-        result = dict(res)
+        result = {k: v for k, v in res.items() if k not in ("modules", "asic_modules")}
         result["rtl_fingerprint"] = rundir.fingerprint(rtl_dir / design_io.FILE, *[rtl_dir / f for f in files])
         result["files"] = {"script": "synth.ys", "log": "yosys.log", "stat": "stat.json",
                            "resources": "resources.json"}
+        result.update({k: resources[k] for k in ("per_layer", "hierarchy_total", "asic") if k in resources})
         rundir.write_json(tmp / "result.json", result)
     if failed.exists():
         shutil.rmtree(failed)

@@ -74,7 +74,21 @@ def full_run(tmp_path: Path) -> tuple[Path, dict[str, np.ndarray]]:
                               "cycles": 30111, "wall_seconds": 3.2})
     _write_stage(run, "synth", {"LUT": 4321, "FF": 987, "CARRY": 55, "DSP": 3, "BRAM": 0.0, "LUTRAM": 0, "SRL": 0,
                                 "family": "xcup", "nodsp": False, "yosys_version": "Yosys 0.23",
-                                "wall_seconds": 12.5, "note": "Yosys estimates, not vendor P&R"})
+                                "wall_seconds": 12.5, "note": "Yosys estimates, not vendor P&R",
+                                "per_layer": [
+                                    {"name": "dense_0", "LUT": 3001, "FF": 601, "CARRY": 40, "DSP": 3, "BRAM": 0,
+                                     "LUTRAM": 0, "SRL": 0},
+                                    {"name": "relu_0", "LUT": 17, "FF": 0, "CARRY": 0, "DSP": 0, "BRAM": 0,
+                                     "LUTRAM": 0, "SRL": 0},
+                                    {"name": "dense_1", "LUT": 1299, "FF": 380, "CARRY": 15, "DSP": 0, "BRAM": 0,
+                                     "LUTRAM": 0, "SRL": 0}],
+                                "hierarchy_total": {"LUT": 4317, "FF": 981, "CARRY": 55, "DSP": 3, "BRAM": 0,
+                                                    "LUTRAM": 0, "SRL": 0, "LUT_vs_flat": -0.0009,
+                                                    "FF_vs_flat": -0.0061},
+                                "asic": {"gates": 23456, "flip_flops": 981, "nand2_eq": 51234.5,
+                                         "note": "ASIC estimate without a PDK",
+                                         "per_layer": [{"name": "dense_0", "gates": 16001, "flip_flops": 601,
+                                                        "nand2_eq": 34000.1}]}})
     return run, codes
 
 
@@ -95,7 +109,9 @@ def test_full_report_numbers_and_plots(full_run: tuple[Path, dict[str, np.ndarra
     for text in (html, md):
         for needle in ("97.12 %", "96.54 %", "95.99 %", "4321", "987", "10037", "43.21 %", "digits_top",
                        "PASSED", "Yosys estimates, not vendor P&amp;R" if text is html else "Yosys estimates",
-                       "yes: the outputs are the logits"):
+                       "yes: the outputs are the logits", "Resources per layer", "3001", "1299",
+                       "sum (hierarchical synthesis)", "LUT -0.1 %", "ASIC estimate", "51,234", "34,000",
+                       "without a PDK"):
             assert needle in text, needle
         assert "not run" not in text
     assert summary["accuracy"] == {"qkeras": 0.9712, "csim": 0.9654, "rtl": 0.9599}

@@ -125,3 +125,33 @@ def test_stage_failure_keeps_log_but_no_stage(tmp_path: Path) -> None:
         synth.run(Config(), run)
     assert ei.value.log_path == run / "synth.failed" / "yosys.log" and ei.value.log_path.is_file()
     assert not (run / "synth").exists()
+
+
+@pytest.mark.yosys
+def test_per_layer_rows_sum_to_the_hierarchy_and_asic_estimate(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    _fake_rtl(run, "two_layers", ["two_layers.v"])
+    layers = [{"name": "count", "kind": "dense", "module": "layer_count"},
+              {"name": "scale", "kind": "dense", "module": "layer_scale"}]
+    rundir.write_json(run / "rtl" / "design.json", {"top": "two_layers", "files": ["two_layers.v"], "layers": layers})
+    synth.run(Config(), run)
+    res = rundir.read_json(run / "synth" / "resources.json")
+    rows = {r["name"]: r for r in res["per_layer"]}
+    assert list(rows) == ["count", "scale", "top (glue)"]
+    assert rows["count"]["FF"] == 12 and rows["scale"]["FF"] == 16 and rows["top (glue)"]["FF"] == 16
+    hier = res["hierarchy_total"]
+    for k in synth.LAYER_COLUMNS:
+        assert sum(r[k] for r in rows.values()) == hier[k], k
+    assert abs(hier["LUT"] - res["LUT"]) <= 0.1 * res["LUT"] and hier["FF"] == res["FF"] == 44
+    asic = res["asic"]
+    assert asic["flip_flops"] == 44 and asic["gates"] > 0 and not asic["other_cells"]
+    assert [r["flip_flops"] for r in asic["per_layer"]] == [12, 16, 16]
+    assert sum(r["nand2_eq"] for r in asic["per_layer"]) == pytest.approx(asic["nand2_eq"], abs=0.5)
+    assert "without a PDK" in asic["note"]
+
+
+def test_nand2_area_counts_gates_and_flip_flops() -> None:
+    a = synth.asic_area({"$_NAND_": 4, "$_XOR_": 2, "$_DFF_P_": 3, "$_SDFFE_PP0P_": 1})
+    assert a["gates"] == 6 and a["flip_flops"] == 4
+    assert a["nand2_eq"] == pytest.approx(4 * 1.0 + 2 * 2.33 + 3 * synth.DFF_NAND2_EQ
+                                          + synth.DFF_NAND2_EQ + synth.NAND2_EQ["$_MUX_"], abs=0.05)
