@@ -1,4 +1,5 @@
-"""A fast subset of the random-model campaign (codesign.tools.fuzz): 20 small random QKeras MLPs, 6 CNNs.
+"""A fast subset of the random-model campaign (codesign.tools.fuzz): 20 small random QKeras MLPs, 6 CNNs
+(the streaming CNNs: tests/test_fuzz_stream.py).
 
 All 20 go through convert -> golden == C-sim -> rtl (or a clear refusal) -> lint; the first
 SIMULATED non-refused cases are simulated, alternating Icarus and Verilator, with 0 mismatches and
@@ -107,21 +108,3 @@ def test_random_cnns_are_bit_exact_or_refused_by_name(cnn_results: list[fuzz.Cas
     assert len(passed) >= CNN_CASES - 2 and all(r.simulators for r in passed)
     refused = [r for r in cnn_results if r.status == "refused"]
     assert all(r.detail.startswith("layer ") for r in refused)
-
-
-STREAM_SEED = 5
-STREAM_CASES = 4
-
-
-@pytest.mark.slow
-@pytest.mark.hls4ml
-@pytest.mark.verilator
-@pytest.mark.icarus
-def test_random_streaming_cnns_are_bit_exact(tmp_path: Path) -> None:
-    """--family cnn-stream: random io_stream geometries (larger images, stream pooling, per-layer RFs)."""
-    results = [fuzz.run_case(fuzz.family_case("cnn-stream", STREAM_SEED, i), tmp_path / f"s{i}", vectors=100)
-               for i in range(STREAM_CASES)]
-    bad = [r.line() for r in results if r.status != "passed"]
-    assert not bad, "\n".join(bad)
-    assert all(r.golden_mismatches == 0 and r.simulators for r in results)
-    assert all(r.spec.stream for r in results)
