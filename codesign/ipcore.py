@@ -231,7 +231,7 @@ def _fmt(v: Any) -> str:
 def _measured(run_dir: Path | None, design_path: Path) -> dict[str, Any]:
     """Resources and accuracy figures of the run, each with the file it came from."""
     out: dict[str, Any] = {"resources": None, "synth_family": None, "resources_note": "", "accuracy": [],
-                           "layer_resources": None, "asic": None}
+                           "layer_resources": None, "asic": None, "timing": None}
     if run_dir is None:
         return out
     design_fp = rundir.fingerprint(design_path)
@@ -244,6 +244,7 @@ def _measured(run_dir: Path | None, design_path: Path) -> dict[str, Any]:
         if res.get("per_layer"):
             out["layer_resources"] = [*res["per_layer"], {"name": "sum", **(res.get("hierarchy_total") or {})}]
         out["asic"] = res.get("asic")
+        out["timing"] = res.get("timing")
         synth_res = run_dir / "synth" / "result.json"
         if synth_res.is_file():
             sr = rundir.read_json(synth_res)

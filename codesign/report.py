@@ -166,7 +166,7 @@ def build_summary(run_dir: Path) -> dict[str, Any]:
         resources.update(family=syn.get("family"), nodsp=syn.get("nodsp"), yosys_version=syn.get("yosys_version"),
                          wall_seconds=syn.get("wall_seconds"), note=syn.get("note", SYNTH_NOTE),
                          per_layer=syn.get("per_layer"), hierarchy_total=syn.get("hierarchy_total"),
-                         asic=syn.get("asic"))
+                         asic=syn.get("asic"), timing=syn.get("timing"))
     return {
         "run": run_dir.name,
         "stages": {s: ("done" if res[s] is not None else NOT_RUN) for s in STAGE_LABELS},
@@ -308,7 +308,8 @@ LAYER_RESOURCE_COLUMNS = (("LUT", "LUT"), ("FF", "FF"), ("CARRY", "CARRY"), ("DS
 def _layer_resources(r: dict[str, Any] | None) -> dict[str, Any]:
     """The per-layer FPGA table (with the hierarchy's sum against the flattened total) and the ASIC
     estimate's table, when the synth stage measured them."""
-    out: dict[str, Any] = {"layer_resources": None, "layer_resources_note": "", "asic": None, "asic_note": ""}
+    out: dict[str, Any] = {"layer_resources": None, "layer_resources_note": "", "asic": None, "asic_note": "",
+                           "timing": None, "timing_note": ""}
     if not r:
         return out
     if r.get("per_layer"):
@@ -319,6 +320,17 @@ def _layer_resources(r: dict[str, Any] | None) -> dict[str, Any]:
         vs = [f"{k} {h[f'{k}_vs_flat'] * 100:+.1f} %" for k in ("LUT", "FF") if h.get(f"{k}_vs_flat") is not None]
         out["layer_resources_note"] = ("Each module synthesized on its own (the hierarchy kept); the sum against "
                                        "the flattened totals above: " + ", ".join(vs) + "." if vs else "")
+    t = r.get("timing")
+    if t:
+        met = {True: "met", False: "NOT met", None: "no clock given"}[t.get("met")]
+        rows = [[row["name"], fmt(row["critical_path_ns"]), fmt(row["lut_levels"]), fmt(row["carry_cells"]),
+                 fmt(row["fmax_mhz"])] for row in t.get("per_layer", [])]
+        rows.append(["whole design (flattened)", fmt(t["critical_path_ns"]), fmt(t["lut_levels"]),
+                     fmt(t["carry_cells"]), fmt(t["fmax_mhz"])])
+        out["timing"] = {"columns": ["layer", "critical path (ns)", "LUT levels", "carry cells", "Fmax (MHz)"],
+                         "rows": rows}
+        out["timing_note"] = (f"Estimated Fmax {fmt(t['fmax_mhz'])} MHz: hls.clock_period_ns "
+                              f"{fmt(t.get('clock_period_ns'))} ns {met}. {t.get('model', '')}; not a timing sign-off.")
     a = r.get("asic")
     if a:
         def area(v: Any) -> str:

@@ -29,6 +29,8 @@ from codesign.proc import run as proc_run
 
 log = logging.getLogger(__name__)
 
+#: the mapped netlists the timing estimate reads (deleted once read: tens of MB for a large design)
+NETLIST, NETLIST_HIER = "netlist.json", "netlist_hier.json"
 #: synth_xilinx -family values accepted by Yosys 0.23 and newer.
 FAMILIES = ("xcup", "xcu", "xc7", "xc6v", "xc6s", "xc5v", "xc4v", "xc3se", "xc3sa", "xc3sda", "xc3s",
             "xc2vp", "xc2v", "xcve", "xcv")
@@ -228,6 +230,18 @@ def asic_area(cells: Mapping[str, int]) -> dict[str, Any]:
     return {"gates": gates, "flip_flops": ffs, "nand2_eq": round(area, 1), "other_cells": unknown}
 
 
+def _timing(netlist: Path, modules: list[str] | None) -> dict[str, dict[str, Any]]:
+    """The timing estimate (:mod:`codesign.timing`) of the netlist's modules; the netlist is deleted."""
+    from codesign import timing
+
+    try:
+        return timing.estimate(netlist, modules)
+    except (OSError, ValueError) as e:
+        raise ToolError("yosys", 0, netlist, f"could not read the mapped netlist {netlist}: {e}") from e
+    finally:
+        netlist.unlink(missing_ok=True)
+
+
 def _reads(rtl_dir: Path, files: Sequence[str]) -> list[str]:
     lines = []
     for f in files:
@@ -241,13 +255,17 @@ def _script(rtl_dir: Path, top: str, files: Sequence[str], family: str, nodsp: b
     # -flatten: whole-design optimisation (as the da4ml comparison in issue 9 uses), and Yosys 0.23's
     # `stat -json` writes invalid JSON for a hierarchy (its "design" section comes out as text).
     synth = f"synth_xilinx -family {family} -flatten -noiopad -top {top}" + (" -nodsp" if nodsp else "")
-    return "\n".join(_reads(rtl_dir, files) + [synth, f"tee -q -o {_q(stat_path)} stat -json", ""])
+    netlist = stat_path.parent / NETLIST
+    return "\n".join(_reads(rtl_dir, files) + [synth, f"tee -q -o {_q(stat_path)} stat -json",
+                                                f"write_json {_q(netlist)}", ""])
 
 
 def _hier_script(rtl_dir: Path, top: str, files: Sequence[str], family: str, nodsp: bool, stat_path: Path) -> str:
     """synth_xilinx keeping the module hierarchy: every layer's module mapped on its own."""
     synth = f"synth_xilinx -family {family} -noiopad -top {top}" + (" -nodsp" if nodsp else "")
-    return "\n".join(_reads(rtl_dir, files) + [synth, f"tee -q -o {_q(stat_path)} stat -json", ""])
+    netlist = stat_path.parent / NETLIST_HIER
+    return "\n".join(_reads(rtl_dir, files) + [synth, f"tee -q -o {_q(stat_path)} stat -json",
+                                                f"write_json {_q(netlist)}", ""])
 
 
 def _asic_script(rtl_dir: Path, top: str, files: Sequence[str], stat_path: Path) -> str:
@@ -346,6 +364,7 @@ def synthesize(rtl_dir: Path, top: str, files: Sequence[str], out_dir: Path, fam
         raise ToolError("yosys", 0, log_path, f"could not parse {stat_path}: {e}") from e
     res.update(top=top, family=family, nodsp=nodsp, yosys_version=yosys.version_text,
                wall_seconds=round(wall, 3), note=NOTE)
+    res["timing"] = _timing(out_dir / NETLIST, [top])[top]
     extra = [("hierarchy", "hier", _hier_script(rtl_dir, top, files, family, nodsp, (out_dir / "stat_hier.json").resolve()),
               "modules")] if hierarchy else []
     if asic:
@@ -357,6 +376,8 @@ def synthesize(rtl_dir: Path, top: str, files: Sequence[str], out_dir: Path, fam
         t0 = time.monotonic()
         yosys.run_script(script.resolve(), log_path.resolve(), cwd=out_dir, timeout=timeout)
         res[f"{what}_seconds"] = round(time.monotonic() - t0, 3)
+        if what == "hierarchy":
+            res["module_timing"] = _timing(out_dir / NETLIST_HIER, None)
         try:
             res[key] = rollup(module_cells(stat.read_text()))
         except (OSError, ValueError, KeyError) as e:
@@ -366,6 +387,8 @@ def synthesize(rtl_dir: Path, top: str, files: Sequence[str], out_dir: Path, fam
     return res
 
 
+#: the delay model the timing estimate names
+UPLUS_NAME = "UltraScale+ -2 estimate (codesign.timing.UPLUS): no placement, one routed net per LUT input"
 #: the resource columns of a per-layer row
 LAYER_COLUMNS = ("LUT", "FF", "CARRY", "DSP", "BRAM", "LUTRAM", "SRL")
 
@@ -389,6 +412,20 @@ def _layer_breakdown(design: Mapping[str, Any], res: Mapping[str, Any]) -> dict[
                              "the headline figures are the flattened synthesis, optimised across modules",
             "LUT_vs_flat": round(total["LUT"] / res["LUT"] - 1, 4) if res.get("LUT") else None,
             "FF_vs_flat": round(total["FF"] / res["FF"] - 1, 4) if res.get("FF") else None}
+    if "timing" in res:
+        period = design.get("clock_period_ns")
+        t = dict(res["timing"])
+        t.update(model=UPLUS_NAME, clock_period_ns=period,
+                 met=None if period is None else t["critical_path_ns"] <= float(period))
+        if "module_timing" in res:
+            mt = res["module_timing"]
+            t["per_layer"] = []
+            for row in out.get("per_layer", []):
+                paths = [mt[m] for m in row["modules"] if m in mt]
+                if paths:
+                    worst = max(paths, key=lambda p: p["critical_path_ns"])
+                    t["per_layer"].append({"name": row["name"], **worst})
+        out["timing"] = t
     if "asic_modules" in res:
         out["asic"] = {**asic_area(res["asic_modules"][top]), "per_layer": per_layer(design, res["asic_modules"], asic_area),
                        "note": ASIC_NOTE}
@@ -426,11 +463,11 @@ def run(cfg: Any, run_dir: Path) -> dict[str, Any]:
         resources["note"] = NOTE
         resources.update(_layer_breakdown(design, res))
         rundir.write_json(tmp / "resources.json", resources)
-        result = {k: v for k, v in res.items() if k not in ("modules", "asic_modules")}
+        result = {k: v for k, v in res.items() if k not in ("modules", "asic_modules", "module_timing")}
         result["rtl_fingerprint"] = rundir.fingerprint(rtl_dir / design_io.FILE, *[rtl_dir / f for f in files])
         result["files"] = {"script": "synth.ys", "log": "yosys.log", "stat": "stat.json",
                            "resources": "resources.json"}
-        result.update({k: resources[k] for k in ("per_layer", "hierarchy_total", "asic") if k in resources})
+        result.update({k: resources[k] for k in ("per_layer", "hierarchy_total", "asic", "timing") if k in resources})
         rundir.write_json(tmp / "result.json", result)
     if failed.exists():
         shutil.rmtree(failed)

@@ -85,6 +85,11 @@ def full_run(tmp_path: Path) -> tuple[Path, dict[str, np.ndarray]]:
                                 "hierarchy_total": {"LUT": 4317, "FF": 981, "CARRY": 55, "DSP": 3, "BRAM": 0,
                                                     "LUTRAM": 0, "SRL": 0, "LUT_vs_flat": -0.0009,
                                                     "FF_vs_flat": -0.0061},
+                                "timing": {"critical_path_ns": 4.12, "lut_levels": 6, "carry_cells": 3,
+                                           "fmax_mhz": 242.7, "clock_period_ns": 5.0, "met": True,
+                                           "model": "UltraScale+ -2 estimate",
+                                           "per_layer": [{"name": "dense_0", "critical_path_ns": 3.98,
+                                                          "lut_levels": 5, "carry_cells": 3, "fmax_mhz": 251.3}]},
                                 "asic": {"gates": 23456, "flip_flops": 981, "nand2_eq": 51234.5,
                                          "note": "ASIC estimate without a PDK",
                                          "per_layer": [{"name": "dense_0", "gates": 16001, "flip_flops": 601,
@@ -110,7 +115,7 @@ def test_full_report_numbers_and_plots(full_run: tuple[Path, dict[str, np.ndarra
         for needle in ("97.12 %", "96.54 %", "95.99 %", "4321", "987", "10037", "43.21 %", "digits_top",
                        "PASSED", "Yosys estimates, not vendor P&amp;R" if text is html else "Yosys estimates",
                        "yes: the outputs are the logits", "Resources per layer", "3001", "1299",
-                       "sum (hierarchical synthesis)", "LUT -0.1 %", "ASIC estimate", "51,234", "34,000",
+                       "sum (hierarchical synthesis)", "LUT -0.1 %", "ASIC estimate", "51,234", "34,000", "Timing estimate", "242.7 MHz", "5 ns met", "251.3",
                        "without a PDK"):
             assert needle in text, needle
         assert "not run" not in text

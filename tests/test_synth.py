@@ -133,7 +133,8 @@ def test_per_layer_rows_sum_to_the_hierarchy_and_asic_estimate(tmp_path: Path) -
     _fake_rtl(run, "two_layers", ["two_layers.v"])
     layers = [{"name": "count", "kind": "dense", "module": "layer_count"},
               {"name": "scale", "kind": "dense", "module": "layer_scale"}]
-    rundir.write_json(run / "rtl" / "design.json", {"top": "two_layers", "files": ["two_layers.v"], "layers": layers})
+    rundir.write_json(run / "rtl" / "design.json", {"top": "two_layers", "files": ["two_layers.v"], "layers": layers,
+                                                    "clock_period_ns": 5.0})
     synth.run(Config(), run)
     res = rundir.read_json(run / "synth" / "resources.json")
     rows = {r["name"]: r for r in res["per_layer"]}
@@ -148,6 +149,12 @@ def test_per_layer_rows_sum_to_the_hierarchy_and_asic_estimate(tmp_path: Path) -
     assert [r["flip_flops"] for r in asic["per_layer"]] == [12, 16, 16]
     assert sum(r["nand2_eq"] for r in asic["per_layer"]) == pytest.approx(asic["nand2_eq"], abs=0.5)
     assert "without a PDK" in asic["note"]
+    t = res["timing"]  # the 12-bit counter's carry chain, the constant multiply, the top's XOR
+    assert t["critical_path_ns"] > 0 and t["fmax_mhz"] == pytest.approx(1000 / t["critical_path_ns"], abs=0.1)
+    assert t["met"] == (t["critical_path_ns"] <= 5.0) and t["clock_period_ns"] == 5.0 and "UltraScale+" in t["model"]
+    assert [r["name"] for r in t["per_layer"]] == ["count", "scale", "top (glue)"]
+    assert rows["count"]["CARRY"] == 0 or any(r["carry_cells"] > 0 for r in t["per_layer"])
+    assert not list((run / "synth").glob("netlist*.json"))  # read, then deleted
 
 
 def test_nand2_area_counts_gates_and_flip_flops() -> None:
