@@ -68,11 +68,22 @@ def _load_config(args: argparse.Namespace) -> Any:
     return cfg.replace(**changes) if changes else cfg
 
 
+_tickers: dict[str, Any] = {}
+
+
 def _progress(stage: str, state: str, seconds: float) -> None:
+    from codesign import progress
+
     if state == "start":
-        print(f"[{stage:>6}] running ...", flush=True)
-    else:
-        print(f"[{stage:>6}] {'done' if state == 'done' else 'up to date'} ({seconds:.1f} s)", flush=True)
+        if progress.active():  # a live elapsed-time line on a terminal
+            _tickers[stage] = progress.StageTicker(stage)
+        else:
+            print(f"[{stage:>6}] running ...", flush=True)
+        return
+    ticker = _tickers.pop(stage, None)
+    if ticker is not None:
+        ticker.close()
+    print(f"[{stage:>6}] {'done' if state == 'done' else 'up to date'} ({seconds:.1f} s)", flush=True)
 
 
 def _csim_headline(a: dict[str, Any], model: dict[str, Any] | None) -> str:
@@ -142,9 +153,17 @@ def cmd_init(args: argparse.Namespace) -> int:
 def cmd_flow(args: argparse.Namespace) -> int:
     from codesign.flow import run_flow
 
+    from codesign import progress
+
     cfg = _load_config(args)
     t0 = time.time()
-    results = run_flow(cfg, Path(cfg.output_dir), stages=args.stages, force=args.force, progress=_progress)
+    progress.enable()
+    try:
+        results = run_flow(cfg, Path(cfg.output_dir), stages=args.stages, force=args.force, progress=_progress)
+    finally:
+        for ticker in _tickers.values():
+            ticker.close()
+        _tickers.clear()
     code = _summary(results)
     print(f"total:   {time.time() - t0:.1f} s")
     return code

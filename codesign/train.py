@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from codesign import rundir
+from codesign import progress, rundir
 from codesign.config import Config, cnn_output_size
 from codesign.data import Dataset, load_dataset
 from codesign.errors import ConfigError
@@ -251,7 +251,8 @@ def _steps_per_epoch(cfg: Config, data: Dataset) -> int:
 def _fit(cfg: Config, model: Any, data: Dataset, callbacks: list[Any]) -> None:
     _compile(model, cfg.training.learning_rate)
     model.fit(model_input(model, data.X_train), data.y_train, epochs=cfg.training.epochs,
-              batch_size=cfg.training.batch_size, shuffle=True, verbose=0, callbacks=callbacks)
+              batch_size=cfg.training.batch_size, shuffle=True, verbose=0,
+              callbacks=callbacks + progress.keras_epochs(cfg.training.epochs))
 
 
 def _round_targets(target: float, rounds: int) -> list[tuple[float, float]]:
