@@ -2,11 +2,14 @@
 # Set up everything codesign needs on a fresh Debian 12 machine with Python 3.11 and root:
 # Debian packages (compiler, make, perl for Verilator, ccache, Yosys, Icarus) and a local
 # virtual environment (.venv) with the pinned Python stack from requirements.lock.
-# Idempotent: a second run only checks.
+# `--test` adds what only the tests need (Debian's chromium). Idempotent: a second run only checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DEB_PACKAGES=(g++ make perl ccache yosys iverilog git)
+if [ "${1:-}" = "--test" ]; then
+  DEB_PACKAGES+=(chromium)  # the report-in-a-browser tests (tests/test_browser.py)
+fi
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

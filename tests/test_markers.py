@@ -31,7 +31,7 @@ import pytest
 
 TESTS = Path(__file__).resolve().parent
 #: the markers ``make test-fast`` deselects, besides ``slow``
-TOOLS = ("hls4ml", "train", "verilator", "icarus", "yosys")
+TOOLS = ("hls4ml", "train", "verilator", "icarus", "yosys", "browser")
 SIMULATORS = ("verilator", "icarus")
 #: a simulator the code picks at run time (the fuzzer's "auto", verify.simulator of a config)
 CHOSEN = "<chosen at run time>"
@@ -57,7 +57,7 @@ ENTRY: dict[str, tuple[frozenset[str], tuple[int | None, str] | None]] = {
 #: programs a test runs itself, found with ``shutil.which(name)``; the only C++ the tests compile
 #: is tests/apfixed_ref.cpp against hls4ml's ap_types headers, so g++ counts as ``hls4ml``
 PROGRAMS = {"iverilog": "icarus", "vvp": "icarus", "yosys": "yosys", "verilator": "verilator",
-            "g++": "hls4ml"}
+            "g++": "hls4ml", "chromium": "browser"}
 #: calls that may run any tool, depending on their arguments or the configuration
 HEAVY = {"codesign.flow.run_flow", "codesign.flow.run_stage", "codesign.cli.main", "subprocess.run",
          "subprocess.Popen"}
