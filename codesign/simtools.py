@@ -41,6 +41,14 @@ VERILATOR_MAKEFLAGS = (
 #: time dominates: on the 28x28 streaming CNN -O0 took 48 s of CPU, -O1 116 s and Verilator's
 #: default -Os 209 s (docs/TOOLCHAIN.md), while the simulation itself is seconds either way.
 VERILATOR_OPT_MAKEFLAGS = "OPT_FAST=-O0 OPT_SLOW=-O0 OPT_GLOBAL=-O0"
+#: CODESIGN_VERILATOR_BUILD=cocotb-default builds as cocotb does by itself (every signal public,
+#: Verilator's default C++ optimisation): only for measuring what the fast build saves
+#: (``python -m codesign.tools.bench verify``).
+BUILD_PROFILE_ENV = "CODESIGN_VERILATOR_BUILD"
+
+
+def _fast_build() -> bool:
+    return os.environ.get(BUILD_PROFILE_ENV, "fast") != "cocotb-default"
 #: the folder holding the codesign package: cocotb test modules import codesign from it
 PACKAGE_PARENT = Path(__file__).resolve().parent.parent
 #: Verilator options of every simulation build (cocotb's and the compiled testbench's): a warning does
@@ -151,7 +159,8 @@ class Verilator(Simulator):
         env = dict(os.environ)
         env["PATH"] = f"{root / 'bin'}{os.pathsep}{env.get('PATH', '')}"
         env["VERILATOR_ROOT"] = str(root)
-        env["MAKEFLAGS"] = " ".join(f for f in (env.get("MAKEFLAGS", ""), VERILATOR_MAKEFLAGS, VERILATOR_OPT_MAKEFLAGS) if f)
+        opt = VERILATOR_OPT_MAKEFLAGS if _fast_build() else ""
+        env["MAKEFLAGS"] = " ".join(f for f in (env.get("MAKEFLAGS", ""), VERILATOR_MAKEFLAGS, opt) if f)
         if shutil.which("ccache", path=env["PATH"]):
             env.setdefault("OBJCACHE", "ccache")
         return env
@@ -160,6 +169,10 @@ class Verilator(Simulator):
         return list(_VERILATOR_SIM_ARGS)
 
     def cocotb_runner(self) -> Any:
+        if not _fast_build():
+            from cocotb_tools.runner import Verilator as CocotbVerilator
+
+            return _tools_die_with_us(CocotbVerilator)()
         return _cocotb_verilator_runner()
 
     def compiled_bench(self, top_module: str, sources: Sequence[Path], parameters: Mapping[str, Any],

@@ -235,26 +235,46 @@ def bench_verify(rtl_dir: Path, vectors: Path, work_dir: Path, *, limit: int | N
         shutil.rmtree(work_dir)
     work_dir.mkdir(parents=True)
     figures: dict[str, Any] = {}
-    saved = os.environ.get("OBJCACHE")
-    try:
-        os.environ["OBJCACHE"] = ""  # simtools.sim_env only sets OBJCACHE=ccache when it is unset
-        cold = verify_design(rtl_dir, vectors, work_dir / "cold", limit=2, measure_vectors=2,
-                             waves_on_failure=False)
-    finally:
-        if saved is None:
-            os.environ.pop("OBJCACHE", None)
-        else:
-            os.environ["OBJCACHE"] = saved
-    figures["build_cold_seconds"] = cold["build_and_startup_seconds"]
+
+    def cold_build(tag: str, profile: str) -> float:
+        saved = {k: os.environ.get(k) for k in ("OBJCACHE", simtools.BUILD_PROFILE_ENV)}
+        try:
+            os.environ["OBJCACHE"] = ""  # simtools only sets OBJCACHE=ccache when it is unset
+            os.environ[simtools.BUILD_PROFILE_ENV] = profile
+            res = verify_design(rtl_dir, vectors, work_dir / tag, limit=2, measure_vectors=2, waves_on_failure=False)
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+        return float(res["build_and_startup_seconds"])
+
+    # before: cocotb's own build (every signal public, -Os); after: codesign's (top public, -O0)
+    figures["build_cold_cocotb_default_seconds"] = cold_build("cold_before", "cocotb-default")
+    figures["build_cold_seconds"] = cold_build("cold", "fast")
     fill = verify_design(rtl_dir, vectors, work_dir / "fill", limit=2, measure_vectors=2, waves_on_failure=False)
     figures["build_ccache_fill_seconds"] = fill["build_and_startup_seconds"]
     full = verify_design(rtl_dir, vectors, work_dir / "cached", limit=limit, waves_on_failure=False)
+    t0 = time.monotonic()  # the same design verified again in the same place: nothing to rebuild
+    again = verify_design(rtl_dir, vectors, work_dir / "cached", limit=limit, waves_on_failure=False)
+    figures["reverify_unchanged_seconds"] = round(time.monotonic() - t0, 2)
+    figures["reverify_build_and_startup_seconds"] = again["build_and_startup_seconds"]
     wall = full.get("stream_wall_seconds") or 0.0
     figures.update(build_cached_seconds=full["build_and_startup_seconds"], vectors=full["vectors_checked"],
                    stream_cycles=full["stream_cycles"], stream_wall_seconds=wall,
                    cycles_per_second=full["stream_cycles_per_second"],
                    vectors_per_second=round(full["vectors_checked"] / wall, 1) if wall else None,
-                   testbench_wall_seconds=full["wall_seconds"], passed=full["passed"])
+                   testbench_wall_seconds=full["wall_seconds"], passed=full["passed"] and again["passed"])
+    from codesign import fastsim
+
+    import numpy as np
+
+    inputs = np.load(vectors)["inputs"]
+    fast = fastsim.run_stream(rtl_dir, inputs, build_dir=work_dir / "fastsim")
+    figures.update(fastsim_build_seconds=fast["build_seconds"], fastsim_vectors=len(inputs),
+                   fastsim_vectors_per_second=round(len(inputs) / fast["run_seconds"], 1) if fast["run_seconds"] else None,
+                   fastsim_cycles_per_second=fast["cycles_per_second"])
     for k, v in figures.items():
         print_fn(f"verify bench: {k} = {v}")
     return figures

@@ -4,7 +4,10 @@ Kept out of the test suite: they take minutes and their figures depend on the ma
 
   python -m codesign.tools.bench flow     per-stage wall times of the default flow (cold, then cached)
   python -m codesign.tools.bench rtlgen   RTL generation time and Verilog line count, RF 1 / 4 / 32
-  python -m codesign.tools.bench verify   Verilator build cold / cached, cycles/s, vectors/s
+  python -m codesign.tools.bench verify   Verilator build cold before (cocotb's own settings) / after
+                                          (codesign's), cached, an unchanged re-verify, vectors/s of the
+                                          cocotb and the compiled testbench, hls4ml's C-sim compile time
+                                          (--run DIR: any run directory, e.g. an imported model's)
   python -m codesign.tools.bench sweep    a 12-point sweep (RF x bits x sparsity): per-point and total times
   python -m codesign.tools.bench all      flow, rtlgen, verify (the sweep is separate: it takes longest)
 
@@ -73,10 +76,26 @@ def bench_rtlgen(run: Path) -> None:
 
 
 def bench_verify_default(run: Path, work: Path) -> None:
+    """The run's Verilator build before (cocotb's own settings) and after (codesign's), cached and
+    unchanged rebuilds, both testbenches' vectors/s; and hls4ml's C-sim compile of the same model,
+    side by side."""
     from codesign.verify import bench_verify
 
     bench_verify(run / "rtl", run / "sim" / "vectors.npz", work / "verify_bench",
                  print_fn=lambda s: print(s, flush=True))
+    _line("hls4ml C-sim compile of the same model", seconds=csim_compile_seconds(run, work / "csim_bench"))
+
+
+def csim_compile_seconds(run: Path, work: Path) -> float:
+    """Seconds hls4ml takes to compile the C-sim of the run's model (conversion not counted)."""
+    from codesign import config, pipeline
+    from codesign.model_io import load_model
+
+    cfg = config.load(run / "config.yaml")
+    conv = pipeline.convert(cfg, load_model(run / "model" / "model.h5"), work, compile=False)
+    t0 = time.perf_counter()
+    conv.hls_model.compile()
+    return round(time.perf_counter() - t0, 1)
 
 
 def bench_sweep(work: Path) -> None:
