@@ -266,15 +266,6 @@ def bench_verify(rtl_dir: Path, vectors: Path, work_dir: Path, *, limit: int | N
                    cycles_per_second=full["stream_cycles_per_second"],
                    vectors_per_second=round(full["vectors_checked"] / wall, 1) if wall else None,
                    testbench_wall_seconds=full["wall_seconds"], passed=full["passed"] and again["passed"])
-    from codesign import fastsim
-
-    import numpy as np
-
-    inputs = np.load(vectors)["inputs"]
-    fast = fastsim.run_stream(rtl_dir, inputs, build_dir=work_dir / "fastsim")
-    figures.update(fastsim_build_seconds=fast["build_seconds"], fastsim_vectors=len(inputs),
-                   fastsim_vectors_per_second=round(len(inputs) / fast["run_seconds"], 1) if fast["run_seconds"] else None,
-                   fastsim_cycles_per_second=fast["cycles_per_second"])
     for k, v in figures.items():
         print_fn(f"verify bench: {k} = {v}")
     return figures

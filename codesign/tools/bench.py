@@ -27,6 +27,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
@@ -83,6 +85,13 @@ def bench_verify_default(run: Path, work: Path) -> None:
 
     bench_verify(run / "rtl", run / "sim" / "vectors.npz", work / "verify_bench",
                  print_fn=lambda s: print(s, flush=True))
+    from codesign import fastsim
+
+    inputs = np.load(run / "sim" / "vectors.npz")["inputs"]
+    fast = fastsim.run_stream(run / "rtl", inputs, build_dir=work / "fastsim")
+    _line("compiled stream testbench (fastsim)", build_seconds=fast["build_seconds"], vectors=len(inputs),
+          vectors_per_second=round(len(inputs) / fast["run_seconds"], 1) if fast["run_seconds"] else None,
+          cycles_per_second=fast["cycles_per_second"])
     _line("hls4ml C-sim compile of the same model", seconds=csim_compile_seconds(run, work / "csim_bench"))
 
 
