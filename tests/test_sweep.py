@@ -241,6 +241,8 @@ def test_ray_cancel_ends_the_tools_a_running_task_started(tmp_path: Path) -> Non
     would have finished, and nothing is left pending."""
     import time
 
+    from test_interrupts import _alive
+
     from codesign import proc
 
     pid_file = tmp_path / "tool.pid"
@@ -263,10 +265,3 @@ def test_ray_cancel_ends_the_tools_a_running_task_started(tmp_path: Path) -> Non
     finally:
         ex.close()
 
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rindex(")") + 2] != "Z"
