@@ -155,9 +155,25 @@ def build_model(spec: CnnCaseSpec) -> Any:
     return model
 
 
+def flat_size(spec: CnnCaseSpec) -> int:
+    """Elements the Dense head reads: Keras' output-size arithmetic of the convs and poolings."""
+    dims, chans = list(spec.shape[:-1]), spec.shape[-1]
+
+    def out(n: int, k: int, s: int, padding: str) -> int:
+        return -(-n // s) if padding == "same" else (n - k) // s + 1
+
+    for c in spec.convs:
+        dims, chans = [out(n, c.kernel, c.stride, c.padding) for n in dims], c.filters
+        if c.pool:
+            _, size, ppad = c.pool
+            dims = [out(n, size, size, ppad) for n in dims]
+    return int(np.prod(dims)) * chans
+
+
 def case_config(spec: CnnCaseSpec, vectors: int = 300) -> Config:
     rf = {c.name: c.reuse_factor for c in spec.convs}
-    rf["fc"] = spec.dense_reuse
+    # a drawn reuse factor above n_in * n_out is not a reuse factor hls4ml (or a designer) would use
+    rf["fc"] = min(spec.dense_reuse, flat_size(spec) * spec.n_out)
     return from_dict({
         "output_dir": "unused",
         "hls": {"strategy": "Latency", "reuse_factor": 1, "layer_reuse_factor": rf, "strip_softmax": True,
