@@ -67,7 +67,8 @@ def window(env: jinja2.Environment, module: str, g: Geometry, elem_bits: int,
         wrap = f"(({ph} == {width}'d{s - 1}) ? {width}'d0 : {ph} + {width}'d1)"
         return f"({pos} < {posw}'d{k - 1}) ? {width}'d0 : {wrap}" if k > 1 else wrap
 
-    reset = ["out_v <= 1'b0;", f"c <= {cw}'d0;"]
+    start = p["pt"] > 0 or p["pl"] > 0  # the raster starts in padding: wait for the first pixel after reset
+    reset = ["out_v <= 1'b0;", f"c <= {cw}'d0;"] + (["started <= 1'b0;"] if start else [])
     if hp > 1:
         reset.append(f"r <= {rw}'d0;")
     if sh > 1:
@@ -84,7 +85,7 @@ def window(env: jinja2.Environment, module: str, g: Geometry, elem_bits: int,
         name=module, comment=comment, pw=pw, c=g.n_chan, out_bits=kh * kw * pw, length=length, rw=rw, cw=cw,
         shw=shw, sww=sww, interior=_and(inside), emit=_and(emit), reset=" ".join(reset),
         rph_next=phase_next("rph", "r", shw, rw, kh, sh), cph_next=phase_next("cph", "c", sww, cw, kw, sw),
-        shift="pix" if length == 1 else f"{{sr[{(length - 1) * pw - 1}:0], pix}}", taps=taps, **p)
+        shift="pix" if length == 1 else f"{{sr[{(length - 1) * pw - 1}:0], pix}}", taps=taps, start=start, **p)
     extra = {"line_buffer_pixels": length, "line_buffer_bits": length * pw, "padded_image": [hp, wp]}
     return text, ("window", p), extra
 

@@ -118,7 +118,7 @@ class _Window:
     def __init__(self, p: dict[str, Any]):
         self.p = p
         self.r = self.c = self.rph = self.cph = 0
-        self.out_v = False
+        self.out_v = self.started = False
 
     def _interior(self) -> bool:
         p = self.p
@@ -130,14 +130,19 @@ class _Window:
     def in_ready(self, out_ready: bool) -> bool:
         return (not self.out_v or out_ready) and self._interior()
 
+    def _waits(self) -> bool:
+        """After reset, a raster that begins in padding waits for the first pixel (see the template)."""
+        return (self.p["pt"] > 0 or self.p["pl"] > 0) and not self.started
+
     def tick(self, in_valid: bool, out_ready: bool) -> None:
         p = self.p
         free = not self.out_v or out_ready
-        step = free and (not self._interior() or in_valid)
+        step = free and ((not self._interior() and not self._waits()) or in_valid)
         if not step:
             if out_ready:
                 self.out_v = False
             return
+        self.started = True
         self.out_v = self.r >= p["kh"] - 1 and self.c >= p["kw"] - 1 and self.rph == 0 and self.cph == 0
         if self.c == p["wp"] - 1:
             self.c, self.cph = 0, 0
