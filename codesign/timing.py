@@ -44,7 +44,6 @@ class DelayModel:
 UPLUS = DelayModel(clk_to_q=0.08, setup=0.05, lut=0.10, net=0.30, carry_entry=0.20, carry_chain=0.05, muxf=0.10,
                    name="UltraScale+ -2 estimate (codesign.timing.UPLUS)")
 
-_FF_PREFIXES = ("FD", "SRL", "DSP", "RAMB", "LD")  # register boundaries
 _LUTRAM_PREFIX = "RAM"
 _IGNORED = ("BUFG", "IBUF", "OBUF", "VCC", "GND")
 
@@ -134,9 +133,9 @@ def _arrivals(module: Mapping[str, Any], model: DelayModel) -> Path_:
             stack.pop()
     ends: list[Any] = []
     for name, c in cells.items():
-        if kinds[name] in ("reg", "lutram"):
-            ends.extend(b for port, b in _inputs(c) if kinds[name] == "reg" or not port.startswith("A"))
-        if kinds[name] == "lutram":  # its write port ends paths too
+        if kinds[name] == "reg":
+            ends.extend(b for _, b in _inputs(c))
+        if kinds[name] == "lutram":  # its write port ends paths (its address feeds the read, a LUT)
             ends.extend(b for port, bits in c.get("connections", {}).items() if port.startswith(("D", "W"))
                         and c.get("port_directions", {}).get(port) == "input" and port != "WCLK" for b in bits)
     for p in module.get("ports", {}).values():
