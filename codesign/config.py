@@ -106,6 +106,30 @@ class TrainingConfig:
 
 
 @dataclass(frozen=True)
+class PtqConfig:
+    #: Post-training quantization of an imported float Keras model (codesign.ptq): per-layer weight,
+    #: bias, result and accumulator types from calibrated value ranges instead of hls4ml's default
+    #: fixed<16,6> everywhere. Needs model.import_path; a QKeras model is refused (its quantizers
+    #: fix its types). Off: the convert stage is unchanged.
+    enabled: bool = False
+    #: Largest accuracy drop (a fraction: 0.005 is half a point) against the float model, measured
+    #: with the bit-exact golden model on the calibration inputs, that the chosen types may cost.
+    target_drop: float = 0.005
+    #: Calibration inputs: this many of the data set's training inputs; without a matching data set,
+    #: this many random N(0,1) in-range inputs labelled by the float model's argmax.
+    calibration_samples: int = 1000
+    #: Mixed precision: after the smallest uniform fractional bit count within target_drop, lower
+    #: the input's, each layer's weight and each layer's result fractional bits one at a time, the
+    #: least sensitive first, while the drop stays within target_drop (false: uniform only).
+    mixed_precision: bool = True
+    #: Range of fractional bits searched (integer bits come from the calibrated ranges).
+    min_frac_bits: int = 0
+    max_frac_bits: int = 16
+    #: Seed of the calibration sample (and of the random inputs without a data set).
+    seed: int = 0
+
+
+@dataclass(frozen=True)
 class HlsConfig:
     #: FPGA part written into the HLS project.
     part: str = "xcu250-figd2104-2L-e"
@@ -132,6 +156,8 @@ class HlsConfig:
     #: weights; 16 3x3 filters over 28x28 make 97,344) when the streaming RTL builds all its layers
     #: (Conv1D/2D, pooling with stride = size and 'valid' padding, ReLU, Flatten, Dense).
     io_type: str = "auto"
+    #: Post-training quantization of a float model (off by default).
+    ptq: PtqConfig = field(default_factory=PtqConfig)
 
 
 @dataclass(frozen=True)
@@ -341,6 +367,7 @@ def validate(cfg: Config) -> Config:
     _require(0 < t.learning_rate < 1, "training.learning_rate", t.learning_rate, "0 < lr < 1")
     _require(h.strategy in STRATEGIES, "hls.strategy", h.strategy, ", ".join(STRATEGIES))
     _require(h.io_type in IO_TYPES, "hls.io_type", h.io_type, ", ".join(IO_TYPES))
+    _validate_ptq(cfg)
     _require(h.clock_period_ns > 0, "hls.clock_period_ns", h.clock_period_ns, "> 0")
     _require(h.reuse_factor >= 1, "hls.reuse_factor", h.reuse_factor, ">= 1")
     for name, rf in h.layer_reuse_factor.items():
@@ -364,6 +391,21 @@ def validate(cfg: Config) -> Config:
     _require(0 <= v.input_gap_prob < 1, "verify.input_gap_prob", v.input_gap_prob, "0 <= p < 1")
     _require(0 <= v.backpressure_prob < 1, "verify.backpressure_prob", v.backpressure_prob, "0 <= p < 1")
     return cfg
+
+
+def _validate_ptq(cfg: Config) -> None:
+    """hls.ptq: ranges, and that there is a float model to quantize."""
+    q = cfg.hls.ptq
+    _require(0.0 <= q.target_drop < 1.0, "hls.ptq.target_drop", q.target_drop, "0 <= drop < 1 (a fraction)")
+    _require(10 <= q.calibration_samples <= 100_000, "hls.ptq.calibration_samples", q.calibration_samples,
+             "10 .. 100000")
+    _require(0 <= q.min_frac_bits <= 24, "hls.ptq.min_frac_bits", q.min_frac_bits, "0 .. 24")
+    _require(q.min_frac_bits <= q.max_frac_bits <= 24, "hls.ptq.max_frac_bits", q.max_frac_bits,
+             f"{q.min_frac_bits} (hls.ptq.min_frac_bits) .. 24")
+    if q.enabled and not cfg.model.import_path:
+        raise ConfigError("hls.ptq.enabled: PTQ quantizes an imported float Keras model (model.import_path); "
+                          "the model the flow trains is QKeras and already quantized",
+                          hint="set model.import_path, or hls.ptq.enabled: false")
 
 
 def cnn_output_size(size: int, m: ModelConfig) -> int:
