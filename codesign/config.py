@@ -26,6 +26,8 @@ IO_TYPES = ("auto", "io_parallel", "io_stream")
 SIMULATORS = ("verilator", "icarus")
 #: Values of rtl.fold_architecture (codesign.arch.fold.CHOICES).
 FOLD_ARCHITECTURES = ("auto", "lanes", "digit_serial", "input_serial")
+#: Values of rtl.multipliers (codesign.arch.dense.MULTIPLIERS).
+MULTIPLIERS = ("auto", "dsp", "lut")
 PRECISION_RE = re.compile(
     r"^(u?fixed)<\s*(\d+)\s*,\s*(-?\d+)\s*(?:,\s*(\w+)\s*)?(?:,\s*(\w+)\s*)?(?:,\s*(\d+)\s*)?>$"
     r"|^(u?int)<\s*(\d+)\s*>$"
@@ -81,6 +83,11 @@ class ModelConfig:
     import_path: str | None = None
     #: Weights (.h5) for a .json architecture given in import_path.
     weights_path: str | None = None
+    #: Low-rank factorization (training levers, codesign.low_rank): {dense layer: rank r}. The layer's
+    #: n_in x n_out kernel W becomes W ~ U.V, trained as two QDense layers: dense_i_u (n_in -> r), a
+    #: linear quantizer dense_i_q (the layer's bits + 2, 2 integer bits), then dense_i (r -> n_out):
+    #: n_in*r + r*n_out multipliers instead of n_in*n_out. 1 <= r < min(n_in, n_out).
+    low_rank: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -199,6 +206,11 @@ class SynthConfig:
     asic: bool = True
 
 
+    #: Reuse factor > 1: the general multipliers of the folded architectures. "auto": written as
+    #: a * b, the synthesizer maps them (wide ones to DSP blocks), the cost model counts LUTs; "dsp":
+    #: marked (* use_dsp = "yes" *) and counted as DSP blocks by the cost model, so folding spends
+    #: DSPs to save LUTs; "lut": written as shift-and-add partial products, LUTs in any tool.
+    multipliers: str = "auto"
 @dataclass(frozen=True)
 class Config:
     #: Run directory; every stage writes its own subdirectory here.
@@ -415,6 +427,7 @@ def cnn_output_size(size: int, m: ModelConfig) -> int:
         if size < 1:
             return 0
         if m.pool_size > 1:
+    _require(cfg.rtl.multipliers in MULTIPLIERS, "rtl.multipliers", cfg.rtl.multipliers, ", ".join(MULTIPLIERS))
             size //= m.pool_size
     return size
 

@@ -48,19 +48,20 @@ def verilog_name(name: str) -> str:
 
 def generate(graph: Graph, out_dir: Path, top: str = "codesign_top", levels_per_stage: int = 2,
              adder_graph: bool = True, clock_period_ns: float = DEFAULT_CLOCK_NS,
-             fold_architecture: str = "auto") -> dict[str, Any]:
+             fold_architecture: str = "auto", multipliers: str = "auto") -> dict[str, Any]:
     """Write the Verilog and filelist.f for ``graph`` into ``out_dir``; return design.json's contents
     (:func:`codesign.pipeline.generate` writes it). ``clock_period_ns`` is the delay budget the adder
     graphs' pipeline registers are placed by; ``fold_architecture`` (``rtl.fold_architecture``) the
     architecture of layers with reuse factor > 1 (:mod:`codesign.arch.fold`; per layer in
-    design.json's ``architecture`` / ``fold_architecture``). An io_stream graph becomes a streaming
+    design.json's ``architecture`` / ``fold_architecture``), ``multipliers`` (``rtl.multipliers``) how
+    their general multipliers are built (:data:`codesign.arch.dense.MULTIPLIERS`). An io_stream graph becomes a streaming
     dataflow (:func:`_stream_chain`), anything else one module per layer at II = the slowest layer's."""
     if not graph.layers:
         raise RtlGenError("the model has no layers after the input")
     env = _env()
     out_dir.mkdir(parents=True, exist_ok=True)
     kinds = [for_layer(layer) for layer in graph.layers]  # refuses an unsupported layer by name
-    opts = RenderOptions(levels_per_stage, adder_graph, clock_period_ns, fold_architecture)
+    opts = RenderOptions(levels_per_stage, adder_graph, clock_period_ns, fold_architecture, multipliers)
     build = _stream_chain if graph.io_type == "io_stream" else _parallel_chain
     chain, layer_info, timing = build(env, graph, kinds, top, opts)
     prims: list[str] = []
@@ -260,7 +261,7 @@ def run(cfg: Config, run_dir: Path) -> dict[str, Any]:
         t0 = time.time()
         design = generate(g, out, levels_per_stage=cfg.rtl.levels_per_stage, adder_graph=cfg.rtl.adder_graph,
                           clock_period_ns=hls_res.get("clock_period_ns", cfg.hls.clock_period_ns),
-                          fold_architecture=cfg.rtl.fold_architecture)
+                          fold_architecture=cfg.rtl.fold_architecture, multipliers=cfg.rtl.multipliers)
         design_io.write(out, design)
         lines = sum(len((out / f).read_text().splitlines()) for f in design["files"])
         result = {"design_file": "design.json", "top": design["top"], "latency": design["latency"],

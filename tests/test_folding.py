@@ -54,9 +54,9 @@ def random_layer(seed: int, rf: int | None = None) -> Layer:
     return dense("fc", w, rng.integers(-60, 61, size=n_out), in_t, out_t, acc_t, rf, wf, 2)
 
 
-def verify(tmp: Path, graph: Graph, arch: str, n: int = 120, seed: int = 0) -> dict[str, Any]:
+def verify(tmp: Path, graph: Graph, arch: str, n: int = 120, seed: int = 0, multipliers: str = "auto") -> dict[str, Any]:
     rtl = tmp / "rtl"
-    design = rtlgen.generate(graph, rtl, fold_architecture=arch)
+    design = rtlgen.generate(graph, rtl, fold_architecture=arch, multipliers=multipliers)
     from codesign import design as design_io
 
     design_io.write(rtl, design)
@@ -248,3 +248,102 @@ def test_config_field_is_validated() -> None:
     with pytest.raises(ConfigError, match="rtl.fold_architecture"):
         from_dict({"rtl": {"fold_architecture": "bit_serial"}})
     assert set(fold.CHOICES) == set(__import__("codesign.config", fromlist=["x"]).FOLD_ARCHITECTURES)
+
+
+# ----------------------------------------------------------------------------- rtl.multipliers
+
+MULTIPLIER_CASES = [(seed, arch, mode) for seed in range(6) for arch in ("lanes", "input_serial")
+                    for mode in ("dsp", "lut")]
+
+
+@pytest.mark.icarus
+@pytest.mark.parametrize("seed,arch,mode", MULTIPLIER_CASES)
+def test_multipliers_as_dsp_or_lut_bit_exact(tmp_path: Path, seed: int, arch: str, mode: str) -> None:
+    """rtl.multipliers dsp (``*`` marked use_dsp) and lut (shift-and-add partial products, no ``*``)
+    give the same integers as the golden model; design.json records the mapping."""
+    layer = random_layer(200 + seed, rf=2)
+    design = verify(tmp_path, Graph(layer.in_type, layer.n_in, (layer,)), arch, multipliers=mode)
+    d = design["layers"][0]
+    assert d["fold_architecture"] == arch and d["multipliers_as"] == mode
+    text = (tmp_path / "rtl" / f"{d['module']}.v").read_text()
+    assert ('(* use_dsp = "yes" *)' in text) == (mode == "dsp")
+    assert (" * " in text.replace("(* ", "").replace(" *)", "")) == (mode == "dsp")
+
+
+def test_lut_multiplier_covers_every_operand_pair() -> None:
+    """The shift-and-add product, evaluated bit by bit as the Verilog writes it (AND with the
+    replicated bit of b, shift, add, the sign bit's term subtracted, all modulo 2^w), equals a * b
+    for every signed a and b of 1..5 bits."""
+    import re
+
+    from codesign.arch import netlist
+    from codesign.arch.dense import multiply
+
+    for a_w in range(1, 6):
+        for b_w in range(1, 6):
+            m = netlist.Module("t")
+            w = multiply(m, "p", "a", a_w, "b", b_w, "lut")
+            expr = m.assigns[-1].split(" = ", 1)[1].rstrip(";")
+            terms = re.findall(r"\{(\d+)\{b\[(\d+)\]\}\} & (?:p_a|\{p_a\[\d+:0\], (\d+)'b0\})", expr)
+            assert len(terms) == b_w and expr.count(" - ") == 1
+            for a in range(-(1 << (a_w - 1)), 1 << (a_w - 1)):
+                for b in range(-(1 << (b_w - 1)), 1 << (b_w - 1)):
+                    total = 0
+                    for k, (_, bit, shift) in enumerate(terms):
+                        part = ((a << int(shift or 0)) if (b >> int(bit)) & 1 else 0)
+                        total += -part if k == b_w - 1 else part
+                    got = total % (1 << w)
+                    assert got - (1 << w) * (got >> (w - 1)) == a * b, (a_w, b_w, a, b)
+
+
+@pytest.mark.verilator
+def test_multiplier_modes_lint_clean(tmp_path: Path) -> None:
+    for seed in range(3):
+        layer = random_layer(300 + seed, rf=2)
+        for arch in ("lanes", "input_serial"):
+            for mode in ("dsp", "lut"):
+                out = tmp_path / f"{seed}_{arch}_{mode}"
+                design = rtlgen.generate(Graph(layer.in_type, layer.n_in, (layer,)), out,
+                                         fold_architecture=arch, multipliers=mode)
+                lint(out, design)
+
+
+def test_dsp_multipliers_move_the_cost_off_luts() -> None:
+    """With rtl.multipliers: dsp the cost model counts each multiplier as DSP blocks, not LUTs: the
+    lanes' and input-serial estimates fall and state their DSPs."""
+    rng = np.random.default_rng(4)
+    w = rng.integers(-31, 32, size=(16, 12))
+    layer = dense("fc", w, np.zeros(12), FixedType(8, 3), FixedType(10, 5), FixedType(24, 12), 16)
+    lut, dsp = fold.choose(layer, multipliers="lut"), fold.choose(layer, multipliers="dsp")
+    for a in ("lanes", "input_serial"):
+        assert dsp.estimates[a]["lut"] < lut.estimates[a]["lut"] and dsp.estimates[a]["dsp"] > 0
+        assert "dsp" not in lut.estimates[a]
+    assert dsp.estimates["digit_serial"] == lut.estimates["digit_serial"]
+    assert dsp.estimates[dsp.arch]["lut"] <= lut.estimates[lut.arch]["lut"]
+
+
+@pytest.mark.yosys
+def test_yosys_maps_dsp_mode_to_dsp_blocks_and_lut_mode_to_none(tmp_path: Path) -> None:
+    from codesign import synth
+
+    rng = np.random.default_rng(5)
+    w = rng.integers(-100, 101, size=(6, 4))
+    layer = dense("fc", w, np.zeros(4), FixedType(10, 4), FixedType(12, 6), FixedType(30, 14), 6)
+    counts = {}
+    for mode in ("dsp", "lut"):
+        out = tmp_path / mode
+        design = rtlgen.generate(Graph(layer.in_type, layer.n_in, (layer,)), out, fold_architecture="lanes",
+                                 multipliers=mode)
+        res = synth.synthesize(out, design["top"], design["files"], tmp_path / f"syn_{mode}")
+        counts[mode] = res["DSP"]
+    assert counts["lut"] == 0 and counts["dsp"] >= design["layers"][0]["lanes"]
+
+
+def test_multipliers_config_is_validated() -> None:
+    from codesign.arch.dense import MULTIPLIERS
+
+    assert from_dict({}).rtl.multipliers == "auto"
+    assert from_dict({"rtl": {"multipliers": "lut"}}).rtl.multipliers == "lut"
+    with pytest.raises(ConfigError, match="rtl.multipliers"):
+        from_dict({"rtl": {"multipliers": "bram"}})
+    assert MULTIPLIERS == __import__("codesign.config", fromlist=["x"]).MULTIPLIERS

@@ -38,6 +38,51 @@ class DenseCost:
     adders: int
 
 
+#: Values of ``rtl.multipliers``: how the folded architectures build their general (variable x
+#: variable) multipliers. "auto" writes ``a * b`` and leaves the mapping to the synthesizer (Yosys
+#: and Vivado map wide products to DSP blocks, narrow ones to LUTs) while the fold cost model counts
+#: every multiplier as LUTs; "dsp" marks each product ``(* use_dsp = "yes" *)`` (Vivado's attribute)
+#: and the cost model counts it as DSP blocks, so folding trades LUTs for DSPs; "lut" writes each
+#: product as signed shift-and-add partial products, LUTs in any tool (no ``*`` for a DSP to take).
+MULTIPLIERS = ("auto", "dsp", "lut")
+#: DSP48E2's signed multiplier operands (27 x 18 bits): a wider product takes several blocks.
+DSP_A_BITS, DSP_B_BITS = 27, 18
+
+
+def dsp_blocks(a_w: int, b_w: int) -> int:
+    """DSP48E2 blocks of an ``a_w`` x ``b_w`` signed product (the wider operand on the 27-bit port)."""
+    a, b = max(a_w, b_w), min(a_w, b_w)
+    return -(-a // DSP_A_BITS) * -(-b // DSP_B_BITS)
+
+
+def multiplier_luts(a_w: int, b_w: int, multipliers: str) -> int:
+    """The cost model's LUTs of one general multiplier: about ``a_w * b_w`` as LUTs, none as a DSP."""
+    return 0 if multipliers == "dsp" else a_w * b_w
+
+
+def multiply(m: Module, name: str, a: str, a_w: int, b: str, b_w: int, multipliers: str) -> int:
+    """Declare ``name`` = signed ``a`` (a_w bits) x signed ``b`` (b_w bits), exact in a_w + b_w bits,
+    built as ``multipliers`` says (see MULTIPLIERS); returns the product's width."""
+    if multipliers not in MULTIPLIERS:
+        raise ValueError(f"rtl.multipliers {multipliers!r}; valid: {', '.join(MULTIPLIERS)}")
+    w = a_w + b_w
+    m.decls.append(("(* use_dsp = \"yes\" *) " if multipliers == "dsp" else "") + f"wire signed [{w - 1}:0] {name};")
+    if multipliers != "lut":
+        m.assigns.append(f"assign {name} = {ext(a, a_w, w)} * {ext(b, b_w, w)};")
+        return w
+    # b = -b[b_w-1] * 2^(b_w-1) + sum_i b[i] * 2^i: one partial product of a per bit of b, the
+    # sign bit's subtracted; every term and the sum are exact modulo 2^w and the product fits in w
+    m.decls.append(f"wire signed [{w - 1}:0] {name}_a;")
+    m.assigns.append(f"assign {name}_a = {ext(a, a_w, w)};")
+    terms = []
+    for i in range(b_w):
+        shifted = f"{name}_a" if i == 0 else "{" + f"{name}_a[{w - 1 - i}:0], {i}'b0" + "}"
+        terms.append(f"({{{w}{{{b}[{i}]}}}} & {shifted})")
+    positive = " + ".join(terms[:-1]) or f"{w}'d0"
+    m.assigns.append(f"assign {name} = {positive} - {terms[-1]};")
+    return w
+
+
 def product_frac(layer: Layer) -> int:
     if layer.product == "po2":
         assert layer.product_type is not None
@@ -402,7 +447,7 @@ def sequential(layer: Layer, module_name: str) -> tuple[Module, DenseCost]:
     return m, DenseCost(latency=m.n_stages, ii=1, multipliers=layer.nonzero_weights, adders=adders)
 
 
-def folded(layer: Layer, module_name: str) -> tuple[Module, DenseCost, dict]:
+def folded(layer: Layer, module_name: str, multipliers: str = "auto") -> tuple[Module, DenseCost, dict]:
     """Reuse factor R > 1: ceil(nonzeros/R) time-multiplexed multipliers, II = R.
 
     When accum_t keeps fewer fractional bits than x*w, each lane rounds its product into a
@@ -439,10 +484,9 @@ def folded(layer: Layer, module_name: str) -> tuple[Module, DenseCost, dict]:
         wcase = " ".join(f"{tw}'d{t}: ws{lane} = {const(w, w_w)};" for t, (_, _, w) in enumerate(sched))
         m.decls.append(f"reg signed [{x_w - 1}:0] xs{lane};")
         m.decls.append(f"reg signed [{w_w - 1}:0] ws{lane};")
-        m.decls.append(f"wire signed [{mul_w - 1}:0] prod{lane};")
+        multiply(m, f"prod{lane}", f"xs{lane}", x_w, f"ws{lane}", w_w, multipliers)
         m.combs.append(f"always @* begin case (t) {xcase} default: xs{lane} = {x_w}'d0; endcase end")
         m.combs.append(f"always @* begin case (t) {wcase} default: ws{lane} = {w_w}'d0; endcase end")
-        m.assigns.append(f"assign prod{lane} = {ext(f'xs{lane}', x_w, mul_w)} * {ext(f'ws{lane}', w_w, mul_w)};")
         m.decls.append(f"reg signed [{p_w - 1}:0] p{lane};")
         if rounding:
             q = cast_instance(m, f"rp{lane}", f"prod{lane}", mul_w, product_frac(layer), acc_t)

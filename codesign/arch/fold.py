@@ -27,7 +27,7 @@ from typing import Any
 from codesign.arch import digit_serial, input_serial
 from codesign.arch.adder_timing import CLOCK_NS
 from codesign.arch.csd import csd
-from codesign.arch.dense import exact_product_range, needs_product_rounding
+from codesign.arch.dense import dsp_blocks, exact_product_range, multiplier_luts, needs_product_rounding
 from codesign.arch.input_serial import rom_luts
 from codesign.arch.netlist import signed_width
 from codesign.graph import Layer
@@ -55,8 +55,9 @@ class Choice:
     plans: dict[str, Any] = field(default_factory=dict)
 
 
-def lanes_estimate(layer: Layer) -> dict[str, int]:
-    """Estimated LUTs / FFs of :func:`codesign.arch.dense.folded` (multipliers as LUTs)."""
+def lanes_estimate(layer: Layer, multipliers: str = "auto") -> dict[str, int]:
+    """Estimated LUTs / FFs / DSPs of :func:`codesign.arch.dense.folded` (multipliers as LUTs unless
+    ``multipliers`` is dsp)."""
     assert layer.weights is not None and layer.accum_type is not None
     R = layer.reuse_factor
     rounding = needs_product_rounding(layer)
@@ -64,7 +65,7 @@ def lanes_estimate(layer: Layer) -> dict[str, int]:
     terms = [(j, i, int(layer.weights[i, j])) for j in range(layer.n_out) for i in range(layer.n_in)
              if layer.weights[i, j] != 0]
     x_w = layer.in_type.width + (0 if layer.in_type.signed else 1)
-    lut = ff = 0
+    lut = ff = dsp = 0
     contrib = [0] * layer.n_out
     lo = [0] * layer.n_out
     hi = [0] * layer.n_out
@@ -73,7 +74,9 @@ def lanes_estimate(layer: Layer) -> dict[str, int]:
         wmax = max(abs(w) for _, _, w in sched)
         w_w = signed_width(-wmax, wmax)
         # R:1 input mux (a LUT6 is a 4:1 mux), weight ROM, multiplier, product register
-        lut += x_w * max(1, -(-(len(sched) - 1) // 3)) + rom_luts(w_w, len(sched)) + x_w * w_w
+        lut += x_w * max(1, -(-(len(sched) - 1) // 3)) + rom_luts(w_w, len(sched))
+        lut += multiplier_luts(x_w, w_w, multipliers)
+        dsp += dsp_blocks(x_w, w_w) if multipliers == "dsp" else 0
         ff += x_w + w_w
         for j in sorted({jj for jj, _, _ in sched}):
             contrib[j] += 1
@@ -85,7 +88,7 @@ def lanes_estimate(layer: Layer) -> dict[str, int]:
         lut += a_w * contrib[j] + acc_t.width // 2  # gated adds into the accumulator, bias and casts
         ff += a_w + layer.out_type.width
     ff += layer.n_in * layer.in_type.width + 8
-    return {"lut": lut, "ff": ff}
+    return {"lut": lut, "ff": ff, "dsp": dsp} if multipliers == "dsp" else {"lut": lut, "ff": ff}
 
 
 def _csd_digits(layer: Layer) -> int:
@@ -94,8 +97,10 @@ def _csd_digits(layer: Layer) -> int:
     return sum(len(csd(int(w))) for w in layer.weights.ravel() if w)
 
 
-def choose(layer: Layer, choice: str = "auto", *, adder_graph: bool = True, clock_ns: float = CLOCK_NS) -> Choice:
-    """The folded architecture of ``layer`` (reuse factor > 1) for ``rtl.fold_architecture`` = ``choice``."""
+def choose(layer: Layer, choice: str = "auto", *, adder_graph: bool = True, clock_ns: float = CLOCK_NS,
+           multipliers: str = "auto") -> Choice:
+    """The folded architecture of ``layer`` (reuse factor > 1) for ``rtl.fold_architecture`` = ``choice``;
+    ``multipliers`` (``rtl.multipliers``) says whether a general multiplier costs LUTs or a DSP block."""
     if choice not in CHOICES:
         raise ValueError(f"fold architecture {choice!r}; valid: {', '.join(CHOICES)}")
     R = layer.reuse_factor
@@ -120,13 +125,13 @@ def choose(layer: Layer, choice: str = "auto", *, adder_graph: bool = True, cloc
         wanted = ["lanes"]
     for a in wanted:
         if a == "lanes":
-            est[a] = lanes_estimate(layer) if layer.product == "exact" else {"lut": 0, "ff": 0}
+            est[a] = lanes_estimate(layer, multipliers) if layer.product == "exact" else {"lut": 0, "ff": 0}
         elif a == "digit_serial":
             p = digit_serial.plan(layer, R, clock_ns)
             plans[a], est[a] = p, {"lut": p.lut, "ff": p.ff}
         else:
-            q = input_serial.plan(layer, R)
-            plans[a], est[a] = q, {"lut": q.lut, "ff": q.ff}
+            q = input_serial.plan(layer, R, multipliers)
+            plans[a], est[a] = q, {"lut": q.lut, "ff": q.ff} | ({"dsp": q.dsp} if multipliers == "dsp" else {})
     note = ""
     if choice == "auto":
         arch = min(est, key=lambda a: (est[a]["lut"], est[a]["ff"], ARCHITECTURES.index(a)))

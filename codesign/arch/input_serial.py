@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from codesign.arch import serial
 from codesign.arch.dense import (DenseCost, output_stage, product_frac, exact_product_range, check_exact,
-                                 needs_product_rounding)
+                                 needs_product_rounding, dsp_blocks, multiplier_luts, multiply)
 from codesign.arch.netlist import Module, Net, cast_instance, const, ext, signed_width
 from codesign.graph import Layer
 
@@ -46,8 +46,9 @@ class Plan:
     k: int
     C: int
     multipliers: int
-    lut: int  #: estimated LUTs (multipliers as LUTs, cost model)
+    lut: int  #: estimated LUTs (multipliers as LUTs unless rtl.multipliers is dsp)
     ff: int
+    dsp: int = 0  #: estimated DSP blocks (rtl.multipliers: dsp)
 
 
 def _slot_weights(layer: Layer, k: int, C: int, j: int, m: int) -> list[int]:
@@ -64,13 +65,13 @@ def rom_luts(bits: int, entries: int) -> int:
     return 0 if entries <= 1 else bits * -(-entries // 64)
 
 
-def plan(layer: Layer, R: int) -> Plan:
+def plan(layer: Layer, R: int, multipliers: str = "auto") -> Plan:
     """Size (and cost) the input-serial architecture of ``layer`` at reuse factor R."""
     assert layer.weights is not None and layer.accum_type is not None
     k, C = groups(layer.n_in, R)
     x_w = _x_width(layer)
     rounding = needs_product_rounding(layer)
-    mults = lut = ff = 0
+    mults = lut = ff = dsp = 0
     for j in range(layer.n_out):
         lo = hi = 0
         q_w = 0
@@ -80,7 +81,8 @@ def plan(layer: Layer, R: int) -> Plan:
                 continue
             mults += 1
             w_w = signed_width(min(ws + [0]), max(ws + [0]))
-            lut += x_w * w_w + rom_luts(w_w, C)  # a LUT multiplier is about x_w * w_w LUTs
+            lut += multiplier_luts(x_w, w_w, multipliers) + rom_luts(w_w, C)
+            dsp += dsp_blocks(x_w, w_w) if multipliers == "dsp" else 0
             if rounding:
                 lut += layer.accum_type.width
             q_w += 1
@@ -95,10 +97,11 @@ def plan(layer: Layer, R: int) -> Plan:
         ff += layer.out_type.width
     lut += layer.n_in * layer.in_type.width // 2 + 8  # input shift register (load / shift mux), control
     ff += layer.n_in * layer.in_type.width + 8
-    return Plan(R, k, C, mults, lut, ff)
+    return Plan(R, k, C, mults, lut, ff, dsp)
 
 
-def build_module(layer: Layer, module_name: str, p: Plan) -> tuple[Module, DenseCost, serial.Serial]:
+def build_module(layer: Layer, module_name: str, p: Plan,
+                 multipliers: str = "auto") -> tuple[Module, DenseCost, serial.Serial]:
     """The module of ``layer``; render with ``dense_serial.v.j2``."""
     assert layer.weights is not None and layer.accum_type is not None
     rounding = needs_product_rounding(layer)
@@ -143,7 +146,7 @@ def build_module(layer: Layer, module_name: str, p: Plan) -> tuple[Module, Dense
             else:
                 m.wire(f"w{name}", w_w, const(ws[0], w_w))
             mul_w = x_w + w_w
-            m.wire(f"p{name}", mul_w, f"{ext(f'xs{s}', x_w, mul_w)} * {ext(f'w{name}', w_w, mul_w)}")
+            multiply(m, f"p{name}", f"xs{s}", x_w, f"w{name}", w_w, multipliers)
             if rounding:
                 q = cast_instance(m, f"r{name}", f"p{name}", mul_w, product_frac(layer), acc_t)
                 a, b = acc_t.min_code, acc_t.max_code

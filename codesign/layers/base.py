@@ -47,6 +47,8 @@ class RenderOptions:
     clock_ns: float  #: the delay budget pipeline registers are placed by
     #: reuse factor > 1: auto (cost model) | lanes | digit_serial | input_serial (codesign.arch.fold)
     fold_architecture: str = "auto"
+    #: general multipliers of the folded architectures: auto | dsp | lut (codesign.arch.dense.MULTIPLIERS)
+    multipliers: str = "auto"
 
 
 @dataclass

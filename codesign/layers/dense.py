@@ -97,10 +97,11 @@ def render_folded(env: jinja2.Environment, layer: Layer, module: str, opts: Rend
     R, issue cycles, pipeline depth; :mod:`codesign.arch.stream_timing`)."""
     if layer.product != "po2":  # refuse what no folded architecture reproduces, as the lanes always did
         dense_arch.check_exact(layer, product_rounding=dense_arch.needs_product_rounding(layer))
-    choice = fold.choose(layer, opts.fold_architecture, adder_graph=opts.adder_graph, clock_ns=opts.clock_ns)
+    choice = fold.choose(layer, opts.fold_architecture, adder_graph=opts.adder_graph, clock_ns=opts.clock_ns,
+                         multipliers=opts.multipliers)
     extra: dict[str, Any] = {"architecture": FOLD_NAMES[choice.arch], "fold_architecture": choice.arch}
     if choice.arch == "lanes":
-        m, cost, info = dense_arch.folded(layer, module)
+        m, cost, info = dense_arch.folded(layer, module, opts.multipliers)
         text = env.get_template("dense_folded.v.j2").render(m=m, R=info["R"], lanes=info["lanes"],
                                                              tw=info["tw"], **header)
         extra["lanes"] = info["lanes"]
@@ -116,13 +117,15 @@ def render_folded(env: jinja2.Environment, layer: Layer, module: str, opts: Rend
         handshake = ("engine", s.R, s.active, s.depth)
     else:
         q = choice.plans["input_serial"]
-        m, cost, s = input_serial.build_module(layer, module, q)
+        m, cost, s = input_serial.build_module(layer, module, q, opts.multipliers)
         what = (f"input-serial multipliers, {q.k} input(s) per cycle over {q.C} cycle(s), "
                 f"{cost.multipliers} multiplier(s) with cycle-indexed weight ROMs")
         text = env.get_template("dense_serial.v.j2").render(m=m, s=s, what=what, **header)
         extra.update(inputs_per_cycle=q.k, cycles=q.C)
         handshake = ("engine", s.R, s.active, s.depth)
     extra["fold_estimates"] = {a: dict(e) for a, e in choice.estimates.items()}
+    if opts.multipliers != "auto" and choice.arch != "digit_serial":  # absent: auto (the synthesizer maps them)
+        extra["multipliers_as"] = opts.multipliers
     if choice.note:
         extra["fold_note"] = choice.note
     return m, cost, text, extra, handshake
