@@ -37,6 +37,8 @@ examples:
   codesign flow --from-model net.json --weights net_weights.h5 --out runs/imported
   codesign rtl my.yaml --out runs/my         re-run one stage
   codesign sweep sweep.yaml                  a grid of design points on Ray
+  codesign search docs/search_example.yaml --trials 40 --out runs/search40
+                                             the most accurate models within a LUT/latency budget
 """
 
 
@@ -192,6 +194,31 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_search(args: argparse.Namespace) -> int:
+    from codesign import search
+
+    spec = search.load_spec(args.search, out=args.out, trials=args.trials)
+    summary = search.run_search(spec, address=args.address, executor="local" if args.local else "ray",
+                                num_cpus=args.workers, progress=lambda line: print(line, flush=True),
+                                worker_output=args.verbose > 0)
+    rows = {r["trial"]: r for r in summary["rows"]}
+    print(f"search: {summary['finished']} trials finished, {len(summary['failed'])} failed; "
+          f"Pareto front of {len(summary['front'])} point(s) ({', '.join(spec.objectives)}), "
+          f"{'every one verified bit-exact and synthesized' if summary['front_verified'] else 'NOT all verified'}")
+    for t in summary["front"]:
+        r = rows[t]
+        print(f"  trial {t:3d} {r['slug']}: accuracy {r['accuracy']:.4f}, LUT {r['LUT']}, FF {r['FF']}, "
+              f"DSP {r['DSP']}, latency {r['latency']}, II {r['ii']}, mismatches {r['mismatches']}")
+    for k, v in summary["calibration"]["leave_one_out"].items():
+        if v["n"]:
+            print(f"estimate vs Yosys {k}: {v['n']} points, median error {100 * v['median']:.1f} %, "
+                  f"max {100 * v['max']:.1f} % (leave-one-out)")
+    if summary["refuted"]:
+        print(f"refuted by verification: trials {summary['refuted']}")
+    print(f"results: {spec.out / 'results.csv'}, report: {spec.out / 'report.html'}")
+    return 1 if summary["failed"] or summary["refuted"] or not summary["front_verified"] else 0
+
+
 class _VersionAction(argparse.Action):
     """``--version``: codesign's version and the tools it finds (codesign.toolinfo), then exit."""
 
@@ -250,6 +277,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=int, help="parallel points (default: CPU count)")
     s.add_argument("--local", action="store_true", help="run points in this process instead of on Ray")
     s.set_defaults(func=cmd_sweep)
+
+    s = sub.add_parser("search", help="hardware-aware search: the accuracy / resources / latency Pareto front "
+                                      "under constraints (Optuna on Ray)")
+    s.add_argument("search", help="search YAML: base config, space, objectives, constraints, trials, out")
+    s.add_argument("--trials", type=int, help="trial budget, replayed trials included (overrides the file's)")
+    s.add_argument("--address", help="Ray cluster address (default: a local Ray instance)")
+    s.add_argument("--out", help="search output directory (overrides the file's out)")
+    s.add_argument("--workers", type=int, help="parallel trials (default: CPU count)")
+    s.add_argument("--local", action="store_true", help="run trials in this process instead of on Ray")
+    s.set_defaults(func=cmd_search)
     return p
 
 

@@ -186,3 +186,50 @@ def series_plot(rows: Sequence[Mapping[str, Any]], x: str, ys: Sequence[str], pa
                 a.set_xscale("log", base=2)
             a.legend(fontsize=7)
     return path
+
+
+# ----------------------------------------------------------------------------- search plots
+
+def search_front_plot(rows: Sequence[Mapping[str, Any]], x: str, y: str, path: Path) -> Path | None:
+    """A search's trials, y against x: the front (flag ``on_front``) red and labelled, dominated
+    trials grey, infeasible ones grey crosses; None if no trial has both numbers."""
+    pts = [(r, _num(r.get(x)), _num(r.get(y))) for r in rows]
+    pts = [(r, a, b) for r, a, b in pts if a is not None and b is not None]
+    if not pts:
+        return None
+    with _figure(path, size=(6.0, 4.2)) as (_, ax):
+        a = ax[0][0]
+        for kind, color, marker in (("dominated", "#bbbbbb", "o"), ("infeasible", "#bbbbbb", "x"),
+                                    ("front", "#c0392b", "o")):
+            sel = [(px, py) for r, px, py in pts
+                   if (kind == "front") == bool(r.get("on_front"))
+                   and (kind == "infeasible") == (not r.get("on_front") and not r.get("feasible", True))]
+            if sel:
+                a.scatter([p[0] for p in sel], [p[1] for p in sel], color=color, marker=marker, label=kind)
+        for r, px, py in pts:
+            if r.get("on_front"):
+                a.annotate(str(r.get("trial", "")), (px, py), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        a.set_xlabel(x)
+        a.set_ylabel(y)
+        a.set_title(f"{y} vs {x}")
+        a.legend(fontsize=7)
+    return path
+
+
+def estimate_plot(points: Mapping[str, Mapping[str, Any]], path: Path) -> Path | None:
+    """Per resource, the calibrated estimate of each synthesized point against Yosys (the diagonal
+    is a perfect estimate); ``points``: resource -> {"points": [{"estimate", "yosys"}]}."""
+    panels = [(k, v["points"]) for k, v in points.items() if v.get("points")]
+    if not panels:
+        return None
+    with _figure(path, ncols=len(panels), size=(4.0, 3.6)) as (_, ax):
+        for a, (k, pts) in zip(ax[0], panels):
+            ys = [p["yosys"] for p in pts]
+            es = [p["estimate"] for p in pts]
+            a.scatter(ys, es, color="#2c7fb8")
+            hi = max(ys + es) * 1.05 or 1.0
+            a.plot([0, hi], [0, hi], color="#999999", linewidth=0.8)
+            a.set_xlabel(f"Yosys {k}")
+            a.set_ylabel(f"estimated {k}")
+            a.set_title(k)
+    return path
