@@ -98,6 +98,32 @@ class PruningConfig:
     structured: bool = False
     #: Iterative prune / fine-tune rounds; the target is reached in equal steps.
     rounds: int = 1
+    #: Lottery-ticket rewinding (codesign.pruning): null is off. An epoch e (0 .. training.epochs-1):
+    #: train unpruned, keeping the weights after e epochs (0: the initial weights); then each of the
+    #: ``rounds`` rounds prunes the lowest-magnitude weights of each layer to its step of the target,
+    #: rewinds the survivors to the kept weights and retrains. Magnitude (unstructured) pruning only.
+    rewind_epoch: int | None = None
+    #: Structured pruning's importance of a neuron / filter (codesign.pruning): "magnitude" (L2
+    #: norm of its weights and bias), "taylor" (first-order Taylor: (sum of weight x loss gradient over
+    #: the unit)^2, averaged over training batches) or "activation" (how often its output is nonzero on
+    #: the training data: units that rarely fire go first). Non-magnitude needs structured: true.
+    criterion: str = "magnitude"
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    #: Knowledge distillation (codesign.distill): null is off; "float": train a float Keras teacher of
+    #: the student's architecture (hidden widths / filters times teacher_width) first; or a path to a
+    #: Keras .h5 model (logits or softmax outputs, the data's classes) to use as the teacher.
+    teacher: str | None = None
+    #: Width multiplier of the "float" teacher's hidden layers and conv filters (1: same size).
+    teacher_width: int = 1
+    #: Epochs of the "float" teacher; null: training.epochs.
+    teacher_epochs: int | None = None
+    #: Softmax temperature T of the soft targets (loss term scaled by T^2); > 0.
+    temperature: float = 4.0
+    #: Weight of the soft-target (teacher) loss; 1 - alpha weighs the labels' loss. 0 .. 1.
+    alpha: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -110,6 +136,8 @@ class TrainingConfig:
     learning_rate: float = 0.01
     #: Seed for data split, initialisation and shuffling.
     seed: int = 0
+    #: Knowledge distillation of the quantized student from a float teacher (teacher null: off).
+    distill: DistillConfig = field(default_factory=DistillConfig)
 
 
 @dataclass(frozen=True)
@@ -178,6 +206,11 @@ class RtlConfig:
     #: (multiplier lanes), "digit_serial" (adder graph on input digits) or "input_serial" (inputs
     #: from a shift register, weights from ROMs); a layer that cannot use the choice gets "lanes".
     fold_architecture: str = "auto"
+    #: Reuse factor > 1: the general multipliers of the folded architectures. "auto": written as
+    #: a * b, the synthesizer maps them (wide ones to DSP blocks), the cost model counts LUTs; "dsp":
+    #: marked (* use_dsp = "yes" *) and counted as DSP blocks by the cost model, so folding spends
+    #: DSPs to save LUTs; "lut": written as shift-and-add partial products, LUTs in any tool.
+    multipliers: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -206,11 +239,6 @@ class SynthConfig:
     asic: bool = True
 
 
-    #: Reuse factor > 1: the general multipliers of the folded architectures. "auto": written as
-    #: a * b, the synthesizer maps them (wide ones to DSP blocks), the cost model counts LUTs; "dsp":
-    #: marked (* use_dsp = "yes" *) and counted as DSP blocks by the cost model, so folding spends
-    #: DSPs to save LUTs; "lut": written as shift-and-add partial products, LUTs in any tool.
-    multipliers: str = "auto"
 @dataclass(frozen=True)
 class Config:
     #: Run directory; every stage writes its own subdirectory here.
@@ -375,6 +403,7 @@ def validate(cfg: Config) -> Config:
     _require(0.0 <= p.target_sparsity < 1.0, "pruning.target_sparsity", p.target_sparsity, "0 <= s < 1")
     _require(1 <= p.rounds <= 20, "pruning.rounds", p.rounds, "1 .. 20")
     _require(1 <= t.epochs <= 10000, "training.epochs", t.epochs, "1 .. 10000")
+    _validate_training_levers(cfg)
     _require(1 <= t.batch_size <= 65536, "training.batch_size", t.batch_size, "1 .. 65536")
     _require(0 < t.learning_rate < 1, "training.learning_rate", t.learning_rate, "0 < lr < 1")
     _require(h.strategy in STRATEGIES, "hls.strategy", h.strategy, ", ".join(STRATEGIES))
@@ -398,11 +427,48 @@ def validate(cfg: Config) -> Config:
     _require(1 <= cfg.rtl.levels_per_stage <= 16, "rtl.levels_per_stage", cfg.rtl.levels_per_stage, "1 .. 16")
     _require(cfg.rtl.fold_architecture in FOLD_ARCHITECTURES, "rtl.fold_architecture", cfg.rtl.fold_architecture,
              ", ".join(FOLD_ARCHITECTURES))
+    _require(cfg.rtl.multipliers in MULTIPLIERS, "rtl.multipliers", cfg.rtl.multipliers, ", ".join(MULTIPLIERS))
     _require(0 <= v.random_vectors <= 10_000_000, "verify.random_vectors", v.random_vectors, "0 .. 1e7")
     _require(v.simulator in SIMULATORS, "verify.simulator", v.simulator, ", ".join(SIMULATORS))
     _require(0 <= v.input_gap_prob < 1, "verify.input_gap_prob", v.input_gap_prob, "0 <= p < 1")
     _require(0 <= v.backpressure_prob < 1, "verify.backpressure_prob", v.backpressure_prob, "0 <= p < 1")
     return cfg
+
+
+#: Values of pruning.criterion (codesign.pruning).
+PRUNING_CRITERIA = ("magnitude", "taylor", "activation")
+
+
+def _validate_training_levers(cfg: Config) -> None:
+    """Distillation, rewinding, pruning criterion and low rank: ranges and the options they need.
+
+    Layer names and ranks against the model's real widths are checked by codesign.low_rank when
+    the data's shape is known."""
+    m, p, t = cfg.model, cfg.pruning, cfg.training
+    dist = t.distill
+    _require(p.criterion in PRUNING_CRITERIA, "pruning.criterion", p.criterion, ", ".join(PRUNING_CRITERIA))
+    if p.criterion != "magnitude":
+        _require(p.structured, "pruning.criterion", p.criterion,
+                 "magnitude unless pruning.structured is true (taylor and activation rank whole neurons)")
+    if p.rewind_epoch is not None:
+        _require(0 <= p.rewind_epoch < t.epochs, "pruning.rewind_epoch", p.rewind_epoch,
+                 f"null or 0 .. {t.epochs - 1} (an epoch before training.epochs = {t.epochs})")
+        _require(p.target_sparsity > 0 and not p.structured, "pruning.rewind_epoch", p.rewind_epoch,
+                 "null unless magnitude pruning is on (pruning.target_sparsity > 0, structured: false)")
+    if dist.teacher is not None:
+        _require(dist.teacher == "float" or dist.teacher.endswith((".h5", ".keras")), "training.distill.teacher",
+                 dist.teacher, 'null, "float" or a path to a Keras .h5 model')
+    _require(dist.temperature > 0, "training.distill.temperature", dist.temperature, "> 0")
+    _require(0.0 <= dist.alpha <= 1.0, "training.distill.alpha", dist.alpha, "0 .. 1")
+    _require(1 <= dist.teacher_width <= 16, "training.distill.teacher_width", dist.teacher_width, "1 .. 16")
+    if dist.teacher_epochs is not None:
+        _require(1 <= dist.teacher_epochs <= 10000, "training.distill.teacher_epochs", dist.teacher_epochs,
+                 "null or 1 .. 10000")
+    for name, rank in m.low_rank.items():
+        _require(rank >= 1, f"model.low_rank.{name}", rank, "a rank >= 1 (and < min(n_in, n_out))")
+    if m.import_path and (m.low_rank or dist.teacher is not None or p.rewind_epoch is not None):
+        raise ConfigError("model.import_path imports a model, so nothing is trained: model.low_rank, "
+                          "training.distill.teacher and pruning.rewind_epoch must stay unset")
 
 
 def _validate_ptq(cfg: Config) -> None:
@@ -427,7 +493,6 @@ def cnn_output_size(size: int, m: ModelConfig) -> int:
         if size < 1:
             return 0
         if m.pool_size > 1:
-    _require(cfg.rtl.multipliers in MULTIPLIERS, "rtl.multipliers", cfg.rtl.multipliers, ", ".join(MULTIPLIERS))
             size //= m.pool_size
     return size
 

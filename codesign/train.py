@@ -13,6 +13,12 @@ Pruning: tfmot magnitude pruning (PolynomialDecay) of the QDense and QConv2D ker
 pruning of whole hidden neurons / conv filters (kernel column + bias, and the now dead inputs of the
 next layer) by L2 norm, applied as a mask after every batch. With ``pruning.rounds`` > 1 the target
 is reached in equal steps, each round training ``training.epochs`` epochs (iterative prune / fine-tune).
+
+Training levers (off by default): knowledge distillation from a float teacher (``training.distill``,
+:mod:`codesign.distill`), lottery-ticket rewinding (``pruning.rewind_epoch``) and the Taylor /
+activation importance of structured pruning (``pruning.criterion``) (:mod:`codesign.pruning`), and
+low-rank Dense layers (``model.low_rank``: dense_i becomes dense_i_u, dense_i_q, dense_i;
+:mod:`codesign.low_rank`). Distillation and rewinding record a test-accuracy learning curve.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from codesign import progress, rundir
+from codesign import distill, low_rank, progress, pruning, rundir
 from codesign.config import Config, cnn_output_size
 from codesign.data import Dataset, load_dataset
 from codesign.errors import ConfigError
@@ -47,15 +53,21 @@ def run(cfg: Config, run_dir: Path) -> dict[str, Any]:
     _seed_everything(cfg.training.seed)
     data = load_dataset(cfg.data, cfg.training.seed)
     _check_layer_bits(cfg)
-    input_shape(cfg, data.n_features)  # a CNN image shape that does not fit the data fails here
+    shape = input_shape(cfg, data.n_features)  # a CNN image shape that does not fit the data fails here
+    low_rank.check(cfg.model.low_rank, dense_shapes(cfg, data.n_features, data.n_classes))
     t0 = time.perf_counter()
-    model = _train(cfg, data)
+    fit = _Fit(cfg, data)
+    if cfg.training.distill.teacher is not None:
+        fit.teacher = distill.make_teacher(cfg, data, shape, lambda: _Curve(data))
+        # the student starts from the initial weights and batch order it has without a teacher
+        _seed_everything(cfg.training.seed)
+    model = _train(cfg, data, fit)
     train_seconds = time.perf_counter() - t0
     with rundir.stage_dir(Path(run_dir), "model") as out:
         model.save(out / "model.h5")
         np.savez(out / "data.npz", X_train=data.X_train, y_train=data.y_train,
                  X_test=data.X_test, y_test=data.y_test)
-        result = _result(cfg, model, data, train_seconds)
+        result = _result(cfg, model, data, train_seconds, fit)
         rundir.write_json(out / "result.json", result)
     return result
 
@@ -105,8 +117,22 @@ def layer_names(cfg: Config) -> list[str]:
         for i in range(len(cfg.model.conv_filters)):
             convs += [f"conv_{i}", f"crelu_{i}"] + ([f"pool_{i}"] if _pools(cfg) else [])
         convs.append("flatten")
-    dense = [name for i in range(n) for name in (f"dense_{i}", f"relu_{i}")] + [f"dense_{n}"]
+    dense: list[str] = []
+    for i in range(n + 1):
+        dense += list(low_rank.names(i)) if f"dense_{i}" in cfg.model.low_rank else [f"dense_{i}"]
+        dense += [f"relu_{i}"] if i < n else []
     return ["inq", *convs, *dense]
+
+
+def dense_shapes(cfg: Config, n_features: int, n_classes: int) -> dict[str, tuple[int, int]]:
+    """{dense_i: (n_in, n_out)} of the unfactorized dense layers (the keys model.low_rank accepts)."""
+    n_in = n_features
+    if cfg.model.kind == "cnn":
+        h, w, _ = input_shape(cfg, n_features)
+        n_in = cnn_output_size(h, cfg.model) * cnn_output_size(w, cfg.model) * cfg.model.conv_filters[-1]
+    widths = [*hidden_widths(cfg), n_classes]
+    ins = [n_in, *widths[:-1]]
+    return {f"dense_{i}": (a, b) for i, (a, b) in enumerate(zip(ins, widths))}
 
 
 def quantized_layer_names(cfg: Config) -> list[str]:
@@ -187,15 +213,23 @@ def _layers(cfg: Config, n_classes: int) -> list[Any]:
                 layers.append(tf.keras.layers.MaxPooling2D(m.pool_size, name=f"pool_{i}"))
         layers.append(tf.keras.layers.Flatten(name="flatten"))
     widths = [*hidden_widths(cfg), n_classes]
-    for i, width in enumerate(widths):
-        b = layer_bits(cfg, f"dense_{i}")
-        layers.append(QDense(
+
+    def dense(name: str, width: int) -> Any:
+        b = layer_bits(cfg, name)
+        return QDense(
             width,
             kernel_quantizer=quantized_bits(b, m.integer_bits, alpha=1),
             bias_quantizer=quantized_bits(b, m.integer_bits, alpha=1),
             kernel_initializer="lecun_uniform",
-            name=f"dense_{i}",
-        ))
+            name=name,
+        )
+
+    for i, width in enumerate(widths):
+        rank = m.low_rank.get(f"dense_{i}")
+        if rank is None:
+            layers.append(dense(f"dense_{i}", width))
+        else:
+            layers += low_rank.layers(i, rank, width, dense, lambda name: layer_bits(cfg, name))
         if i < len(widths) - 1:
             layers.append(QActivation(quantized_relu(layer_bits(cfg, f"relu_{i}")), name=f"relu_{i}"))
     return layers
@@ -231,17 +265,21 @@ def _compile(model: Any, lr: float) -> None:
 
 # ----------------------------------------------------------------------------- training
 
-def _train(cfg: Config, data: Dataset) -> Any:
+def _train(cfg: Config, data: Dataset, fit: _Fit) -> Any:
     """Build, train and prune; return the stripped QKeras model."""
     layers = _layers(cfg, data.n_classes)
     target = cfg.pruning.target_sparsity
     if target <= 0.0:
         model = _connect(input_shape(cfg, data.n_features), layers)
-        _fit(cfg, model, data, [])
+        fit(model, [])
         return model
     if cfg.pruning.structured:
-        return _train_structured(cfg, data, layers)
-    return _train_magnitude(cfg, data, layers)
+        return _train_structured(cfg, data, layers, fit)
+    if cfg.pruning.rewind_epoch is not None:
+        model = _connect(input_shape(cfg, data.n_features), layers)
+        return pruning.train_rewound(model, [x for x in layers if _prunable(x)],
+                                     _round_targets(target, cfg.pruning.rounds), cfg.pruning.rewind_epoch, fit)
+    return _train_magnitude(cfg, data, layers, fit)
 
 
 def _steps_per_epoch(cfg: Config, data: Dataset) -> int:
@@ -253,6 +291,54 @@ def _fit(cfg: Config, model: Any, data: Dataset, callbacks: list[Any]) -> None:
     model.fit(model_input(model, data.X_train), data.y_train, epochs=cfg.training.epochs,
               batch_size=cfg.training.batch_size, shuffle=True, verbose=0,
               callbacks=callbacks + progress.keras_epochs(cfg.training.epochs))
+
+
+class _Fit:
+    """``fit(model, callbacks)``: one training round of ``training.epochs`` epochs.
+
+    Without a teacher and without a learning curve this is exactly :func:`_fit`. With a teacher
+    the targets are [label, teacher logits] and the loss is :func:`codesign.distill.loss`. The test
+    accuracy per epoch is recorded when distillation or rewinding is on (their learning curves).
+    """
+
+    def __init__(self, cfg: Config, data: Dataset) -> None:
+        self.cfg, self.data = cfg, data
+        self.teacher: distill.Teacher | None = None
+        self.record = cfg.training.distill.teacher is not None or cfg.pruning.rewind_epoch is not None
+        self.curve: list[float] = []
+        self.rounds: list[int] = []  # epochs at which each training round starts
+
+    def __call__(self, model: Any, callbacks: list[Any]) -> None:
+        cfg, data = self.cfg, self.data
+        extra: list[Any] = []
+        if self.record:
+            self.rounds.append(len(self.curve))
+            extra.append(_Curve(data, self.curve))
+        if self.teacher is None:
+            _fit(cfg, model, data, callbacks + extra)
+            return
+        import tensorflow as tf
+
+        d = cfg.training.distill
+        model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate=cfg.training.learning_rate),
+                      loss=distill.loss(d.temperature, d.alpha), metrics=[distill.accuracy_metric()])
+        model.fit(model_input(model, data.X_train), distill.targets(data.y_train, self.teacher.logits),
+                  epochs=cfg.training.epochs, batch_size=cfg.training.batch_size, shuffle=True, verbose=0,
+                  callbacks=callbacks + extra + progress.keras_epochs(cfg.training.epochs))
+
+
+class _Curve(pruning._callback_base()):  # type: ignore[misc]
+    """Append the test accuracy after every epoch to ``curve`` (for the report's learning curves;
+    never used to choose anything)."""
+
+    def __init__(self, data: Dataset, curve: list[float] | None = None) -> None:
+        super().__init__()
+        self.data = data
+        self.curve = [] if curve is None else curve
+
+    def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+        logits = self.model.predict(model_input(self.model, self.data.X_test), batch_size=1024, verbose=0)
+        self.curve.append(float(np.mean(np.argmax(logits, axis=1) == self.data.y_test)))
 
 
 def _round_targets(target: float, rounds: int) -> list[tuple[float, float]]:
@@ -269,7 +355,7 @@ def _prune_steps(steps_per_epoch: int, epochs: int) -> tuple[int, int]:
     return frequency, frequency * max(1, ramp // frequency)
 
 
-def _train_magnitude(cfg: Config, data: Dataset, layers: list[Any]) -> Any:
+def _train_magnitude(cfg: Config, data: Dataset, layers: list[Any], fit: _Fit) -> Any:
     """tfmot low-magnitude pruning, re-wrapped each round so each round ramps start -> end."""
     import tensorflow_model_optimization as tfmot
 
@@ -284,7 +370,7 @@ def _train_magnitude(cfg: Config, data: Dataset, layers: list[Any]) -> Any:
             return sparsity.prune_low_magnitude(layer, pruning_schedule=schedule)
 
         model = _connect(input_shape(cfg, data.n_features), layers, wrap)
-        _fit(cfg, model, data, [sparsity.UpdatePruningStep()])
+        fit(model, [sparsity.UpdatePruningStep()])
         _apply_masks(model)
         model = sparsity.strip_pruning(model)
     return _connect(input_shape(cfg, data.n_features), layers)
@@ -298,15 +384,17 @@ def _apply_masks(model: Any) -> None:
             weight.assign(weight * mask)
 
 
-def _train_structured(cfg: Config, data: Dataset, layers: list[Any]) -> Any:
-    """Neuron / filter pruning: a mask callback removes the lowest-L2 hidden neurons and conv
-    filters, ramping each round."""
+def _train_structured(cfg: Config, data: Dataset, layers: list[Any], fit: _Fit) -> Any:
+    """Neuron / filter pruning: a mask callback removes the least important hidden neurons and
+    conv filters (pruning.criterion; magnitude: lowest L2 norm), ramping each round."""
     model = _connect(input_shape(cfg, data.n_features), layers)
     prunable = [layer for layer in layers if _prunable(layer)]
-    masker = NeuronMask(prunable, ramp_epochs=max(1, int(cfg.training.epochs * RAMP_FRACTION)))
+    scores = pruning.scorer(cfg.pruning.criterion, model, prunable, model_input(model, data.X_train),
+                            data.y_train, cfg.training.batch_size)
+    masker = NeuronMask(prunable, ramp_epochs=max(1, int(cfg.training.epochs * RAMP_FRACTION)), scores=scores)
     for start, end in _round_targets(cfg.pruning.target_sparsity, cfg.pruning.rounds):
         masker.set_round(start, end)
-        _fit(cfg, model, data, [masker])
+        fit(model, [masker])
     masker.apply()
     return model
 
@@ -329,10 +417,12 @@ class NeuronMask(_neuron_mask_callback_base()):  # type: ignore[misc]
     ``ramp_epochs`` epochs, re-chosen per epoch.
     """
 
-    def __init__(self, layers: list[Any], ramp_epochs: int) -> None:
+    def __init__(self, layers: list[Any], ramp_epochs: int, scores: Any = None) -> None:
         super().__init__()
         self.layers = layers
         self.ramp_epochs = ramp_epochs
+        #: ``scores()`` -> an importance per unit of each hidden layer (pruning.criterion); None: L2 norm
+        self.scores = scores
         self.keep = [np.ones(_units(d), dtype=bool) for d in layers[:-1]]
         self.start = self.end = 0.0
 
@@ -342,22 +432,27 @@ class NeuronMask(_neuron_mask_callback_base()):  # type: ignore[misc]
     def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
         frac = self.end if epoch >= self.ramp_epochs else (
             self.start + (self.end - self.start) * (epoch + 1) / self.ramp_epochs)
+        importance = self.scores() if self.scores is not None else None
         for i, d in enumerate(self.layers[:-1]):
-            self.keep[i] = self._choose(d, self.keep[i], frac)
+            self.keep[i] = self._choose(d, self.keep[i], frac, None if importance is None else importance[i])
         self.apply()
 
     def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
         self.apply()
 
     @staticmethod
-    def _choose(layer: Any, keep: np.ndarray, frac: float) -> np.ndarray:
-        """Prune the smallest-norm live units until ``frac`` of them are gone (at least one stays)."""
+    def _choose(layer: Any, keep: np.ndarray, frac: float, importance: np.ndarray | None = None) -> np.ndarray:
+        """Prune the least important live units until ``frac`` of them are gone (at least one
+        stays); importance None: the L2 norm of the unit's weights and bias."""
         units = _units(layer)
         n_prune = min(int(round(frac * units)), units - 1)
         if n_prune <= int((~keep).sum()):
             return keep
-        kernel, bias = layer.kernel.numpy(), layer.bias.numpy()
-        norms = np.sqrt((kernel.reshape(-1, units) ** 2).sum(axis=0) + bias ** 2)
+        if importance is None:
+            kernel, bias = layer.kernel.numpy(), layer.bias.numpy()
+            norms = np.sqrt((kernel.reshape(-1, units) ** 2).sum(axis=0) + bias ** 2)
+        else:
+            norms = np.asarray(importance, dtype=np.float64).copy()
         norms[~keep] = -1.0  # already pruned: stay pruned
         new = np.ones_like(keep)
         new[np.argsort(norms, kind="stable")[:n_prune]] = False
@@ -388,10 +483,11 @@ def _units(layer: Any) -> int:
     return int(layer.kernel.shape[-1])
 
 
-def _result(cfg: Config, model: Any, data: Dataset, train_seconds: float) -> dict[str, Any]:
+def _result(cfg: Config, model: Any, data: Dataset, train_seconds: float, fit: _Fit) -> dict[str, Any]:
     logits = model.predict(model_input(model, data.X_test), batch_size=1024, verbose=0)
     accuracy = float(np.mean(np.argmax(logits, axis=1) == data.y_test))
     layers = layer_stats(model)
+    rewound = cfg.pruning.rewind_epoch is not None and cfg.pruning.target_sparsity > 0
     return {
         "source": "trained",
         "model_file": "model.h5",
@@ -407,9 +503,17 @@ def _result(cfg: Config, model: Any, data: Dataset, train_seconds: float) -> dic
         "test_accuracy": accuracy,
         "train_seconds": train_seconds,
         "seed": cfg.training.seed,
-        "epochs_total": cfg.training.epochs * (cfg.pruning.rounds if cfg.pruning.target_sparsity > 0 else 1),
+        "epochs_total": cfg.training.epochs * (cfg.pruning.rounds if cfg.pruning.target_sparsity > 0 else 1)
+        + (cfg.training.epochs if rewound else 0),  # rewinding first trains unpruned
         "pruning": {"target_sparsity": cfg.pruning.target_sparsity, "structured": cfg.pruning.structured,
-                    "rounds": cfg.pruning.rounds},
+                    "rounds": cfg.pruning.rounds, "criterion": cfg.pruning.criterion,
+                    "rewind_epoch": cfg.pruning.rewind_epoch},
+        "distill": distill.record(cfg, fit.teacher),
+        "low_rank": low_rank.record(cfg.model.low_rank, dense_shapes(cfg, data.n_features, data.n_classes),
+                                    layers) or None,
+        "curves": None if not fit.record else {
+            "test_accuracy": fit.curve, "round_starts": fit.rounds,
+            "teacher_test_accuracy": fit.teacher.curve if fit.teacher is not None else None},
         "layers": layers,
         **totals(layers),
     }

@@ -1,0 +1,158 @@
+"""Pruning levers beyond tfmot's magnitude schedule: lottery-ticket rewinding and the importance
+criteria of structured (neuron / filter) pruning.
+
+Rewinding (``pruning.rewind_epoch``, Frankle et al. 2019, "Stabilizing the lottery ticket
+hypothesis"): train unpruned, keeping the weights after ``rewind_epoch`` epochs; then each of
+``pruning.rounds`` rounds removes the lowest-magnitude surviving weights of each QDense / QConv2D
+kernel up to its step of the target, resets every surviving weight (and bias) to the kept values,
+and retrains with the mask held after every batch. ``rounds: 1`` is one-shot pruning with rewinding.
+
+Criteria (``pruning.criterion``) score each hidden unit for :class:`codesign.train.NeuronMask`:
+"taylor" is the first-order Taylor estimate of the loss change when the unit is removed,
+(sum over its kernel column and bias of weight x dLoss/dweight)^2 averaged over training batches
+(Molchanov et al. 2019); "activation" is the fraction of (sample, position) outputs where the unit's
+activation is nonzero (a unit that rarely fires contributes little).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+#: Training samples the Taylor and activation criteria look at (the first ones of the training set).
+CALIBRATION_SAMPLES = 512
+
+
+def _callback_base() -> type:
+    import tensorflow as tf
+
+    return tf.keras.callbacks.Callback
+
+
+class KernelMask(_callback_base()):  # type: ignore[misc]
+    """Hold fixed 0/1 masks on the kernels: re-applied after every batch (Adam moves pruned weights)."""
+
+    def __init__(self, layers: list[Any], masks: list[np.ndarray]) -> None:
+        super().__init__()
+        self.layers, self.masks = layers, masks
+
+    def apply(self) -> None:
+        for layer, mask in zip(self.layers, self.masks):
+            layer.kernel.assign(layer.kernel.numpy() * mask)
+
+    def on_train_begin(self, logs: Any = None) -> None:
+        self.apply()
+
+    def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+        self.apply()
+
+
+class Snapshot(_callback_base()):  # type: ignore[misc]
+    """Keep the model's weights at the end of epoch ``epoch`` (1-based count; 0: before training)."""
+
+    def __init__(self, epoch: int) -> None:
+        super().__init__()
+        self.epoch = epoch
+        self.weights: list[np.ndarray] | None = None
+
+    def on_train_begin(self, logs: Any = None) -> None:
+        if self.epoch == 0:
+            self.weights = [w.copy() for w in self.model.get_weights()]
+
+    def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+        if epoch + 1 == self.epoch:
+            self.weights = [w.copy() for w in self.model.get_weights()]
+
+
+def magnitude_masks(layers: list[Any], masks: list[np.ndarray], sparsity: float) -> list[np.ndarray]:
+    """Per layer, zero the lowest-|w| kernel entries until ``sparsity`` of them are gone; entries
+    already pruned stay pruned (they rank lowest)."""
+    out = []
+    for layer, mask in zip(layers, masks):
+        w = np.abs(layer.kernel.numpy()).ravel()
+        w[mask.ravel() == 0] = -1.0
+        n_prune = int(round(sparsity * w.size))
+        new = np.ones(w.size, dtype=np.float32)
+        new[np.argsort(w, kind="stable")[:n_prune]] = 0.0
+        out.append(new.reshape(mask.shape))
+    return out
+
+
+def train_rewound(model: Any, prunable: list[Any], rounds: list[tuple[float, float]], rewind_epoch: int,
+                  fit: Callable[[Any, list[Any]], None]) -> Any:
+    """Lottery-ticket rewinding over ``rounds`` ((start, end) sparsity each); return the model.
+
+    Args:
+        fit: ``fit(model, callbacks)`` trains ``training.epochs`` epochs (a fresh optimizer each time).
+    """
+    snap = Snapshot(rewind_epoch)
+    fit(model, [snap])  # the unpruned network whose magnitudes rank the first round
+    assert snap.weights is not None  # rewind_epoch < epochs: validated by the config
+    masks = [np.ones(layer.kernel.shape, dtype=np.float32) for layer in prunable]
+    for _start, end in rounds:
+        masks = magnitude_masks(prunable, masks, end)
+        model.set_weights(snap.weights)  # rewind: survivors restart from the early weights
+        masker = KernelMask(prunable, masks)
+        masker.apply()
+        fit(model, [masker])
+        masker.apply()
+    return model
+
+
+# ----------------------------------------------------------------------------- criteria
+
+def scorer(criterion: str, model: Any, prunable: list[Any], X: np.ndarray, y: np.ndarray,
+           batch_size: int) -> Callable[[], list[np.ndarray]] | None:
+    """``score()`` -> per hidden prunable layer, one importance per unit (higher: keep); None for
+    "magnitude" (NeuronMask's own L2 norm).
+
+    Args:
+        X, y: training samples shaped for the model (the first CALIBRATION_SAMPLES are used).
+    """
+    if criterion == "magnitude":
+        return None
+    X, y = X[:CALIBRATION_SAMPLES], y[:CALIBRATION_SAMPLES]
+    if criterion == "taylor":
+        return lambda: taylor_scores(model, prunable[:-1], X, y, batch_size)
+    if criterion == "activation":
+        return lambda: activation_scores(model, prunable[:-1], X)
+    raise ValueError(f"unknown pruning criterion {criterion!r}")
+
+
+def taylor_scores(model: Any, layers: list[Any], X: np.ndarray, y: np.ndarray,
+                  batch_size: int) -> list[np.ndarray]:
+    """(sum over unit j's kernel column and bias of w * dL/dw)^2, averaged over the batches."""
+    import tensorflow as tf
+
+    loss_fn = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    variables = [v for layer in layers for v in (layer.kernel, layer.bias)]
+    scores = [np.zeros(int(layer.kernel.shape[-1])) for layer in layers]
+    n_batches = 0
+    for lo in range(0, len(X), batch_size):
+        with tf.GradientTape() as tape:
+            loss = loss_fn(y[lo:lo + batch_size], model(X[lo:lo + batch_size], training=False))
+        grads = tape.gradient(loss, variables)
+        for i, layer in enumerate(layers):
+            gk, gb = grads[2 * i], grads[2 * i + 1]
+            k, b = layer.kernel.numpy(), layer.bias.numpy()
+            units = k.shape[-1]
+            s = (k * gk.numpy()).reshape(-1, units).sum(axis=0) + b * gb.numpy()
+            scores[i] += s.astype(np.float64) ** 2
+        n_batches += 1
+    return [s / max(1, n_batches) for s in scores]
+
+
+def activation_scores(model: Any, layers: list[Any], X: np.ndarray) -> list[np.ndarray]:
+    """Per unit, the fraction of samples (and positions) on which the activation after the layer is
+    nonzero: the output of the layer that follows it in the model (its ReLU or quantizer)."""
+    import tensorflow as tf
+
+    order = list(model.layers)
+    outputs = [order[order.index(layer) + 1].output for layer in layers]
+    probe = tf.keras.Model(model.inputs, outputs)
+    acts = probe.predict(X, batch_size=1024, verbose=0)
+    if len(layers) == 1:
+        acts = [acts]
+    return [(np.asarray(a) != 0).reshape(-1, a.shape[-1]).mean(axis=0) for a in acts]
