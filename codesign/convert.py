@@ -245,6 +245,9 @@ def run(cfg: Config, run_dir: Path) -> dict[str, Any]:
 
     model_res = require(run_dir, "model", "convert")
     model = load_model(Path(run_dir) / "model" / model_res.get("model_file", "model.h5"))
+    ptq_record = None
+    if cfg.hls.ptq.enabled:  # the chosen types become hls.layer_precision / hls.input_precision
+        cfg, ptq_record = _post_training_quantization(cfg, model, Path(run_dir), model_res)
     with stage_dir(run_dir, "hls") as out:
         t0 = time.time()
         hls_model, hls_cfg, stripped = convert_model(cfg, model, out)
@@ -280,6 +283,12 @@ def run(cfg: Config, run_dir: Path) -> dict[str, Any]:
         if labels is not None:
             result["csim_accuracy"] = float(np.mean(cs.argmax(1) == labels))
             result["qkeras_accuracy_on_grid"] = float(np.mean(ref.argmax(1) == labels))
+        if ptq_record is not None:
+            write_json(out / "ptq.json", ptq_record)
+            result["ptq"] = {k: ptq_record[k] for k in ("calibration", "target_drop", "mixed_precision",
+                                                        "uniform_frac_bits", "frac_bits", "input_precision",
+                                                        "layer_precision", "float_accuracy_calibration",
+                                                        "accuracy_calibration", "drop_calibration")}
         build_portable_csim(out, Path(run_dir).resolve() / "hls")
         result["csim_library"] = f"firmware/{PROJECT}-csim.so"
         result["convert_seconds"] = round(time.time() - t0, 2)
@@ -314,3 +323,17 @@ def build_portable_csim(tmp: Path, final: Path) -> None:
     for stamped in (tmp / "firmware").glob(f"{PROJECT}-*.so"):
         if stamped.name != f"{PROJECT}-csim.so":
             stamped.unlink()
+
+
+def _post_training_quantization(cfg: Config, model: Any, run_dir: Path,
+                                model_res: dict[str, Any]) -> tuple[Config, dict[str, Any]]:
+    """hls.ptq: the float model's per-layer types (codesign.ptq), calibrated on the data set's
+    training inputs when the imported model has a matching data set, else on random in-range inputs."""
+    from codesign import ptq
+
+    x_train = y_train = None
+    data_file = run_dir / "model" / "data.npz"
+    if model_res.get("has_data") and data_file.is_file():
+        data = np.load(data_file)
+        x_train, y_train = data["X_train"], data["y_train"]
+    return ptq.quantize(cfg, model, x_train, y_train)

@@ -1,0 +1,198 @@
+"""Post-training quantization of float Keras models (codesign.ptq, hls.ptq) and mixed precision.
+
+The float models here are fitted without Keras training (a random ReLU layer and a least-squares
+output layer on digits), so the tests need no ``train`` marker and stay fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from conftest import REFERENCE_MODELS as REF  # noqa: E402
+
+from codesign import config, ptq
+from codesign.config import from_dict
+from codesign.errors import ConfigError
+from codesign.fixedpoint import parse_precision
+
+
+def ridge_mlp(x: np.ndarray, y: np.ndarray, hidden: int = 24, seed: int = 0) -> Any:
+    """A float 64 -> hidden (ReLU) -> 10 (softmax) Keras model: random first layer, least-squares
+    second layer (no Keras fit)."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(seed)
+    n_in, n_out = x.shape[1], int(y.max()) + 1
+    w1 = rng.normal(0.0, 2.0 / np.sqrt(n_in), (n_in, hidden))
+    b1 = rng.normal(0.0, 0.2, hidden)
+    h = np.maximum(x @ w1 + b1, 0.0)
+    h1 = np.hstack([h, np.ones((len(h), 1))])
+    w2 = np.linalg.solve(h1.T @ h1 + 1e-1 * np.eye(hidden + 1), h1.T @ np.eye(n_out)[y])
+    inp = tf.keras.Input((n_in,), name="x")
+    z = tf.keras.layers.Dense(hidden, activation="relu", name="fc1")(inp)
+    out = tf.keras.layers.Dense(n_out, activation="softmax", name="fc2")(z)
+    model = tf.keras.Model(inp, out)
+    model.set_weights([w1, b1, w2[:-1], w2[-1]])
+    return model
+
+
+@pytest.fixture(scope="module")
+def digits() -> Any:
+    from codesign.data import load_dataset
+
+    return load_dataset(from_dict({}).data, 0)
+
+
+# ----------------------------------------------------------------------------- configuration
+
+def test_ptq_is_off_by_default_and_documented() -> None:
+    cfg = from_dict({})
+    assert cfg.hls.ptq.enabled is False
+    text = config.example_yaml()
+    block = text[text.index("  ptq:"):]
+    for name in ("enabled", "target_drop", "calibration_samples", "mixed_precision", "min_frac_bits",
+                 "max_frac_bits", "seed"):
+        assert f"    {name}:" in block, name
+
+
+@pytest.mark.parametrize("ptq_cfg, match", [
+    ({"target_drop": 1.5}, r"hls\.ptq\.target_drop: 1\.5 is invalid; valid: 0 <= drop < 1"),
+    ({"target_drop": -0.1}, r"hls\.ptq\.target_drop"),
+    ({"calibration_samples": 5}, r"hls\.ptq\.calibration_samples: 5 is invalid; valid: 10 \.\. 100000"),
+    ({"min_frac_bits": 30}, r"hls\.ptq\.min_frac_bits: 30 is invalid"),
+    ({"min_frac_bits": 6, "max_frac_bits": 4}, r"hls\.ptq\.max_frac_bits: 4 is invalid; valid: 6 "),
+    ({"enabled": "yes"}, r"hls\.ptq\.enabled: expected true or false"),
+    ({"bits": 4}, r"hls\.ptq\.bits: unknown field; valid fields here: enabled, target_drop"),
+    ({"enabled": True}, r"hls\.ptq\.enabled: PTQ quantizes an imported float Keras model \(model\.import_path\)"),
+])
+def test_bad_ptq_values_name_the_field(ptq_cfg: dict[str, Any], match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        from_dict({"hls": {"ptq": ptq_cfg}})
+
+
+def test_integer_bits_hold_the_range() -> None:
+    assert ptq.integer_bits(1.0, signed=False) == 1  # ufixed<W,1> holds 1.0
+    assert ptq.integer_bits(0.99, signed=False) == 0
+    assert ptq.integer_bits(0.99, signed=True) == 1
+    assert ptq.integer_bits(3.5, signed=True) == 3  # fixed<W,3>: -4 .. 4 - ulp
+    assert ptq.integer_bits(4.0, signed=True) == 4
+    assert ptq.integer_bits(0.0, signed=True) == 1
+
+
+# ----------------------------------------------------------------------------- refusals
+
+def test_qkeras_model_is_refused_by_name() -> None:
+    from codesign.model_io import load_model
+
+    model = load_model(REF / "qkeras_3layer.json", REF / "qkeras_3layer_weights.h5")
+    with pytest.raises(ConfigError, match=r"hls\.ptq\.enabled: the model has QKeras layers \(fc1 \(QDense\)"):
+        ptq.quantize(from_dict({}), model)
+
+
+def test_unsupported_layer_is_refused_by_name() -> None:
+    import tensorflow as tf
+
+    inp = tf.keras.Input((8,))
+    z = tf.keras.layers.BatchNormalization(name="bn")(tf.keras.layers.Dense(4, name="fc")(inp))
+    model = tf.keras.Model(inp, tf.keras.layers.Dense(2, name="out")(z))
+    with pytest.raises(ConfigError, match=r"layer 'bn' \(BatchNormalization\) is not supported by PTQ"):
+        ptq.quantize(from_dict({}), model)
+
+
+def test_types_cover_the_worst_case_accumulation() -> None:
+    """The accumulator holds max_j sum_i |w_ij| * max|x| + |b_j| over the input type's range, with
+    the product's fractional bits; results take their calibrated integer bits."""
+    w = np.array([[0.5, -0.25], [0.75, 0.5], [-1.5, 0.25]])
+    plan = ptq.Plan(input_max=1.0, input_signed=False, layers=[
+        ptq.DenseRange("fc", "fc_relu", w, np.array([0.1, -0.2]), pre_max=2.2, act_max=2.2)])
+    plan.knobs = ["input", "fc.weight", "fc.result"]
+    inp, precs = ptq.types_for(plan, {"input": 3, "fc.weight": 4, "fc.result": 2})
+    assert inp == "ufixed<4,1>"  # 1.0 needs one integer bit
+    assert precs["fc"]["weight"] == "fixed<6,2,RND_CONV,SAT>"  # |w| <= 1.5: 2 integer bits with sign
+    acc = parse_precision(precs["fc"]["accum"])
+    assert acc.frac == 3 + 4
+    # worst case: input up to 2 (ufixed<4,1> max < 2), column 0 sum |w| + ulps = 2.9375, + |b| + ulp
+    bound = (0.5 + 0.75 + 1.5 + 3 * 2 ** -4) * 2.0 + 0.1 + 2 ** -4
+    assert 2 ** (acc.integer - 1) > bound >= 2 ** (acc.integer - 2)
+    assert precs["fc"]["result"] == "fixed<5,3,RND,SAT>"  # |pre| <= 2.2: sign + 2 integer bits
+    assert precs["fc_relu"]["result"] == "ufixed<4,2,RND,SAT>"
+
+
+# ----------------------------------------------------------------------------- with hls4ml
+
+@pytest.mark.hls4ml
+def test_keras_3layer_random_calibration_narrows_the_default(tmp_path: Path) -> None:
+    """The float reference model without data: random in-range calibration inputs, agreement with
+    the float argmax as the accuracy; every chosen type lands in the hardware IR, far narrower than
+    hls4ml's default (fixed<16,6> inputs, 37..39-bit accumulators)."""
+    from codesign import pipeline
+    from codesign.model_io import load_model
+
+    model = load_model(REF / "KERAS_3layer.json", REF / "KERAS_3layer_weights.h5")
+    cfg = from_dict({"hls": {"ptq": {"calibration_samples": 300, "target_drop": 0.02,
+                                     "mixed_precision": False}}})
+    qcfg, rec = ptq.quantize(cfg, model)
+    assert "random" in rec["calibration"] and rec["drop_calibration"] <= 0.02
+    assert rec["float_accuracy_calibration"] == 1.0  # labels are the float model's own argmax
+    default = pipeline.convert(from_dict({}), model, tmp_path / "default", compile=False).graph
+    graph = pipeline.convert(qcfg, model, tmp_path / "ptq", compile=False).graph
+    assert str(graph.input_type).startswith(qcfg.hls.input_precision[:-1])
+    for layer, ref in zip(graph.layers, default.layers):
+        chosen = qcfg.hls.layer_precision[layer.name]["result"]
+        assert layer.out_type.width == parse_precision(chosen).width, layer.name
+        assert layer.out_type.width < ref.out_type.width, layer.name
+        if layer.accum_type is not None:
+            assert str(layer.accum_type) == str(parse_precision(qcfg.hls.layer_precision[layer.name]["accum"]))
+            assert layer.accum_type.width < ref.accum_type.width
+
+
+@pytest.mark.hls4ml
+@pytest.mark.verilator
+def test_ptq_flow_on_digits_is_bit_exact(tmp_path: Path, digits: Any) -> None:
+    """model stage (import) -> hls stage with hls.ptq: types recorded in result.json / ptq.json /
+    hls_config.yml, test accuracy near the float model's, and the RTL for those types verifies
+    against the C-sim with 0 mismatches."""
+    import yaml
+
+    from codesign import convert, pipeline, rundir
+    from codesign import graph as hwgraph
+    from codesign.csim import CSim
+    from codesign.model_io import import_model
+    from codesign import vectors as vec
+
+    model = ridge_mlp(digits.X_train, digits.y_train)
+    h5 = tmp_path / "float.h5"
+    model.save(h5)
+    run = tmp_path / "run"
+    cfg = from_dict({"output_dir": str(run), "model": {"import_path": str(h5)},
+                     "hls": {"ptq": {"enabled": True, "target_drop": 0.01, "calibration_samples": 400}}})
+    model_res = import_model(cfg, run)
+    res = convert.run(cfg, run)
+    p = res["ptq"]
+    assert p["drop_calibration"] <= 0.01
+    assert set(p["frac_bits"]) == {"input", "fc1.weight", "fc1.result", "fc2.weight", "fc2.result"}
+    full = rundir.read_json(run / "hls" / "ptq.json")
+    assert full["descent"] and full["sensitivity"]["fc1.weight"][0]["frac_bits"] == full["uniform_frac_bits"]
+    # mixed precision only ever lowers bits from the uniform choice
+    assert all(f <= p["uniform_frac_bits"] for f in p["frac_bits"].values())
+    assert sum(p["frac_bits"].values()) < 5 * p["uniform_frac_bits"]
+    used = yaml.safe_load((run / "hls" / "hls_config.yml").read_text())["LayerName"]
+    for name, precs in p["layer_precision"].items():
+        for kind, text in precs.items():
+            assert used[name]["Precision"][kind] == text, (name, kind)
+    assert res["csim_vs_qkeras"]["rows"] == len(digits.X_test)
+    assert abs(res["csim_accuracy"] - model_res["test_accuracy"]) <= 0.03, (res["csim_accuracy"],
+                                                                             model_res["test_accuracy"])
+    graph = hwgraph.load(run / "hls" / "graph.json")
+    assert graph.layers[0].accum_type is not None and graph.layers[0].accum_type.width < 30
+    inputs = np.vstack([convert.on_grid_inputs(graph, digits.X_test[:60]), vec.random_codes(graph, 60, seed=5)])
+    arrays = pipeline.reference(graph, CSim.for_graph(run / "hls", graph), inputs)
+    agree = pipeline.golden_agreement(graph, arrays)
+    assert agree["mismatched_outputs"] == 0, agree
+    design = pipeline.generate(graph, tmp_path / "rtl")
+    from conftest import assert_verifies
+
+    assert_verifies(tmp_path / "rtl", design, arrays, tmp_path / "sim")
