@@ -1,162 +1,62 @@
-"""Benchmark (issue 9): our shared-adder-graph Dense layers vs da4ml on the jet-tagging MLP.
+"""QoR benchmark (issue 15): our RF 1 design against da4ml 0.6.0 and alkaid on the jet-tagging MLP.
 
-``python -m codesign.tools.bench_da4ml [--rf 1,2,4,8,16] [--skip-da4ml] [--work DIR]``
+``python -m codesign.tools.bench_da4ml [--skip-da4ml] [--skip-alkaid] [--hard-dc -1] [--work DIR]``
 
 1. Imports ``tests/reference_models/qkeras_3layer`` (16->64->32->32->5, QKeras 6-bit),
    strips the softmax and converts it with the automatic hls4ml configuration (input
-   ``fixed<16,6>``, Latency strategy) once per reuse factor, compiling hls4ml's C-sim.
-2. RF=1: generates our RTL with :func:`codesign.arch.adder_graph.parallel_shared` for every
-   Dense layer (``codesign.arch.dense.parallel`` is patched for the duration of the call) and
-   checks it bit-exactly against the C-sim with the cocotb testbench (random on-grid vectors).
-3. Generates da4ml's RTL for the same hardware IR (same integer weights, biases and types) in a
-   separate virtual environment (``.venv-da4ml``, created on demand: da4ml needs numpy >= 2, which
-   breaks TensorFlow 2.14 in the project's venv). da4ml is traced with its defaults
-   (``HWConfig(1, -1, -1)``, ``hard_dc=2``) and pipelined with ``latency_cutoff=5``. da4ml has no
-   RND_CONV rounding: its ReLU casts round with RND (same hardware shape, ties differ), so its
-   design is synthesized, not verified.
-4. Synthesizes both with the same Yosys command (:func:`codesign.synth.synthesize`:
-   ``synth_xilinx -family xcup -flatten -noiopad``) and prints LUT/FF/DSP/CARRY, latency and
-   synthesis time with the ratio ours/da4ml.
-5. For every other reuse factor: our folded architecture (unchanged), multipliers per layer
-   against ceil(nonzeros / RF), and its LUT/FF/DSP.
+   ``fixed<16,6>``, Latency strategy, reuse factor 1), compiling hls4ml's C-sim.
+2. Generates our RTL with the default backend (``rtl.adder_graph``: shared adder graphs, registers
+   placed by the delay budget) and checks it bit-exactly against the C-sim with the cocotb
+   testbench (Verilator, random on-grid vectors, measured latency and II).
+3. Generates the anchors' RTL for the same hardware IR (same integer weights, biases and types),
+   each in a virtual environment of its own created on demand (:mod:`codesign.tools.anchors`;
+   ``.venv-da4ml``, ``.venv-alkaid``):
+   - da4ml 0.6.0 with its area-optimal settings: ``HWConfig(1, -1, -1)`` and ``hard_dc=-1``
+     (``--hard-dc``; -1, no delay constraint, is the default), pipelined with ``latency_cutoff=5``.
+     da4ml has no RND_CONV: the ReLU casts round with RND (same hardware, other ties), so its
+     design cannot be bit-exact;
+   - alkaid 0.8.2 (da4ml's successor) with its defaults and ``latency_cutoff=5``; it reproduces
+     hls4ml's casts of this model exactly (RND_CONV, SAT).
+   Each anchor's own emulator of its traced logic is run on the same vectors and compared with the
+   C-sim. Their RTL is not simulated: their tops have other ports than our testbench drives.
+4. Synthesizes all three with the same Yosys command (:func:`codesign.synth.synthesize`:
+   ``synth_xilinx -family xcup -flatten -noiopad``) and prints LUT/FF/DSP/CARRY, latency in clock
+   cycles, generation and Yosys seconds and what was verified, the ratios ours/da4ml, ours/alkaid
+   and ours/best (the anchor with the smaller LUT + FF), and the goal of issue 15: LUT <= 0.80x and
+   FF <= 0.80x the better anchor at latency <= 8 cycles, 0 DSP, verified bit-exact.
 
-All figures are measured by this run; the results also go to ``<work>/bench.json``.
+Folded designs (reuse factor > 1) are ``python -m codesign.tools.bench_fold``'s. A missing anchor
+(``--skip-da4ml``, ``--skip-alkaid``, or no network to install it) is reported in the table, not a
+crash. All figures are measured by this run; they also go to ``<work>/bench.json``.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import math
+import re
 import shutil
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from codesign.tools import anchors
 from codesign.tools.tables import log, table
 
 REPO = Path(__file__).resolve().parents[2]
 #: hls4ml's public example models, kept in the repository (tests/reference_models/README.md).
 MODEL_DIR = REPO / "tests" / "reference_models"
 MODEL = "qkeras_3layer"
-DA4ML_VENV = REPO / ".venv-da4ml"
-DA4ML_VERSION = "0.6.0"
 TOP = "codesign_top"
-
-#: Runs inside the da4ml venv: hardware-IR spec (JSON) in, da4ml's Verilog project out.
-DA4ML_WORKER = r'''
-import json, sys, time
-from pathlib import Path
-import numpy as np
-from da4ml.trace import FixedVariableArrayInput, HWConfig, comb_trace
-from da4ml.trace.ops import quantize, relu
-from da4ml.codegen import VerilogModel
-
-spec = json.loads(Path(sys.argv[1]).read_text())
-out = Path(sys.argv[2])
-t0 = time.time()
-
-def kif(t):
-    return int(t["signed"]), t["integer"] - int(t["signed"]), t["width"] - t["integer"]
-
-inp = FixedVariableArrayInput((spec["n_in"],), hwconf=HWConfig(1, -1, -1),
-                              solver_options={"hard_dc": spec["hard_dc"]})
-x = quantize(inp, *kif(spec["input"]))
-for L in spec["layers"]:
-    if L["kind"] == "dense":
-        w = np.array(L["weights"], dtype=np.float64) * 2.0 ** -L["weight_frac"]
-        b = np.array(L["bias"], dtype=np.float64) * 2.0 ** -L["bias_frac"]
-        x = x @ w + b
-        for t in (L["accum_type"], L["out_type"]):
-            x = quantize(x, *kif(t), "WRAP" if t["overflow"] == "WRAP" else "SAT", "TRN" if t["rounding"] == "TRN" else "RND")
-    elif L["kind"] in ("relu", "cast"):
-        t = L["out_type"]
-        x = quantize(relu(x) if L["kind"] == "relu" else x, *kif(t),
-                     "WRAP" if t["overflow"] == "WRAP" else "SAT", "TRN" if t["rounding"] == "TRN" else "RND")
-    else:
-        raise SystemExit(f"da4ml worker: layer kind {L['kind']} not handled")
-comb = comb_trace(inp, x)
-model = VerilogModel(comb, "model", out, latency_cutoff=spec["latency_cutoff"], clock_period=spec["clock_ns"])
-model.write()
-meta = json.loads((out / "metadata.json").read_text())
-print(json.dumps({"stages": meta.get("latency"), "cost": float(comb.cost), "reg_bits": meta.get("reg_bits"),
-                  "generate_seconds": round(time.time() - t0, 3)}))
-'''
-
-
-class BenchError(Exception):
-    pass
-
-
-# ----------------------------------------------------------------------------- da4ml venv
-
-def ensure_da4ml(venv: Path = DA4ML_VENV) -> tuple[Path | None, str]:
-    """The da4ml venv's python (created and installed on demand), or None and the reason."""
-    py = venv / "bin" / "python"
-    check = [str(py), "-c", "import da4ml, sys; print(da4ml.__version__)"]
-    if py.is_file():
-        proc = subprocess.run(check, capture_output=True, text=True)
-        if proc.returncode == 0:
-            return py, proc.stdout.strip()
-    log(f"creating {venv} and installing da4ml=={DA4ML_VERSION} (separate from the project venv)")
-    steps = [[sys.executable, "-m", "venv", str(venv)],
-             [str(py), "-m", "pip", "install", "-q", f"da4ml=={DA4ML_VERSION}"]]
-    for cmd in steps:
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0:
-            return None, f"`{' '.join(cmd)}` failed: {(proc.stderr or proc.stdout).strip().splitlines()[-1:]}"
-    proc = subprocess.run(check, capture_output=True, text=True)
-    if proc.returncode != 0:
-        return None, f"da4ml does not import in {venv}: {proc.stderr.strip().splitlines()[-1:]}"
-    return py, proc.stdout.strip()
-
-
-def run_da4ml(py: Path, graph: Any, out: Path, latency_cutoff: float, hard_dc: int, clock_ns: float) -> dict[str, Any]:
-    """Write da4ml's Verilog for ``graph`` into ``out``; return its file list and metadata."""
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
-    d = graph.to_json()
-    spec = {"n_in": graph.n_in, "input": graph.input_type.to_json(), "layers": d["layers"], "hard_dc": hard_dc,
-            "latency_cutoff": latency_cutoff, "clock_ns": clock_ns}
-    (out / "spec.json").write_text(json.dumps(spec))
-    (out / "worker.py").write_text(DA4ML_WORKER)
-    proc = subprocess.run([str(py), str(out / "worker.py"), str(out / "spec.json"), str(out / "prj")],
-                          capture_output=True, text=True, cwd=out)
-    (out / "worker.log").write_text(proc.stdout + proc.stderr)
-    if proc.returncode != 0:
-        raise BenchError(f"da4ml worker failed (see {out / 'worker.log'}): {proc.stderr.strip().splitlines()[-3:]}")
-    info = json.loads(proc.stdout.strip().splitlines()[-1])
-    src = out / "prj" / "src"
-    # lookup_table.v reads a memory placeholder at parse time and is unused without tables (docs/TOOLCHAIN.md)
-    files = sorted(str(p.relative_to(src)) for p in (src / "static").glob("*.v") if p.name != "lookup_table.v")
-    files += sorted(p.name for p in src.glob("model_stage*.v")) + ["model.v"]
-    info.update(src=str(src), files=files, top="model",
-                # stage0_inp <= model_inp, ..., model_out <= last stage: one edge per stage plus one
-                latency_cycles=int(info["stages"]) + 1)
-    return info
+#: issue 15's goal for RF 1 against the better anchor
+GOAL_RATIO = 0.80
+GOAL_LATENCY = 8
+CLOCK_NS = 5.0
 
 
 # ----------------------------------------------------------------------------- our flow
-
-@contextlib.contextmanager
-def shared_adder_graphs() -> Iterator[None]:
-    """Generate RF=1 Dense layers with adder_graph.parallel_shared while inside the block."""
-    from codesign.arch import adder_graph, dense
-
-    saved = dense.parallel
-    dense.parallel = adder_graph.parallel_shared  # type: ignore[assignment]
-    try:
-        yield
-    finally:
-        dense.parallel = saved  # type: ignore[assignment]
-
 
 def convert(rf: int, out: Path) -> tuple[Any, Path]:
     """Convert the reference model at reuse factor ``rf``; return (hardware IR, hls dir)."""
@@ -185,20 +85,20 @@ def convert(rf: int, out: Path) -> tuple[Any, Path]:
     return graph, hls_dir
 
 
-def generate(graph: Any, out: Path, shared: bool) -> dict[str, Any]:
+def generate(graph: Any, out: Path) -> dict[str, Any]:
+    """Our RTL with the backend's defaults (RF 1: shared adder graphs); design.json plus its time."""
     from codesign import pipeline
 
     if out.exists():
         shutil.rmtree(out)
-    ctx = shared_adder_graphs() if shared else contextlib.nullcontext()
     t0 = time.time()
-    with ctx:
-        design = pipeline.generate(graph, out, top=TOP)
+    design = pipeline.generate(graph, out, top=TOP)
     design["generate_seconds"] = round(time.time() - t0, 3)
     return design
 
 
 def verify(graph: Any, hls_dir: Path, rtl_dir: Path, out: Path, n: int, seed: int) -> dict[str, Any]:
+    """Random on-grid vectors through the C-sim (``out/vectors.npz``), then the cocotb testbench."""
     from codesign import vectors
     from codesign.csim import CSim
     from codesign.verify import verify_design
@@ -216,8 +116,6 @@ def verify(graph: Any, hls_dir: Path, rtl_dir: Path, out: Path, n: int, seed: in
 def synth(rtl_dir: Path, top: str, files: list[str], out: Path) -> dict[str, Any]:
     from codesign.synth import synthesize
 
-    import re
-
     res = synthesize(rtl_dir, top, files, out, family="xcup", nodsp=False)
     # wall time depends on what else runs on the machine; Yosys' own CPU time less so
     m = re.search(r"CPU: user ([0-9.]+)s system ([0-9.]+)s", (out / "yosys.log").read_text(errors="replace"))
@@ -225,106 +123,128 @@ def synth(rtl_dir: Path, top: str, files: list[str], out: Path) -> dict[str, Any
     return res
 
 
+# ----------------------------------------------------------------------------- anchors
+
+def run_anchor(anchor: anchors.Anchor, graph: Any, work: Path, options: dict[str, Any],
+               vectors: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Generate, emulate and synthesize one anchor; a dict with ``status`` (and figures if it ran)."""
+    py, why = anchors.ensure_venv(anchor)
+    if py is None:
+        return {"status": f"NOT RUN: {anchor.package}=={anchor.version} could not be installed here: {why}"}
+    try:
+        spec = anchors.make_spec(anchor, graph.to_json(), **options)
+        info = anchors.run(anchor, py, spec, work / anchor.name, check_inputs=vectors["inputs"])
+        got, want = info.pop("check_outputs"), vectors["expected"]
+        if got is None or got.shape != want.shape:
+            raise anchors.AnchorError(f"{anchor.name}'s emulator gave {None if got is None else got.shape} "
+                                      f"outputs for C-sim's {want.shape}")
+        bad = int((got != want).any(axis=1).sum())
+        res = synth(Path(info["src"]), info["top"], info["files"], work / f"synth_{anchor.name}")
+    except Exception as e:  # report the anchor, keep the other figures
+        return {"status": f"NOT RUN: {type(e).__name__}: {e}"}
+    opts = ", ".join(f"{k} {v}" for k, v in options.items() if k != "clock_ns")
+    exact = "exact casts" if not spec["inexact"] else f"inexact casts: {'; '.join(spec['inexact'])}"
+    res.update(latency_cycles=info["latency_cycles"], generate_seconds=info["generate_seconds"],
+               anchor_cost=info["cost"], reg_bits=info["reg_bits"], inexact_casts=spec["inexact"],
+               emulator_mismatched_vectors=bad, emulator_vectors=int(len(want)),
+               verified=(f"emulator {'==' if bad == 0 else '!='} C-sim ({bad}/{len(want)} vectors differ)"
+                         f"; RTL not simulated"),
+               status=f"{anchor.package} {why}, {opts}; {exact}")
+    log(f"{anchor.name}: generated in {info['generate_seconds']} s, synthesized in {res['wall_seconds']} s")
+    return res
+
+
 # ----------------------------------------------------------------------------- tables
 
-def _ratio(a: float, b: float) -> str:
-    return f"{a / b:.3f}" if b else "n/a"
+def _ratio(a: float | None, b: float | None) -> str:
+    return f"{a / b:.3f}" if a is not None and b else "-"
+
+
+def goals(ours: dict[str, Any], best: dict[str, Any] | None, verified: bool) -> list[tuple[str, bool | None]]:
+    """Issue 15's RF 1 goal, item by item: True met, False not met, None cannot be judged."""
+    lut = ours["LUT"] <= GOAL_RATIO * best["LUT"] if best else None
+    ff = ours["FF"] <= GOAL_RATIO * best["FF"] if best else None
+    return [(f"LUT <= {GOAL_RATIO:.2f} x better anchor", lut), (f"FF <= {GOAL_RATIO:.2f} x better anchor", ff),
+            (f"latency <= {GOAL_LATENCY} cycles", ours["latency_cycles"] <= GOAL_LATENCY),
+            ("0 DSP", ours["DSP"] == 0), ("verified bit-exact vs C-sim", verified)]
+
+
+def report(ours: dict[str, Any], found: dict[str, dict[str, Any]]) -> str:
+    """The printed table, ratios and goal line (``found``: anchor name -> run_anchor's dict)."""
+    ran = {k: v for k, v in found.items() if "LUT" in v}
+    best_name = min(ran, key=lambda k: ran[k]["LUT"] + ran[k]["FF"]) if ran else None
+    best = ran[best_name] if best_name else None
+    names = list(found)
+    rows = [["RF 1, " + MODEL, "ours", *names, *(f"ours/{n}" for n in names),
+             f"ours/best ({best_name or 'none'})"]]
+    for key, label in (("LUT", "LUT"), ("FF", "FF"), ("DSP", "DSP"), ("CARRY", "CARRY"),
+                       ("latency_cycles", "latency (clock cycles)"), ("generate_seconds", "generation s"),
+                       ("wall_seconds", "Yosys s (wall)"), ("cpu_seconds", "Yosys s (CPU)")):
+        a = ours.get(key)
+        vals = [found[n].get(key) for n in names]
+        rows.append([label, str(a), *("-" if v is None else str(v) for v in vals),
+                     *(_ratio(a, v) for v in vals), _ratio(a, best.get(key)) if best else "-"])
+    lines = [table(rows), "", f"verified: ours: {ours['verified']}"]
+    lines += [f"verified: {n}: {found[n].get('verified', '-')}" for n in names]
+    lines += [f"{n}: {found[n]['status']}" for n in names]
+    verified = bool(ours.get("passed"))
+    items = goals(ours, best, verified)
+    state = {True: "met", False: "NOT met", None: "cannot be judged (no anchor ran)"}
+    overall = "met" if all(ok for _, ok in items) else ("cannot be judged" if any(ok is None for _, ok in items)
+                                                         else "NOT met")
+    lines.append(f"goal (issue 15, RF 1 vs the better anchor, {best_name or 'none'}): {overall} — "
+                 + ", ".join(f"{name}: {state[ok]}" for name, ok in items))
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m codesign.tools.bench_da4ml", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--rf", default="1,2,4,8,16", help="reuse factors (1 = the da4ml comparison)")
-    ap.add_argument("--skip-da4ml", action="store_true", help="do not build or run da4ml")
+    ap.add_argument("--skip-da4ml", action="store_true", help="do not install or run da4ml")
+    ap.add_argument("--skip-alkaid", action="store_true", help="do not install or run alkaid")
     ap.add_argument("--work", type=Path, default=REPO / "runs" / "bench_da4ml", help="work directory")
-    ap.add_argument("--vectors", type=int, default=300, help="random vectors for the RF=1 bit-exact check")
+    ap.add_argument("--vectors", type=int, default=300, help="random vectors of the bit-exact checks")
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--latency-cutoff", type=float, default=5.0, help="da4ml to_pipeline latency cutoff")
-    ap.add_argument("--hard-dc", type=int, default=2, help="da4ml delay constraint per CMVM")
+    ap.add_argument("--latency-cutoff", type=float, default=5.0, help="the anchors' pipelining latency cutoff")
+    ap.add_argument("--hard-dc", type=int, default=-1,
+                    help="da4ml's delay constraint per CMVM (-1: none, its area-optimal setting)")
+    ap.add_argument("--rf", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    rfs = sorted({int(r) for r in args.rf.split(",") if r.strip()})
+    if args.rf is not None:
+        ap.error("--rf: folded designs moved to `python -m codesign.tools.bench_fold --rf ...`; "
+                 "this benchmark compares RF 1 with the anchors")
+    if args.vectors < 1:
+        ap.error(f"--vectors {args.vectors}: the bit-exact checks need at least 1 vector")
     work = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
-    results: dict[str, Any] = {"model": MODEL, "rf": {}}
 
-    if 1 in rfs:
-        graph, hls_dir = convert(1, work)
-        design = generate(graph, work / "rtl_ours", shared=True)
-        log(f"our RTL: latency {design['latency']}, generated in {design['generate_seconds']} s")
-        ver = verify(graph, hls_dir, work / "rtl_ours", work / "verify", args.vectors, args.seed)
-        results["verify"] = {k: ver.get(k) for k in ("passed", "vectors_checked", "mismatches", "latency_expected",
-                                                     "latency_min", "latency_max", "ii", "golden_vs_csim")}
-        log(f"verify: {results['verify']}")
-        ours = synth(work / "rtl_ours", TOP, design["files"], work / "synth_ours")
-        ours["latency_cycles"] = design["latency"]
-        ours["adders"] = sum(layer.get("adders", 0) for layer in design["layers"])
-        results["ours"] = ours
-        log(f"ours synthesized in {ours['wall_seconds']} s")
-        da: dict[str, Any] | None = None
-        if args.skip_da4ml:
-            results["da4ml_status"] = "skipped (--skip-da4ml)"
-        else:
-            py, why = ensure_da4ml()
-            if py is None:
-                results["da4ml_status"] = f"NOT RUN: da4ml could not be installed here: {why}"
-            else:
-                try:
-                    info = run_da4ml(py, graph, work / "da4ml", args.latency_cutoff, args.hard_dc, 5.0)
-                    da = synth(Path(info["src"]), info["top"], info["files"], work / "synth_da4ml")
-                    da.update(latency_cycles=info["latency_cycles"], da4ml_generate_seconds=info["generate_seconds"],
-                              da4ml_cost=info["cost"])
-                    results["da4ml"] = da
-                    results["da4ml_status"] = f"da4ml {why}, latency_cutoff {args.latency_cutoff}, hard_dc {args.hard_dc}"
-                    log(f"da4ml synthesized in {da['wall_seconds']} s")
-                except (BenchError, Exception) as e:  # report, keep our figures
-                    results["da4ml_status"] = f"NOT RUN: {type(e).__name__}: {e}"
-        rows = [["RF=1 (" + MODEL + ")", "ours (adder graph)", "da4ml", "ours/da4ml"]]
-        for key, label in (("LUT", "LUT"), ("FF", "FF"), ("DSP", "DSP"), ("CARRY", "CARRY"),
-                           ("latency_cycles", "latency (cycles)"), ("wall_seconds", "synth seconds (wall)"),
-                           ("cpu_seconds", "synth seconds (Yosys CPU)")):
-            a = ours[key]
-            b = da[key] if da else None
-            if a is None:
-                continue
-            rows.append([label, f"{a}", f"{b}" if b is not None else "-",
-                         _ratio(float(a), float(b)) if b is not None else "-"])
-        print()
-        print(table(rows))
-        print(f"da4ml: {results['da4ml_status']}")
-        v = results["verify"]
-        print(f"bit-exact check of our RF=1 design vs hls4ml C-sim: passed={v['passed']}, "
-              f"{v['vectors_checked']} vectors, {v['mismatches']} mismatches, latency measured "
-              f"{v['latency_min']}..{v['latency_max']} (design.json {v['latency_expected']}), II {v['ii']}")
-        if da:
-            checks = [("LUT <= 0.9 x da4ml", ours["LUT"] <= 0.9 * da["LUT"]), ("0 DSP", ours["DSP"] == 0),
-                      ("synth wall time <= da4ml", ours["wall_seconds"] <= da["wall_seconds"]),
-                      ("synth CPU time <= da4ml", (ours["cpu_seconds"] or 0) <= (da["cpu_seconds"] or 0))]
-            print("targets: " + ", ".join(f"{name}: {'met' if ok else 'NOT met'}" for name, ok in checks))
-        print()
+    graph, hls_dir = convert(1, work)
+    design = generate(graph, work / "rtl_ours")
+    log(f"our RTL: latency {design['latency']}, generated in {design['generate_seconds']} s")
+    ver = verify(graph, hls_dir, work / "rtl_ours", work / "verify", args.vectors, args.seed)
+    v = {k: ver.get(k) for k in ("passed", "vectors_checked", "mismatches", "latency_expected", "latency_min",
+                                 "latency_max", "ii", "golden_vs_csim")}
+    log(f"verify: {v}")
+    ours = synth(work / "rtl_ours", TOP, design["files"], work / "synth_ours")
+    ours.update(latency_cycles=design["latency"], generate_seconds=design["generate_seconds"],
+                adders=sum(layer.get("adders", 0) for layer in design["layers"]), passed=bool(v["passed"]),
+                verified=(f"{'PASSED' if v['passed'] else 'FAILED'} cocotb + Verilator vs C-sim, "
+                          f"{v['vectors_checked']} vectors, {v['mismatches']} mismatches, latency measured "
+                          f"{v['latency_min']}..{v['latency_max']} (design.json {v['latency_expected']}), II {v['ii']}"))
+    log(f"ours synthesized in {ours['wall_seconds']} s")
 
-    folded = [rf for rf in rfs if rf > 1]
-    if folded:
-        rows = [["RF", "layer", "nonzeros", "ceil(nz/RF)", "our multipliers", "LUT", "FF", "DSP", "latency", "II"]]
-        for rf in folded:
-            graph, _ = convert(rf, work)
-            design = generate(graph, work / f"rtl_rf{rf}", shared=False)
-            res = synth(work / f"rtl_rf{rf}", TOP, design["files"], work / f"synth_rf{rf}")
-            entry = {"LUT": res["LUT"], "FF": res["FF"], "DSP": res["DSP"], "CARRY": res["CARRY"],
-                     "synth_seconds": res["wall_seconds"], "latency": design["latency"], "ii": design["ii"],
-                     "layers": []}
-            for layer in design["layers"]:
-                if layer["kind"] != "dense":
-                    continue
-                nz = layer["nonzero_weights"]
-                entry["layers"].append({"name": layer["name"], "nonzeros": nz, "bound": math.ceil(nz / rf),
-                                        "multipliers": layer["multipliers"]})
-                rows.append([str(rf), layer["name"], str(nz), str(math.ceil(nz / rf)), str(layer["multipliers"]),
-                             "", "", "", "", ""])
-            rows.append([str(rf), "total", "", "", str(sum(x["multipliers"] for x in entry["layers"])),
-                         str(res["LUT"]), str(res["FF"]), str(res["DSP"]), str(design["latency"]), str(design["ii"])])
-            results["rf"][str(rf)] = entry
-            log(f"RF={rf}: synthesized in {res['wall_seconds']} s")
-        print(table(rows))
-    (work / "bench.json").write_text(json.dumps(results, indent=1, default=str))
+    with np.load(work / "verify" / "vectors.npz") as z:
+        vecs = {"inputs": z["inputs"], "expected": z["expected"]}
+    found: dict[str, dict[str, Any]] = {}
+    common = {"latency_cutoff": args.latency_cutoff, "clock_ns": CLOCK_NS}
+    for anchor, skip, options in ((anchors.DA4ML, args.skip_da4ml, {"hard_dc": args.hard_dc, **common}),
+                                  (anchors.ALKAID, args.skip_alkaid, common)):
+        found[anchor.name] = ({"status": f"skipped (--skip-{anchor.name})"} if skip
+                              else run_anchor(anchor, graph, work, options, vecs))
+    text = report(ours, found)
+    print()
+    print(text)
+    (work / "bench.json").write_text(json.dumps({"model": MODEL, "verify": v, "ours": ours, **found,
+                                                 "report": text}, indent=1, default=str))
     return 0
 
 
