@@ -18,7 +18,10 @@
    - alkaid 0.8.2 (da4ml's successor) with its defaults and ``latency_cutoff=5``; it reproduces
      hls4ml's casts of this model exactly (RND_CONV, SAT).
    Each anchor's own emulator of its traced logic is run on the same vectors and compared with the
-   C-sim. Their RTL is not simulated: their tops have other ports than our testbench drives.
+   C-sim. An anchor whose casts are all exact (alkaid) has its RTL checked by the same cocotb
+   testbench, vectors and seed as ours, through a valid/ready wrapper (:func:`anchors.handshake_top`:
+   its formats mapped to hls4ml's types, an output FIFO for back-pressure; simulation only, the
+   synthesized figures are the anchor's own top); da4ml's RTL is not simulated (it cannot be exact).
 4. Synthesizes all three with the same Yosys command (:func:`codesign.synth.synthesize`:
    ``synth_xilinx -family xcup -flatten -noiopad``) and prints LUT/FF/DSP/CARRY, latency in clock
    cycles, generation and Yosys seconds and what was verified, the ratios ours/da4ml, ours/alkaid
@@ -113,6 +116,15 @@ def verify(graph: Any, hls_dir: Path, rtl_dir: Path, out: Path, n: int, seed: in
     return res
 
 
+def verify_design_only(rtl_dir: Path, vectors_npz: Path, out: Path, seed: int) -> dict[str, Any]:
+    """The cocotb testbench on an existing vectors.npz; the fields the report prints."""
+    from codesign.verify import verify_design
+
+    res = verify_design(rtl_dir, vectors_npz, out / "sim", seed=seed, build_dir=out / "build")
+    return {k: res.get(k) for k in ("passed", "vectors_checked", "mismatches", "latency_expected", "latency_min",
+                                    "latency_max", "ii")}
+
+
 def synth(rtl_dir: Path, top: str, files: list[str], out: Path) -> dict[str, Any]:
     from codesign.synth import synthesize
 
@@ -126,7 +138,7 @@ def synth(rtl_dir: Path, top: str, files: list[str], out: Path) -> dict[str, Any
 # ----------------------------------------------------------------------------- anchors
 
 def run_anchor(anchor: anchors.Anchor, graph: Any, work: Path, options: dict[str, Any],
-               vectors: dict[str, np.ndarray]) -> dict[str, Any]:
+               vectors: dict[str, np.ndarray], seed: int) -> dict[str, Any]:
     """Generate, emulate and synthesize one anchor; a dict with ``status`` (and figures if it ran)."""
     py, why = anchors.ensure_venv(anchor)
     if py is None:
@@ -142,13 +154,28 @@ def run_anchor(anchor: anchors.Anchor, graph: Any, work: Path, options: dict[str
         res = synth(Path(info["src"]), info["top"], info["files"], work / f"synth_{anchor.name}")
     except Exception as e:  # report the anchor, keep the other figures
         return {"status": f"NOT RUN: {type(e).__name__}: {e}"}
+    emu = f"its emulator {'==' if bad == 0 else '!='} C-sim ({bad}/{len(want)} vectors differ)"
+    sim: dict[str, Any] = {}
+    if spec["inexact"]:
+        rtl = "RTL not simulated (it cannot be bit-exact: inexact casts)"
+    elif not info.get("io"):
+        rtl = "RTL not simulated (the worker did not report its ports' formats)"
+    else:  # same testbench, vectors and seed as ours, through a valid/ready wrapper
+        try:
+            tb_dir = anchors.testbench_rtl({**info, "clock_ns": CLOCK_NS}, graph.to_json(), work / anchor.name / "tb_rtl")
+            out = work / anchor.name / "verify"
+            sim = verify_design_only(tb_dir, work / "verify" / "vectors.npz", out, seed)
+            rtl = (f"RTL {'PASSED' if sim['passed'] else 'FAILED'} cocotb + Verilator vs C-sim (through a "
+                   f"valid/ready wrapper), {sim['vectors_checked']} vectors, {sim['mismatches']} mismatches, "
+                   f"latency measured {sim['latency_min']}..{sim['latency_max']}, II {sim['ii']}")
+        except Exception as e:  # the figures stand; the check is reported as not done
+            rtl = f"RTL simulation NOT RUN: {type(e).__name__}: {e}"
     opts = ", ".join(f"{k} {v}" for k, v in options.items() if k != "clock_ns")
     exact = "exact casts" if not spec["inexact"] else f"inexact casts: {'; '.join(spec['inexact'])}"
     res.update(latency_cycles=info["latency_cycles"], generate_seconds=info["generate_seconds"],
                anchor_cost=info["cost"], reg_bits=info["reg_bits"], inexact_casts=spec["inexact"],
-               emulator_mismatched_vectors=bad, emulator_vectors=int(len(want)),
-               verified=(f"emulator {'==' if bad == 0 else '!='} C-sim ({bad}/{len(want)} vectors differ)"
-                         f"; RTL not simulated"),
+               emulator_mismatched_vectors=bad, emulator_vectors=int(len(want)), rtl_sim=sim,
+               passed=bool(sim.get("passed")) and bad == 0, verified=f"{rtl}; {emu}",
                status=f"{anchor.package} {why}, {opts}; {exact}")
     log(f"{anchor.name}: generated in {info['generate_seconds']} s, synthesized in {res['wall_seconds']} s")
     return res
@@ -239,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     for anchor, skip, options in ((anchors.DA4ML, args.skip_da4ml, {"hard_dc": args.hard_dc, **common}),
                                   (anchors.ALKAID, args.skip_alkaid, common)):
         found[anchor.name] = ({"status": f"skipped (--skip-{anchor.name})"} if skip
-                              else run_anchor(anchor, graph, work, options, vecs))
+                              else run_anchor(anchor, graph, work, options, vecs, args.seed))
     text = report(ours, found)
     print()
     print(text)
