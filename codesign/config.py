@@ -84,8 +84,8 @@ class ModelConfig:
     #: Weights (.h5) for a .json architecture given in import_path.
     weights_path: str | None = None
     #: Low-rank factorization (training levers, codesign.low_rank): {dense layer: rank r}. The layer's
-    #: n_in x n_out kernel W becomes W ~ U.V, trained as two QDense layers: dense_i_u (n_in -> r), a
-    #: linear quantizer dense_i_q (the layer's bits + 2, 2 integer bits), then dense_i (r -> n_out):
+    #: n_in x n_out kernel W becomes W ~ U.V, trained as two QDense layers, dense_i_u (n_in -> r) then
+    #: dense_i (r -> n_out), nothing between (U's output keeps its exact, wider type in hardware):
     #: n_in*r + r*n_out multipliers instead of n_in*n_out. 1 <= r < min(n_in, n_out).
     low_rank: dict[str, int] = field(default_factory=dict)
 

@@ -17,7 +17,7 @@ is reached in equal steps, each round training ``training.epochs`` epochs (itera
 Training levers (off by default): knowledge distillation from a float teacher (``training.distill``,
 :mod:`codesign.distill`), lottery-ticket rewinding (``pruning.rewind_epoch``) and the Taylor /
 activation importance of structured pruning (``pruning.criterion``) (:mod:`codesign.pruning`), and
-low-rank Dense layers (``model.low_rank``: dense_i becomes dense_i_u, dense_i_q, dense_i;
+low-rank Dense layers (``model.low_rank``: dense_i becomes dense_i_u, dense_i;
 :mod:`codesign.low_rank`). Distillation and rewinding record a test-accuracy learning curve.
 """
 
@@ -229,7 +229,7 @@ def _layers(cfg: Config, n_classes: int) -> list[Any]:
         if rank is None:
             layers.append(dense(f"dense_{i}", width))
         else:
-            layers += low_rank.layers(i, rank, width, dense, lambda name: layer_bits(cfg, name))
+            layers += low_rank.layers(i, rank, width, dense)
         if i < len(widths) - 1:
             layers.append(QActivation(quantized_relu(layer_bits(cfg, f"relu_{i}")), name=f"relu_{i}"))
     return layers
