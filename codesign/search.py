@@ -244,7 +244,9 @@ def run_search(spec: SearchSpec, *, point_fn: sweep.PointFn = sweep.flow_point, 
     models = spec.out / "models"
     ex: Any = sweep._Local() if executor == "local" else sweep._Ray(address, num_cpus, worker_output)
     workers = 1 if executor == "local" else _workers(ex, num_cpus, address)
-    in_flight: dict[str, tuple[TrialPoint, bool, list[Any]]] = {}
+    in_flight: dict[str, tuple[TrialPoint, bool, list[Any], int]] = {}
+    # trials are numbered by the distinct configurations run (Optuna's numbers count repeated proposals)
+    number = 1 + max((r["trial"] for r in records.values()), default=-1)
     failed: list[dict[str, Any]] = []
     told = replayed  # distinct configurations finished (recorded or failed)
     repeats = 0
@@ -276,13 +278,14 @@ def run_search(spec: SearchSpec, *, point_fn: sweep.PointFn = sweep.flow_point, 
                     continue
                 full = n_full < spec.calibration_trials
                 n_full += full
-                in_flight[tp.fingerprint] = (tp, full, [trial])
+                in_flight[tp.fingerprint] = (tp, full, [trial], number)
+                number += 1
                 ex.submit(tp.fingerprint, trial_task, point_fn, tp, models, full)
             if not in_flight:
                 break
             fp, outcome = ex.next()
-            tp, full, trials = in_flight.pop(fp)
-            rec = _record(tp, trials[0].number, outcome, full)
+            tp, full, trials, num = in_flight.pop(fp)
+            rec = _record(tp, num, outcome, full)
             if rec["status"] == "ok":
                 records[fp] = rec
                 if rec["full"]:
