@@ -12,8 +12,10 @@ DSPs comes from what the RTL generator recorded in design.json while it built th
 - element-wise layers (ReLU, casts): one LUT per output bit,
 - general multipliers (``multipliers``): the DSP count.
 
-:func:`fit` calibrates one least-squares scale per resource (y = s * x, through the origin: a
-design with nothing in it costs nothing) on the trials that were synthesized, and
+:func:`calibrate` fits the estimate to Yosys on the trials that were synthesized: one least-squares
+scale per resource (y = s * x, through the origin: a design with nothing in it costs nothing), and
+for LUTs, once enough trials were synthesized, one non-negative weight per LUT feature (the cost
+model's figure, adders x accumulator width, element-wise bits: :func:`fit_model`);
 :func:`errors` reports how far the calibrated estimate is from Yosys: each synthesized point
 predicted by the scale fitted on the *other* points (leave-one-out), so the figure is a
 prediction error and not a fit residual.
@@ -29,28 +31,69 @@ from typing import Any
 RESOURCES = ("LUT", "FF", "DSP")
 
 
-def raw(design: Mapping[str, Any]) -> dict[str, float]:
-    """Uncalibrated LUT/FF/DSP of a generated core, from its design.json."""
-    lut = ff = dsp = 0.0
+#: LUT features (see :func:`raw`): the cost model's figure, adders x widths, element-wise bits
+LUT_FEATURES = ("cost_model", "adders_x_width", "elementwise")
+#: points needed before the LUT fit uses every feature (non-negative least squares) instead of one scale
+MULTI_MIN_POINTS = 8
+
+
+def raw(design: Mapping[str, Any]) -> dict[str, Any]:
+    """Uncalibrated LUT/FF/DSP of a generated core, from its design.json, and the LUT features."""
+    cost = adders_w = elem = ff = dsp = 0.0
     for layer in design.get("layers", []):
         out_w = int((layer.get("out_type") or {}).get("width") or 0)
         acc_w = int((layer.get("accum_type") or {}).get("width") or out_w)
         n_out = int(layer.get("n_out") or 0)
-        mults = int(layer.get("multipliers") or 0)
-        dsp += mults
+        dsp += int(layer.get("multipliers") or 0)
         arch = layer.get("fold_architecture")
         est = (layer.get("fold_estimates") or {}).get(arch) if arch else None
+        if layer.get("adders") is not None:
+            adders_w += int(layer["adders"]) * acc_w
         if est:
-            lut += float(est["lut"])
+            cost += float(est["lut"])
             ff += float(est["ff"])
         elif layer.get("adders") is not None:
             stages = int(layer.get("pipeline_stages") or 0)
-            lut += int(layer["adders"]) * acc_w + n_out * out_w
+            cost += int(layer["adders"]) * acc_w
+            elem += n_out * out_w
             ff += max(stages, 1) * n_out * acc_w
         else:
-            lut += n_out * out_w
+            elem += n_out * out_w
             ff += int(layer.get("latency") or 0) * n_out * out_w
-    return {"LUT": lut, "FF": ff, "DSP": dsp}
+    return {"LUT": cost + elem, "FF": ff, "DSP": dsp, "features": [cost, adders_w, elem]}
+
+
+def _nnls(rows: Sequence[Sequence[float]], ys: Sequence[float]) -> list[float]:
+    import numpy as np
+    from scipy.optimize import nnls
+
+    w, _ = nnls(np.asarray(rows, dtype=float), np.asarray(ys, dtype=float))
+    return [float(x) for x in w]
+
+
+def fit_model(points: Sequence[Mapping[str, Any]], resource: str) -> list[float] | None:
+    """Weights of the calibrated estimate of ``resource`` fitted on ``points`` (None: nothing to fit).
+
+    LUT with at least :data:`MULTI_MIN_POINTS` points: one non-negative weight per LUT feature
+    (least squares), so the data say how much of the cost model and of the adders x widths proxy
+    Yosys' count follows; fewer points, and FF and DSP: one scale of the raw figure.
+    """
+    usable = [p for p in points if p["yosys"].get(resource) is not None and p["raw"].get(resource) is not None]
+    if resource == "LUT" and len(usable) >= MULTI_MIN_POINTS and all("features" in p["raw"] for p in usable):
+        return _nnls([p["raw"]["features"] for p in usable], [float(p["yosys"]["LUT"]) for p in usable])
+    sc = fit([(float(p["raw"][resource]), float(p["yosys"][resource])) for p in usable])
+    if sc is None:
+        return None
+    return [sc, 0.0, sc] if resource == "LUT" else [sc]
+
+
+def predict(raw_est: Mapping[str, Any], resource: str, weights: Sequence[float] | None) -> float:
+    """The calibrated figure (the raw one while uncalibrated)."""
+    if weights is None:
+        return float(raw_est[resource])
+    if resource == "LUT" and "features" in raw_est:
+        return float(sum(w * f for w, f in zip(weights, raw_est["features"])))
+    return float(raw_est[resource]) * weights[0]
 
 
 def fit(pairs: Sequence[tuple[float, float]]) -> float | None:
@@ -61,19 +104,14 @@ def fit(pairs: Sequence[tuple[float, float]]) -> float | None:
     return sum(x * y for x, y in pairs) / sxx
 
 
-def calibrate(points: Sequence[Mapping[str, Any]]) -> dict[str, float | None]:
-    """Per resource the scale fitted on ``points`` (each with ``raw`` and the Yosys figure)."""
-    scales: dict[str, float | None] = {}
-    for r in RESOURCES:
-        pairs = [(float(p["raw"][r]), float(p["yosys"][r])) for p in points
-                 if p["yosys"].get(r) is not None and p["raw"].get(r) is not None]
-        scales[r] = fit(pairs)
-    return scales
+def calibrate(points: Sequence[Mapping[str, Any]]) -> dict[str, list[float] | None]:
+    """Per resource the weights fitted on ``points`` (each with ``raw`` and the Yosys figures)."""
+    return {r: fit_model(points, r) for r in RESOURCES}
 
 
-def apply(raw_est: Mapping[str, float], scales: Mapping[str, float | None]) -> dict[str, float]:
-    """Calibrated estimate; an uncalibrated resource keeps its raw figure."""
-    return {r: raw_est[r] * (scales.get(r) if scales.get(r) is not None else 1.0) for r in RESOURCES}  # type: ignore[operator]
+def apply(raw_est: Mapping[str, Any], model: Mapping[str, Sequence[float] | None]) -> dict[str, float]:
+    """Calibrated estimate of every resource."""
+    return {r: predict(raw_est, r, model.get(r)) for r in RESOURCES}
 
 
 def errors(points: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -87,12 +125,11 @@ def errors(points: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         rows = []
         usable = [p for p in points if p["yosys"].get(r) is not None]
         for i, p in enumerate(usable):
-            others = [(float(q["raw"][r]), float(q["yosys"][r])) for j, q in enumerate(usable) if j != i]
-            s = fit(others) if others else None
+            w = fit_model([q for j, q in enumerate(usable) if j != i], r)
             y = float(p["yosys"][r])
-            if s is None or y == 0:
+            if w is None or y == 0:
                 continue
-            est = float(p["raw"][r]) * s
+            est = predict(p["raw"], r, w)
             rows.append({"trial": p.get("trial"), "estimate": round(est, 1), "yosys": y,
                          "rel_error": abs(est - y) / y})
         errs = [x["rel_error"] for x in rows]

@@ -158,13 +158,16 @@ def load_records(spec: SearchSpec) -> dict[str, dict[str, Any]]:
         except (ConfigError, KeyError):
             continue  # a trial of another space or base: not this search's
         if tp.fingerprint == rec.get("fingerprint") and tp.dir == path.parent:
+            design = _read(tp.dir / "rtl" / "design.json")
+            if design is not None:  # the estimate's features as this version computes them
+                rec["raw"] = estimate.raw(design)
             out[tp.fingerprint] = rec
     return out
 
 
 # ----------------------------------------------------------------------------- metrics of a record
 
-def metrics(rec: Mapping[str, Any], scales: Mapping[str, float | None]) -> dict[str, Any]:
+def metrics(rec: Mapping[str, Any], scales: Mapping[str, Any]) -> dict[str, Any]:
     """The figures the search ranks a trial by: Yosys where it was synthesized, else the estimate."""
     est = estimate.apply(rec["raw"], scales)
     ys = rec.get("yosys") or {}
@@ -454,12 +457,20 @@ def write_report(spec: SearchSpec, summary: Mapping[str, Any]) -> Path:
         constraints=", ".join(summary["constraints"]) or "none",
         front_cols=fcols, front_rows=[[fmt(r.get(c)) for c in fcols] for r in rows if r["on_front"]],
         all_cols=acols, all_rows=[([fmt(r.get(c)) for c in acols], r["on_front"]) for r in rows],
-        cal=[(k, fmt(cal["scales"].get(k)), v["n"], _pct(v["median"]), _pct(v["max"]))
+        cal=[(k, _weights(cal["scales"].get(k)), v["n"], _pct(v["median"]), _pct(v["max"]))
              for k, v in cal["leave_one_out"].items()],
         figures=figures, note="Resources are Yosys synth_xilinx estimates, not vendor place-and-route results.")
     path = spec.out / "report.html"
     sweep._atomic_write(path, html)
     return path
+
+
+def _weights(w: Sequence[float] | None) -> str:
+    if w is None:
+        return "uncalibrated"
+    if len(w) == 1 or (len(w) == 3 and w[1] == 0 and w[0] == w[2]):
+        return f"scale {w[0]:.4g}"
+    return ", ".join(f"{name} x {x:.4g}" for name, x in zip(estimate.LUT_FEATURES, w))
 
 
 def _pct(v: float | None) -> str:
