@@ -230,12 +230,11 @@ def run_search(spec: SearchSpec, *, point_fn: sweep.PointFn = sweep.flow_point, 
     dirs = [METRICS[o] + "imize" for o in spec.objectives]
     study = optuna.create_study(directions=dirs, sampler=_sampler(spec))
     dists = distributions(spec)
-    records = load_records(spec)
+    # a rerun with a smaller budget than the trials on disk takes the first ones (by trial number)
+    records = dict(sorted(load_records(spec).items(), key=lambda kv: kv[1]["trial"])[:spec.trials])
     scales = estimate.calibrate(_synth_points(records.values()))
     replayed = 0
-    for rec in sorted(records.values(), key=lambda r: r["trial"]):
-        if replayed >= spec.trials:
-            break
+    for rec in records.values():
         m = metrics(rec, scales)
         study.add_trial(optuna.trial.create_trial(
             params=labels_of(spec, rec["values"]), distributions=dists,
