@@ -233,3 +233,25 @@ def estimate_plot(points: Mapping[str, Mapping[str, Any]], path: Path) -> Path |
             a.set_ylabel(f"estimated {k}")
             a.set_title(k)
     return path
+
+
+# ----------------------------------------------------------------------------- training levers
+
+def learning_curves(curve: Sequence[float], path: Path, round_starts: Sequence[int] = (),
+                    teacher: Sequence[float] | None = None, label: str = "student") -> Path:
+    """Test accuracy per epoch of the model stage (distillation / rewinding), as result.json
+    records it: dashed lines where a pruning round starts (after a rewind), the teacher's own curve
+    when there is one."""
+    with _figure(path, size=(6.0, 3.6)) as (_, ax):
+        a = ax[0][0]
+        a.plot(range(1, len(curve) + 1), curve, marker=".", label=label)
+        if teacher:
+            a.plot(range(1, len(teacher) + 1), teacher, marker=".", label="float teacher")
+        for k, start in enumerate(round_starts):
+            if start > 0:
+                a.axvline(start + 0.5, color="grey", linestyle="--", linewidth=0.8,
+                          label="pruning round starts" if k == 1 else None)
+        a.set_xlabel("epoch")
+        a.set_ylabel("test accuracy")
+        a.legend(fontsize=7)
+    return path

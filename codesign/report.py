@@ -188,7 +188,41 @@ def build_summary(run_dir: Path) -> dict[str, Any]:
         "softmax_stripped": softmax,
         "resources": resources,
         "layers": _layer_rows(model, hls, design, graph),
+        "training_levers": None if model is None else {
+            k: model.get(k) for k in ("distill", "low_rank", "curves")},
     }
+
+
+def _lever_rows(summary: dict[str, Any]) -> list[tuple[str, str]] | None:
+    """The report's "Training levers" rows (distillation, rewinding, pruning criterion, low rank);
+    None when the model used none of them."""
+    levers, m = summary.get("training_levers") or {}, summary["model"] or {}
+    p = m.get("pruning") or {}
+    rows: list[tuple[str, str]] = []
+    d = levers.get("distill")
+    if d:
+        rows.append(("distillation", f"teacher {d['teacher']} (test accuracy {pct(d['teacher_accuracy'])}), "
+                                     f"T = {fmt(d['temperature'])}, alpha = {fmt(d['alpha'])}"))
+    if p.get("rewind_epoch") is not None:
+        rows.append(("lottery-ticket rewinding", f"{p['rounds']} round(s) to {pct(p['target_sparsity'])}, "
+                                                 f"rewound to epoch {p['rewind_epoch']}"))
+    if p.get("criterion") not in (None, "magnitude"):
+        rows.append(("structured pruning criterion", str(p["criterion"])))
+    for name, lr in sorted((levers.get("low_rank") or {}).items()):
+        rows.append((f"low rank {name}", f"rank {lr['rank']} ({lr['n_in']} x {lr['n_out']}): {lr['multipliers']} "
+                                         f"multipliers instead of {lr['multipliers_full']}, {lr['nonzero']} nonzero"))
+    return rows or None
+
+
+def lever_plots(run_dir: Path, plot_dir: Path) -> list[dict[str, str]]:
+    """The learning curve of a distilled or rewound model (model/result.json ``curves``)."""
+    model = _load(Path(run_dir), "model")
+    curves = (model or {}).get("curves")
+    if not curves or not curves.get("test_accuracy"):
+        return []
+    p = plots.learning_curves(curves["test_accuracy"], plot_dir / "learning_curve.png",
+                              curves.get("round_starts") or (), curves.get("teacher_test_accuracy"))
+    return [{"title": "Learning curve: test accuracy per epoch (distillation / rewinding)", "file": f"plots/{p.name}"}]
 
 
 def make_plots(run_dir: Path, plot_dir: Path) -> tuple[list[dict[str, str]], list[str]]:
@@ -291,6 +325,7 @@ def _context(summary: dict[str, Any], plot_list: list[dict[str, str]], notes: li
         f"{fmt(r['wall_seconds'], 3)} s",
         "resources_note": (r or {}).get("note") or SYNTH_NOTE,
         **_layer_resources(r),
+        "levers": _lever_rows(summary),
         "softmax": ("unknown (rtl and convert not run)" if sm is None else
                     "yes: the outputs are the logits (argmax unchanged)" if sm else "no"),
         "layer_columns": [label for _, label in LAYER_COLUMNS],
@@ -357,6 +392,7 @@ def build(run_dir: Path, out_dir: Path) -> dict[str, Any]:
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     summary = build_summary(run_dir)
     plot_list, notes = make_plots(run_dir, out_dir / "plots")
+    plot_list += lever_plots(run_dir, out_dir / "plots")
     summary["plots"] = [p["file"] for p in plot_list]
     summary["notes"] = notes
     html = template_env(True).get_template("report.html.j2").render(
