@@ -103,6 +103,19 @@ def test_spec_errors_name_the_culprit() -> None:
         search_space.spec_from_dict({**ok, "trials": 0})
 
 
+def test_search_file_errors_name_the_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="search file .*missing.yaml does not exist"):
+        search_space.load_spec(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("space: {model.bits: [4, 6]}\nconstraints: 'LUT <= 2000, luts < 3'\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: constraint 'luts < 3': unknown metric 'luts'"):
+        search_space.load_spec(bad)
+    example = search_space.load_spec(Path(__file__).parent.parent / "docs" / "search_example.yaml", trials=3,
+                                     out=tmp_path / "o")
+    assert example.trials == 3 and example.out == tmp_path / "o" and len(example.space) == 6
+    assert [c.text() for c in example.constraints] == ["LUT <= 20000", "ii <= 16"]
+
+
 def test_constraints_parse_and_errors() -> None:
     cs = search_space.parse_constraints("LUT <= 20000, II < 4")
     assert [(c.metric, c.op, c.bound) for c in cs] == [("LUT", "<=", 20000.0), ("ii", "<", 4.0)]
