@@ -235,6 +235,40 @@ def estimate_plot(points: Mapping[str, Mapping[str, Any]], path: Path) -> Path |
     return path
 
 
+def ptq_bits_plot(record: Mapping[str, Any], path: Path) -> Path | None:
+    """PTQ (codesign.ptq's record): accuracy against the uniform fractional bit count, then per knob
+    (the input, each layer's weights, each layer's results) the accuracy drop and the relative RMS
+    error of the outputs against the float model when only that knob's bits fall, others held."""
+    uniform = record.get("uniform_search") or []
+    sens = record.get("sensitivity") or {}
+    if not uniform:
+        return None
+    with _figure(path, ncols=3 if sens else 1, size=(4.4, 3.6)) as (_, ax):
+        a = ax[0][0]
+        a.plot([r["frac_bits"] for r in uniform], [100 * r["accuracy"] for r in uniform], marker="o",
+               color="#2c7fb8", label="PTQ (golden model)")
+        a.axhline(100 * record["float_accuracy_calibration"], color="#999999", linestyle="--", label="float")
+        a.set_xlabel("fractional bits (every knob)")
+        a.set_ylabel("accuracy on calibration inputs (%)")
+        a.set_title("accuracy vs bits (uniform)")
+        a.legend(fontsize=7)
+        if sens:
+            for knob, rows in sens.items():
+                f = [r["frac_bits"] for r in rows]
+                ax[0][1].plot(f, [100 * r["drop"] for r in rows], marker=".", label=knob)
+                ax[0][2].plot(f, [max(r["output_rel_rms_error"], 1e-6) for r in rows], marker=".", label=knob)
+            ax[0][1].axhline(100 * record["target_drop"], color="#d95f02", linestyle=":", label="target")
+            ax[0][1].set_ylabel("accuracy drop (points)")
+            ax[0][2].set_ylabel("output relative RMS error")
+            ax[0][2].set_yscale("log")
+            for a, title in ((ax[0][1], "per-layer sensitivity"), (ax[0][2], "per-layer quantization error")):
+                a.set_xlabel("fractional bits of one knob (others held)")
+                a.set_title(title)
+                a.legend(fontsize=6)
+    return path
+
+
+
 # ----------------------------------------------------------------------------- training levers
 
 def learning_curves(curve: Sequence[float], path: Path, round_starts: Sequence[int] = (),

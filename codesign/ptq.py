@@ -61,6 +61,9 @@ class DenseRange:
     bias: np.ndarray
     pre_max: float  #: max |pre-activation| over the calibration inputs
     act_max: float  #: max activation output (relu: >= 0)
+    #: hls4ml's name of the linear activation it may keep after the Dense layer (its result type
+    #: would otherwise be the fixed<16,6> default, which wraps large logits)
+    linear_name: str | None = None
 
 
 @dataclass
@@ -175,6 +178,8 @@ def types_for(plan: Plan, frac: dict[str, int]) -> tuple[str, dict[str, dict[str
         precs[d.name] = {"weight": _fixed(iw, fw, True, WEIGHT_MODES), "bias": _fixed(ib, fb, True, WEIGHT_MODES),
                          "accum": _fixed(ia, fa, True), "result": _fixed(ir, fr, True, RESULT_MODES)}
         cur_max, cur_frac = 2.0 ** (ir - 1), fr
+        if d.act_name is None and d.linear_name is not None:
+            precs[d.linear_name] = {"result": precs[d.name]["result"]}
         if d.act_name is not None:
             ia_ = integer_bits(d.act_max, False)
             precs[d.act_name] = {"result": _fixed(ia_, fr, False, RESULT_MODES)}
@@ -253,6 +258,16 @@ def calibration_set(cfg: Config, model: Any, x_train: np.ndarray | None,
     return x, np.asarray(logits).argmax(1), f"{p.calibration_samples} random N(0,1) in-range inputs (labels: float argmax)"
 
 
+def _name_linear_activations(plan: Plan, model: Any) -> None:
+    """The linear activation layers hls4ml's configuration lists after Dense layers."""
+    import hls4ml
+
+    names = hls4ml.utils.config_from_keras_model(model, granularity="name", backend="Vitis")["LayerName"]
+    for d in plan.layers:
+        if d.act_name is None and f"{d.name}_linear" in names:
+            d.linear_name = f"{d.name}_linear"
+
+
 def quantize(cfg: Config, model: Any, x_train: np.ndarray | None = None,
              y_train: np.ndarray | None = None) -> tuple[Config, dict[str, Any]]:
     """PTQ of a float model: (the configuration with the chosen types, the record of the choice).
@@ -275,6 +290,7 @@ def quantize(cfg: Config, model: Any, x_train: np.ndarray | None = None,
     x, labels, what = calibration_set(cfg, float_model, x_train, y_train)
     x = model_input(float_model, x)
     plan = calibrate(float_model, x)
+    _name_linear_activations(plan, float_model)
     reference = np.asarray(float_model.predict(x, verbose=0, batch_size=1024), dtype=np.float64).reshape(len(x), -1)
     ev = Evaluator(cfg, float_model, plan, x, labels, reference)
 
@@ -323,7 +339,6 @@ def quantize(cfg: Config, model: Any, x_train: np.ndarray | None = None,
             steps.append({"knob": best_k, "frac_bits": frac[best_k], **best_m})
 
     final = ev(frac)
-    input_prec, precs = types_for(plan, frac)
     qcfg = ev.config(frac)
     record = {
         "enabled": True, "calibration": what, "target_drop": p.target_drop,
@@ -341,5 +356,4 @@ def quantize(cfg: Config, model: Any, x_train: np.ndarray | None = None,
         "sensitivity": sensitivity, "descent": steps, "evaluations": len(ev.cache),
         "seconds": round(time.time() - t0, 2),
     }
-    del input_prec, precs
     return qcfg, record

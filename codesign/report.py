@@ -188,6 +188,7 @@ def build_summary(run_dir: Path) -> dict[str, Any]:
         "softmax_stripped": softmax,
         "resources": resources,
         "layers": _layer_rows(model, hls, design, graph),
+        "ptq": hls.get("ptq") if hls else None,
         "training_levers": None if model is None else {
             k: model.get(k) for k in ("distill", "low_rank", "curves")},
     }
@@ -330,6 +331,7 @@ def _context(summary: dict[str, Any], plot_list: list[dict[str, str]], notes: li
                     "yes: the outputs are the logits (argmax unchanged)" if sm else "no"),
         "layer_columns": [label for _, label in LAYER_COLUMNS],
         "layer_rows": ctx_rows,
+        "ptq": _ptq_rows(summary.get("ptq")),
         "plots": [dict(p, b64=plots.png_base64(report_dir / p["file"]) if embed else "") for p in plot_list],
         "notes": notes,
     }
@@ -393,6 +395,7 @@ def build(run_dir: Path, out_dir: Path) -> dict[str, Any]:
     summary = build_summary(run_dir)
     plot_list, notes = make_plots(run_dir, out_dir / "plots")
     plot_list += lever_plots(run_dir, out_dir / "plots")
+    plot_list += ptq_plots(run_dir, out_dir / "plots")
     summary["plots"] = [p["file"] for p in plot_list]
     summary["notes"] = notes
     html = template_env(True).get_template("report.html.j2").render(
@@ -415,3 +418,30 @@ def run(cfg: Any, run_dir: Path) -> dict[str, Any]:
         rundir.write_json(tmp / "result.json", result)
     del cfg  # the report depends only on the run directory's contents
     return result
+
+
+def _ptq_rows(p: dict[str, Any] | None) -> list[tuple[str, str]] | None:
+    """The report's "Post-training quantization" rows (hls/result.json ``ptq``); None when off."""
+    if not p:
+        return None
+    rows = [("calibration", str(p["calibration"])),
+            ("accuracy on it: float / PTQ", f"{pct(p['float_accuracy_calibration'])} / {pct(p['accuracy_calibration'])} "
+                                            f"(target drop {pct(p['target_drop'])})"),
+            ("fractional bits", f"uniform {p['uniform_frac_bits']}; " + (
+                "mixed precision: " if p.get("mixed_precision") else "chosen: ")
+             + ", ".join(f"{k} {v}" for k, v in p["frac_bits"].items())),
+            ("input", str(p["input_precision"]))]
+    for name, precs in p["layer_precision"].items():
+        rows.append((name, ", ".join(f"{k} {v}" for k, v in precs.items())))
+    return rows
+
+
+def ptq_plots(run_dir: Path, plot_dir: Path) -> list[dict[str, str]]:
+    """Accuracy vs bits and the per-layer sensitivity / quantization error of PTQ (hls/ptq.json)."""
+    path = Path(run_dir) / "hls" / "ptq.json"
+    if not path.is_file():
+        return []
+    p = plots.ptq_bits_plot(rundir.read_json(path), plot_dir / "ptq_bits.png")
+    return [] if p is None else [{"title": "Post-training quantization: accuracy vs bits, per-layer sensitivity "
+                                           "and quantization error", "file": f"plots/{p.name}"}]
+
