@@ -279,7 +279,8 @@ def value_of(spec: SearchSpec, params: Mapping[str, Any]) -> dict[str, Any]:
             values[d.path] = int(p)
         else:
             # a stepped float range: round off the binary noise so equal choices hash equal
-            values[d.path] = round(float(p), 10) if d.step is None else round(round(float(p) / d.step) * d.step, 10)
+            x = float(p) if d.step is None else d.low + round((float(p) - d.low) / d.step) * d.step  # type: ignore[operator]
+            values[d.path] = round(x, 10)
     return values
 
 
