@@ -237,46 +237,105 @@ def _cse(b: _Builder, max_depth: int | None, select: str = "count") -> int:
     bits, ``(count - 1) * overlap - count`` (one adder of the pattern's overlap instead of
     ``count`` tree adders of about that overlap each, the pattern's terms being a bit wider); the
     other ``_SCORES`` are variants of it.
+
+    Each step takes the pattern with the highest score, then the lowest ``prio`` (the deeper of
+    its two signals), then the lowest key ``(s1, s2, d, g)``. The pair counts are exact and
+    updated locally (a replaced pair's terms against the rest of its column); the priority queue
+    holds at most one live entry per pattern, whose score is never below the pattern's current
+    one (a score only rises with the count: a queued score above the current one is re-queued
+    when it surfaces). Keys, queue entries and terms are packed into integers so the inner loops
+    compare and hash machine-sized ints instead of tuples: same selections, same graph, as the
+    straightforward form of the search (tests/test_adder_build_fast.py keeps it as the reference).
     """
     if select != "count" and select not in _SCORES:
         raise ValueError(f"select must be 'count' or one of {sorted(_SCORES)}, got {select!r}")
-    counts: dict[_Key, int] = {}
-    heap: list[tuple[int, int, _Key]] = []
-    ov: dict[_Key, int] = {}
+    fn = None if select == "count" else _SCORES[select]
+    n_terms = sum(len(ks) for col in b.cols for ks in col.values())
+    if n_terms < 2:
+        return 0
+    ms = max((k for col in b.cols for ks in col.values() for k in ks), default=0)  # shifts never exceed it
+    nd = 2 * ms + 1  # d = k2 - k1 in [-ms, ms]
+    ns = len(b.lo) + n_terms  # every node created here replaces >= 2 terms by 1: fewer than n_terms nodes
+    # key = ((s1 * ns + s2) * nd + d + ms) * 2 + (g > 0): ordered as the tuple (s1, s2, d, g)
+    nsd2 = ns * nd * 2
+    kbits = (ns * nsd2).bit_length()
+    kmask = (1 << kbits) - 1
+    pbits = ns.bit_length()  # prio (an adder depth) < ns
+    sbits = kbits + pbits
+    depth, lo_, hi_ = b.depth, b.lo, b.hi
+    counts: dict[int, int] = {}
+    live: dict[int, int] = {}  # key -> score of its one live queue entry
+    ov: dict[int, int] = {}
+    heap: list[int] = []  # entries ((-score << pbits) + prio << kbits) + key: ordered as (-score, prio, key)
 
-    def prio(key: _Key) -> int:
-        return max(b.depth[key[0]], b.depth[key[1]])
+    def unpack(key: int) -> tuple[int, int, int, int]:
+        r, gb = key >> 1, key & 1
+        r, dd = divmod(r, nd)
+        s1, s2 = divmod(r, ns)
+        return s1, s2, dd - ms, 1 if gb else -1
 
-    def score(key: _Key, c: int) -> int:
-        if select == "count":
+    def score(key: int, c: int) -> int:
+        if fn is None:
             return c
-        if key not in ov:
-            ov[key] = _overlap(b, key)
-        return int(_SCORES[select](c, ov[key], key[2]))
+        o = ov.get(key)
+        s1, s2, d, _ = unpack(key)
+        if o is None:
+            o = ov[key] = _overlap(b, (s1, s2, d, 1))
+        return int(fn(c, o, d))
 
-    def bump(key: _Key, by: int) -> None:
-        c = counts.get(key, 0) + by
-        counts[key] = c
-        if by > 0 and c >= 2 and (max_depth is None or prio(key) < max_depth) and score(key, c) > 0:
-            heapq.heappush(heap, (-score(key, c), prio(key), key))
+    def prio(key: int) -> int:
+        s1, s2, _, _ = unpack(key)
+        return max(depth[s1], depth[s2])
 
+    def push(key: int, sc: int, p: int) -> None:
+        live[key] = sc
+        heapq.heappush(heap, (((-sc) << pbits) + p << kbits) + key)
+
+    def raised(key: int, c: int) -> None:
+        """The count of ``key`` rose to c >= 2: queue it unless a live entry's score covers it."""
+        p = prio(key)
+        if max_depth is not None and p >= max_depth:
+            return
+        sc = c if fn is None else score(key, c)
+        if sc > 0 and sc > live.get(key, 0):
+            push(key, sc, p)
+
+    # initial pair counts, every column's terms sorted by (signal, shift)
     for j in range(b.n_out):
         ts = b.terms(j)
-        for x in range(len(ts)):
-            for y in range(x + 1, len(ts)):
-                kk = _key(ts[x], ts[y])
-                if kk is not None:
-                    bump(kk[0], 1)
+        for x, (sx, kx, gx) in enumerate(ts):
+            base = sx * ns
+            for sy, ky, gy in ts[x + 1:]:
+                kk = ((base + sy) * nd + ky - kx + ms) * 2 + (gx == gy)
+                counts[kk] = counts.get(kk, 0) + 1
+    for kk, c in counts.items():
+        if c >= 2:
+            p = prio(kk)
+            if max_depth is not None and p >= max_depth:
+                continue
+            sc = c if fn is None else score(kk, c)
+            if sc > 0:
+                live[kk] = sc
+                heap.append((((-sc) << pbits) + p << kbits) + kk)
+    heapq.heapify(heap)
+
     created = 0
     while heap:
-        negc, _, key = heapq.heappop(heap)
+        e = heapq.heappop(heap)
+        key = e & kmask
+        pushed = -(e >> sbits)
+        if live.get(key) != pushed:  # superseded by an entry of a higher score
+            continue
         c = counts.get(key, 0)
-        if c < 2 or score(key, c) <= 0:
+        sc = c if fn is None else score(key, c)
+        if c < 2 or sc <= 0:
+            del live[key]
             continue
-        if score(key, c) != -negc:  # stale (counts only drop between pushes): re-queue with the current score
-            heapq.heappush(heap, (-score(key, c), prio(key), key))
+        if sc != pushed:  # stale (counts dropped since): re-queue with the current score
+            push(key, sc, (e >> kbits) & ((1 << pbits) - 1))
             continue
-        s1, s2, d, g = key
+        del live[key]
+        s1, s2, d, g = unpack(key)
         sig: int | None = None
         sig_sign = 1
         for j in sorted(b.sig_cols.get(s1, ())):
@@ -289,26 +348,34 @@ def _cse(b: _Builder, max_depth: int | None, select: str = "count") -> int:
                     continue
                 if (s1, k1) == (s2, k2) or col[s1][k1] * col[s2][k2] != g:
                     continue
-                g1 = col[s1][k1]
+                g1, g2 = col[s1][k1], col[s2][k2]
                 if sig is None:
-                    sig, sig_sign = _pattern_node(b, key)
+                    sig, sig_sign = _pattern_node(b, (s1, s2, d, g))
                     created += 1
-                a_t, b_t = (s1, k1, g1), (s2, k2, col[s2][k2])
                 b._remove_term(j, s1, k1)
                 b._remove_term(j, s2, k2)
-                rest = b.terms(j)
-                bump(key, -1)
-                for u in rest:
-                    for t in (a_t, b_t):
-                        kk = _key(t, u)
-                        if kk is not None:
-                            bump(kk[0], -1)
-                new_t = (sig, min(k1, k2), g1 * sig_sign)
-                b._add_term(j, *new_t)
-                for u in rest:
-                    kk = _key(new_t, u)
-                    if kk is not None:
-                        bump(kk[0], 1)
+                counts[key] -= 1
+                nk, ng = min(k1, k2), g1 * sig_sign
+                # the removed terms' pairs with the rest of the column go, the new term's come
+                for us, ks in col.items():
+                    for uk, ug in ks.items():
+                        for ts_, tk, tg in ((s1, k1, g1), (s2, k2, g2)):
+                            if ts_ < us or (ts_ == us and tk < uk):
+                                kk = ((ts_ * ns + us) * nd + uk - tk + ms) * 2 + (tg == ug)
+                            else:
+                                kk = ((us * ns + ts_) * nd + tk - uk + ms) * 2 + (tg == ug)
+                            counts[kk] -= 1
+                        if us == sig and uk == nk:
+                            continue
+                        if sig < us or (sig == us and nk < uk):
+                            kk = ((sig * ns + us) * nd + uk - nk + ms) * 2 + (ng == ug)
+                        else:
+                            kk = ((us * ns + sig) * nd + nk - uk + ms) * 2 + (ng == ug)
+                        c = counts.get(kk, 0) + 1
+                        counts[kk] = c
+                        if c >= 2:
+                            raised(kk, c)
+                b._add_term(j, sig, nk, ng)
     return created
 
 
