@@ -15,8 +15,8 @@ from codesign.config import Config
 from codesign.errors import ConfigError
 from codesign.model_io import load_model
 
-#: A narrow MLP, 2 epochs: every test overrides from here.
-FAST = {"model.hidden": [16, 12], "training.epochs": 2}
+#: A narrow MLP, 1 epoch: every test overrides from here.
+FAST = {"model.hidden": [16, 12], "training.epochs": 1}
 
 
 def _cfg(**over: Any) -> Config:
@@ -35,7 +35,8 @@ def _accuracy(model: Any, run_dir: Path) -> float:
     ({"pruning.criterion": "random"}, r"pruning.criterion: 'random' is invalid; valid: magnitude, taylor, activation"),
     ({"pruning.criterion": "taylor"}, r"pruning.criterion: 'taylor' is invalid; valid: magnitude unless "
                                       r"pruning.structured is true"),
-    ({"pruning.rewind_epoch": 2}, r"pruning.rewind_epoch: 2 is invalid; valid: null or 0 .. 1"),
+    ({"pruning.rewind_epoch": 1}, r"pruning.rewind_epoch: 1 is invalid; valid: null or 0 .. 0 \(an epoch before "
+                                  r"training.epochs = 1\)"),
     ({"pruning.rewind_epoch": -1}, r"pruning.rewind_epoch: -1 is invalid"),
     ({"pruning.rewind_epoch": 0, "pruning.structured": True}, r"pruning.rewind_epoch: 0 is invalid; valid: null "
                                                               r"unless magnitude pruning is on"),
@@ -181,13 +182,15 @@ def test_criteria_scores_see_dead_and_silent_units() -> None:
 
 @pytest.mark.train
 def test_distillation_from_a_float_teacher_is_recorded(tmp_path: Path) -> None:
-    cfg = _cfg(**{"training.distill": {"teacher": "float", "teacher_width": 2, "temperature": 2.0, "alpha": 0.7}})
+    cfg = _cfg(**{"training.distill": {"teacher": "float", "teacher_width": 2, "temperature": 2.0, "alpha": 0.7,
+                                       "teacher_epochs": 2}})
     result = train.run(cfg, tmp_path)
     d = result["distill"]
     assert (d["teacher"], d["temperature"], d["alpha"], d["teacher_epochs"]) == ("float (width x2)", 2.0, 0.7, 2)
     assert 0.3 < d["teacher_accuracy"] <= 1.0  # 2 epochs learn (chance: 0.1)
     curves = result["curves"]
-    assert len(curves["test_accuracy"]) == 2 and curves["round_starts"] == [0]
+    assert len(curves["test_accuracy"]) == 1 and curves["round_starts"] == [0]
+    assert len(curves["teacher_test_accuracy"]) == 2
     assert curves["teacher_test_accuracy"][-1] == d["teacher_accuracy"]
     model = load_model(tmp_path / "model" / "model.h5")
     assert curves["test_accuracy"][-1] == result["test_accuracy"] == pytest.approx(_accuracy(model, tmp_path))
@@ -218,11 +221,11 @@ def test_distillation_from_an_h5_teacher(tmp_path: Path) -> None:
 
 @pytest.mark.train
 def test_rewound_pruning_reaches_target_and_records_rounds(tmp_path: Path) -> None:
-    cfg = _cfg(**{"pruning.target_sparsity": 0.8, "pruning.rounds": 2, "pruning.rewind_epoch": 1})
+    cfg = _cfg(**{"pruning.target_sparsity": 0.8, "pruning.rounds": 2, "pruning.rewind_epoch": 0})
     result = train.run(cfg, tmp_path)
-    assert result["pruning"]["rewind_epoch"] == 1 and result["pruning"]["criterion"] == "magnitude"
-    assert result["epochs_total"] == 6  # unpruned, then two rounds
-    assert result["curves"]["round_starts"] == [0, 2, 4] and len(result["curves"]["test_accuracy"]) == 6
+    assert result["pruning"]["rewind_epoch"] == 0 and result["pruning"]["criterion"] == "magnitude"
+    assert result["epochs_total"] == 3  # unpruned, then two rounds
+    assert result["curves"]["round_starts"] == [0, 1, 2] and len(result["curves"]["test_accuracy"]) == 3
     model = load_model(tmp_path / "model" / "model.h5")
     for layer in model.layers:
         if type(layer).__name__ == "QDense":
