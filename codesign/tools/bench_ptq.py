@@ -1,7 +1,7 @@
 """Benchmark (issue 16): post-training quantization of float Keras models against hls4ml's default.
 
 ``python -m codesign.tools.bench_ptq [--models digits,keras3] [--variants ptq,default] [--epochs 60]
-[--target-drop 0.005] [--vectors 200] [--work DIR]``
+[--target-drop 0] [--vectors 200] [--work DIR]``
 
 * ``digits``: a float Keras MLP (64-32-32-10, ReLU, softmax; no QKeras) trained on sklearn digits,
   then :func:`codesign.ptq.quantize` calibrated on its training inputs (mixed precision on);
@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models", default="digits,keras3", help="digits, keras3 (comma-separated)")
     ap.add_argument("--variants", default="ptq,default", help="ptq, default (hls4ml's fixed<16,6>)")
     ap.add_argument("--epochs", type=int, default=60, help="training epochs of the float digits MLP")
-    ap.add_argument("--target-drop", type=float, default=0.005, help="hls.ptq.target_drop")
+    ap.add_argument("--target-drop", type=float, default=0.0, help="hls.ptq.target_drop")
     ap.add_argument("--calibration", type=int, default=1000, help="hls.ptq.calibration_samples")
     ap.add_argument("--vectors", type=int, default=200, help="vectors of the bit-exact RTL check (0: none)")
     ap.add_argument("--no-synth", action="store_true", help="skip Yosys")
