@@ -110,6 +110,20 @@ def float_model(cfg: Config, shape: tuple[int, ...], n_classes: int) -> Any:
     return tf.keras.Model(inp, x, name="teacher")
 
 
+def fit_student(cfg: Config, model: Any, data: Dataset, teacher: Teacher, callbacks: list[Any]) -> None:
+    """One training round of the student (``training.epochs`` epochs) on the distillation loss."""
+    import tensorflow as tf
+
+    from codesign import progress
+
+    d = cfg.training.distill
+    model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate=cfg.training.learning_rate),
+                  loss=loss(d.temperature, d.alpha), metrics=[accuracy_metric()])
+    model.fit(model_input(model, data.X_train), targets(data.y_train, teacher.logits),
+              epochs=cfg.training.epochs, batch_size=cfg.training.batch_size, shuffle=True, verbose=0,
+              callbacks=callbacks + progress.keras_epochs(cfg.training.epochs))
+
+
 def targets(y: np.ndarray, teacher_logits: np.ndarray) -> np.ndarray:
     """Packed fit targets: column 0 the label, the rest the teacher's logits."""
     return np.concatenate([y.reshape(-1, 1).astype(np.float32), teacher_logits], axis=1)

@@ -1,5 +1,6 @@
-"""Pruning levers beyond tfmot's magnitude schedule: lottery-ticket rewinding and the importance
-criteria of structured (neuron / filter) pruning.
+"""Pruning beyond tfmot's magnitude schedule: structured (neuron / filter) pruning
+(:class:`NeuronMask`, moved here from train.py unchanged but for its importance hook),
+lottery-ticket rewinding and the importance criteria of structured pruning.
 
 Rewinding (``pruning.rewind_epoch``, Frankle et al. 2019, "Stabilizing the lottery ticket
 hypothesis"): train unpruned, keeping the weights after ``rewind_epoch`` epochs; then each of
@@ -7,7 +8,7 @@ hypothesis"): train unpruned, keeping the weights after ``rewind_epoch`` epochs;
 kernel up to its step of the target, resets every surviving weight (and bias) to the kept values,
 and retrains with the mask held after every batch. ``rounds: 1`` is one-shot pruning with rewinding.
 
-Criteria (``pruning.criterion``) score each hidden unit for :class:`codesign.train.NeuronMask`:
+Criteria (``pruning.criterion``) score each hidden unit for :class:`NeuronMask`:
 "taylor" is the first-order Taylor estimate of the loss change when the unit is removed,
 (sum over its kernel column and bias of weight x dLoss/dweight)^2 averaged over training batches
 (Molchanov et al. 2019); "activation" is the fraction of (sample, position) outputs where the unit's
@@ -99,6 +100,86 @@ def train_rewound(model: Any, prunable: list[Any], rounds: list[tuple[float, flo
         fit(model, [masker])
         masker.apply()
     return model
+
+
+# ----------------------------------------------------------------------------- structured pruning
+
+class NeuronMask(_callback_base()):  # type: ignore[misc]
+    """Zero the lowest-L2-norm units of each QDense / QConv2D layer (never the output layer's).
+
+    A unit is a neuron of a QDense or a filter of a QConv2D: the last axis of the kernel. Pruning
+    unit j of layer i zeroes kernel[..., j] and bias j of layer i, and every input of layer i+1
+    that reads it (its value is always 0 then): kernel row j of a following QDense, input channel j
+    of a following QConv2D, and the Flatten positions of channel j (rows j, j+C, j+2C, ...) of a
+    QDense after Flatten (channels last; pooling and ReLU keep a zero channel zero). Pruned units
+    stay pruned; the pruned fraction rises linearly from the round's start to its end over
+    ``ramp_epochs`` epochs, re-chosen per epoch.
+    """
+
+    def __init__(self, layers: list[Any], ramp_epochs: int, scores: Any = None) -> None:
+        super().__init__()
+        self.layers = layers
+        self.ramp_epochs = ramp_epochs
+        #: ``scores()`` -> an importance per unit of each hidden layer (pruning.criterion); None: L2 norm
+        self.scores = scores
+        self.keep = [np.ones(_units(d), dtype=bool) for d in layers[:-1]]
+        self.start = self.end = 0.0
+
+    def set_round(self, start: float, end: float) -> None:
+        self.start, self.end = start, end
+
+    def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+        frac = self.end if epoch >= self.ramp_epochs else (
+            self.start + (self.end - self.start) * (epoch + 1) / self.ramp_epochs)
+        importance = self.scores() if self.scores is not None else None
+        for i, d in enumerate(self.layers[:-1]):
+            self.keep[i] = self._choose(d, self.keep[i], frac, None if importance is None else importance[i])
+        self.apply()
+
+    def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+        self.apply()
+
+    @staticmethod
+    def _choose(layer: Any, keep: np.ndarray, frac: float, importance: np.ndarray | None = None) -> np.ndarray:
+        """Prune the least important live units until ``frac`` of them are gone (at least one
+        stays); importance None: the L2 norm of the unit's weights and bias."""
+        units = _units(layer)
+        n_prune = min(int(round(frac * units)), units - 1)
+        if n_prune <= int((~keep).sum()):
+            return keep
+        if importance is None:
+            kernel, bias = layer.kernel.numpy(), layer.bias.numpy()
+            norms = np.sqrt((kernel.reshape(-1, units) ** 2).sum(axis=0) + bias ** 2)
+        else:
+            norms = np.asarray(importance, dtype=np.float64).copy()
+        norms[~keep] = -1.0  # already pruned: stay pruned
+        new = np.ones_like(keep)
+        new[np.argsort(norms, kind="stable")[:n_prune]] = False
+        return new
+
+    def input_keep(self, i: int) -> np.ndarray:
+        """Which inputs of layer i (kernel axis -2) are alive: the previous layer's live units,
+        repeated over the positions a Flatten lays out before them."""
+        n_in = int(self.layers[i].kernel.shape[-2])
+        if i == 0:
+            return np.ones(n_in, dtype=bool)
+        prev = self.keep[i - 1]
+        if n_in % len(prev):
+            raise ValueError(f"layer {self.layers[i].name}: {n_in} inputs are not a whole number of "
+                             f"copies of the {len(prev)} units of {self.layers[i - 1].name}")
+        return np.tile(prev, n_in // len(prev))
+
+    def apply(self) -> None:
+        for i, d in enumerate(self.layers):
+            col = self.keep[i] if i < len(self.keep) else np.ones(_units(d), dtype=bool)
+            mask = np.outer(self.input_keep(i), col).astype(np.float32)  # broadcasts over conv taps
+            d.kernel.assign(d.kernel.numpy() * mask)
+            d.bias.assign(d.bias.numpy() * col.astype(np.float32))
+
+
+def _units(layer: Any) -> int:
+    """Neurons of a dense layer, filters of a conv layer: the kernel's last axis."""
+    return int(layer.kernel.shape[-1])
 
 
 # ----------------------------------------------------------------------------- criteria

@@ -35,10 +35,12 @@ import numpy as np
 
 from codesign import distill, low_rank, progress, pruning, rundir
 from codesign.config import Config, cnn_output_size
+from codesign.curves import TestAccuracyCurve
 from codesign.data import Dataset, load_dataset
 from codesign.errors import ConfigError
 from codesign.model_io import model_input
 from codesign.model_stats import layer_stats, totals
+from codesign.pruning import NeuronMask
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +60,7 @@ def run(cfg: Config, run_dir: Path) -> dict[str, Any]:
     t0 = time.perf_counter()
     fit = _Fit(cfg, data)
     if cfg.training.distill.teacher is not None:
-        fit.teacher = distill.make_teacher(cfg, data, shape, lambda: _Curve(data))
+        fit.teacher = distill.make_teacher(cfg, data, shape, lambda: TestAccuracyCurve(data))
         # the student starts from the initial weights and batch order it has without a teacher
         _seed_everything(cfg.training.seed)
     model = _train(cfg, data, fit)
@@ -313,32 +315,11 @@ class _Fit:
         extra: list[Any] = []
         if self.record:
             self.rounds.append(len(self.curve))
-            extra.append(_Curve(data, self.curve))
+            extra.append(TestAccuracyCurve(data, self.curve))
         if self.teacher is None:
             _fit(cfg, model, data, callbacks + extra)
-            return
-        import tensorflow as tf
-
-        d = cfg.training.distill
-        model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate=cfg.training.learning_rate),
-                      loss=distill.loss(d.temperature, d.alpha), metrics=[distill.accuracy_metric()])
-        model.fit(model_input(model, data.X_train), distill.targets(data.y_train, self.teacher.logits),
-                  epochs=cfg.training.epochs, batch_size=cfg.training.batch_size, shuffle=True, verbose=0,
-                  callbacks=callbacks + extra + progress.keras_epochs(cfg.training.epochs))
-
-
-class _Curve(pruning._callback_base()):  # type: ignore[misc]
-    """Append the test accuracy after every epoch to ``curve`` (for the report's learning curves;
-    never used to choose anything)."""
-
-    def __init__(self, data: Dataset, curve: list[float] | None = None) -> None:
-        super().__init__()
-        self.data = data
-        self.curve = [] if curve is None else curve
-
-    def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
-        logits = self.model.predict(model_input(self.model, self.data.X_test), batch_size=1024, verbose=0)
-        self.curve.append(float(np.mean(np.argmax(logits, axis=1) == self.data.y_test)))
+        else:
+            distill.fit_student(cfg, model, data, self.teacher, callbacks + extra)
 
 
 def _round_targets(target: float, rounds: int) -> list[tuple[float, float]]:
@@ -397,90 +378,6 @@ def _train_structured(cfg: Config, data: Dataset, layers: list[Any], fit: _Fit) 
         fit(model, [masker])
     masker.apply()
     return model
-
-
-def _neuron_mask_callback_base() -> type:
-    import tensorflow as tf
-
-    return tf.keras.callbacks.Callback
-
-
-class NeuronMask(_neuron_mask_callback_base()):  # type: ignore[misc]
-    """Zero the lowest-L2-norm units of each QDense / QConv2D layer (never the output layer's).
-
-    A unit is a neuron of a QDense or a filter of a QConv2D: the last axis of the kernel. Pruning
-    unit j of layer i zeroes kernel[..., j] and bias j of layer i, and every input of layer i+1
-    that reads it (its value is always 0 then): kernel row j of a following QDense, input channel j
-    of a following QConv2D, and the Flatten positions of channel j (rows j, j+C, j+2C, ...) of a
-    QDense after Flatten (channels last; pooling and ReLU keep a zero channel zero). Pruned units
-    stay pruned; the pruned fraction rises linearly from the round's start to its end over
-    ``ramp_epochs`` epochs, re-chosen per epoch.
-    """
-
-    def __init__(self, layers: list[Any], ramp_epochs: int, scores: Any = None) -> None:
-        super().__init__()
-        self.layers = layers
-        self.ramp_epochs = ramp_epochs
-        #: ``scores()`` -> an importance per unit of each hidden layer (pruning.criterion); None: L2 norm
-        self.scores = scores
-        self.keep = [np.ones(_units(d), dtype=bool) for d in layers[:-1]]
-        self.start = self.end = 0.0
-
-    def set_round(self, start: float, end: float) -> None:
-        self.start, self.end = start, end
-
-    def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
-        frac = self.end if epoch >= self.ramp_epochs else (
-            self.start + (self.end - self.start) * (epoch + 1) / self.ramp_epochs)
-        importance = self.scores() if self.scores is not None else None
-        for i, d in enumerate(self.layers[:-1]):
-            self.keep[i] = self._choose(d, self.keep[i], frac, None if importance is None else importance[i])
-        self.apply()
-
-    def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
-        self.apply()
-
-    @staticmethod
-    def _choose(layer: Any, keep: np.ndarray, frac: float, importance: np.ndarray | None = None) -> np.ndarray:
-        """Prune the least important live units until ``frac`` of them are gone (at least one
-        stays); importance None: the L2 norm of the unit's weights and bias."""
-        units = _units(layer)
-        n_prune = min(int(round(frac * units)), units - 1)
-        if n_prune <= int((~keep).sum()):
-            return keep
-        if importance is None:
-            kernel, bias = layer.kernel.numpy(), layer.bias.numpy()
-            norms = np.sqrt((kernel.reshape(-1, units) ** 2).sum(axis=0) + bias ** 2)
-        else:
-            norms = np.asarray(importance, dtype=np.float64).copy()
-        norms[~keep] = -1.0  # already pruned: stay pruned
-        new = np.ones_like(keep)
-        new[np.argsort(norms, kind="stable")[:n_prune]] = False
-        return new
-
-    def input_keep(self, i: int) -> np.ndarray:
-        """Which inputs of layer i (kernel axis -2) are alive: the previous layer's live units,
-        repeated over the positions a Flatten lays out before them."""
-        n_in = int(self.layers[i].kernel.shape[-2])
-        if i == 0:
-            return np.ones(n_in, dtype=bool)
-        prev = self.keep[i - 1]
-        if n_in % len(prev):
-            raise ValueError(f"layer {self.layers[i].name}: {n_in} inputs are not a whole number of "
-                             f"copies of the {len(prev)} units of {self.layers[i - 1].name}")
-        return np.tile(prev, n_in // len(prev))
-
-    def apply(self) -> None:
-        for i, d in enumerate(self.layers):
-            col = self.keep[i] if i < len(self.keep) else np.ones(_units(d), dtype=bool)
-            mask = np.outer(self.input_keep(i), col).astype(np.float32)  # broadcasts over conv taps
-            d.kernel.assign(d.kernel.numpy() * mask)
-            d.bias.assign(d.bias.numpy() * col.astype(np.float32))
-
-
-def _units(layer: Any) -> int:
-    """Neurons of a dense layer, filters of a conv layer: the kernel's last axis."""
-    return int(layer.kernel.shape[-1])
 
 
 def _result(cfg: Config, model: Any, data: Dataset, train_seconds: float, fit: _Fit) -> dict[str, Any]:
