@@ -28,7 +28,7 @@ bits.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -127,6 +127,9 @@ class AdderGraph:
 
 
 # ----------------------------------------------------------------------------- construction
+
+#: Keys below this are computed in numpy (int64); larger ones (a giant layer) in Python ints.
+_VEC_KEY_LIMIT = 1 << 62
 
 _Key = tuple[int, int, int, int]  # (s1, s2, d, g): s1 + g * (s2 << d), or (s1 << -d) + g * s2
 
@@ -243,9 +246,9 @@ def _cse(b: _Builder, max_depth: int | None, select: str = "count") -> int:
     updated locally (a replaced pair's terms against the rest of its column); the priority queue
     holds at most one live entry per pattern, whose score is never below the pattern's current
     one (a score only rises with the count: a queued score above the current one is re-queued
-    when it surfaces). Keys, queue entries and terms are packed into integers so the inner loops
-    compare and hash machine-sized ints instead of tuples: same selections, same graph, as the
-    straightforward form of the search (tests/test_adder_build_fast.py keeps it as the reference).
+    when it surfaces). Keys and queue entries are packed into integers so the inner loops hash
+    and compare ints instead of tuples: same selections, same graph as the straightforward form
+    of the search (tests/test_adder_build_fast.py keeps that form as the reference).
     """
     if select != "count" and select not in _SCORES:
         raise ValueError(f"select must be 'count' or one of {sorted(_SCORES)}, got {select!r}")
@@ -253,20 +256,28 @@ def _cse(b: _Builder, max_depth: int | None, select: str = "count") -> int:
     n_terms = sum(len(ks) for col in b.cols for ks in col.values())
     if n_terms < 2:
         return 0
-    ms = max((k for col in b.cols for ks in col.values() for k in ks), default=0)  # shifts never exceed it
+    ms = max(k for col in b.cols for ks in col.values() for k in ks)  # new terms' shifts never exceed it
     nd = 2 * ms + 1  # d = k2 - k1 in [-ms, ms]
     ns = len(b.lo) + n_terms  # every node created here replaces >= 2 terms by 1: fewer than n_terms nodes
-    # key = ((s1 * ns + s2) * nd + d + ms) * 2 + (g > 0): ordered as the tuple (s1, s2, d, g)
-    nsd2 = ns * nd * 2
-    kbits = (ns * nsd2).bit_length()
+    # key = ((s1 * ns + s2) * nd + d + ms) * 2 + (g > 0) = s1 * S1 + s2 * S2 + (d + ms) * 2 + (g > 0):
+    # ordered as the tuple (s1, s2, d, g)
+    S2 = nd * 2
+    S1 = ns * S2
+    kbits = (ns * S1).bit_length()
     kmask = (1 << kbits) - 1
     pbits = ns.bit_length()  # prio (an adder depth) < ns
+    pmask = (1 << pbits) - 1
     sbits = kbits + pbits
-    depth, lo_, hi_ = b.depth, b.lo, b.hi
+    depth = b.depth
+    no_cap = max_depth is None
+    cap = 0 if max_depth is None else max_depth
     counts: dict[int, int] = {}
+    cget = counts.get
     live: dict[int, int] = {}  # key -> score of its one live queue entry
-    ov: dict[int, int] = {}
+    lget = live.get
+    ovd: dict[int, tuple[int, int]] = {}  # key -> (overlap bits, d) for the cost scores
     heap: list[int] = []  # entries ((-score << pbits) + prio << kbits) + key: ordered as (-score, prio, key)
+    push = heapq.heappush
 
     def unpack(key: int) -> tuple[int, int, int, int]:
         r, gb = key >> 1, key & 1
@@ -275,64 +286,80 @@ def _cse(b: _Builder, max_depth: int | None, select: str = "count") -> int:
         return s1, s2, dd - ms, 1 if gb else -1
 
     def score(key: int, c: int) -> int:
+        """The pattern's score at count c (the cost selections: from its overlap, cached)."""
         if fn is None:
             return c
-        o = ov.get(key)
-        s1, s2, d, _ = unpack(key)
-        if o is None:
-            o = ov[key] = _overlap(b, (s1, s2, d, 1))
-        return int(fn(c, o, d))
+        od = ovd.get(key)
+        if od is None:
+            s1, s2, d, _ = unpack(key)
+            od = ovd[key] = (_overlap(b, (s1, s2, d, 1)), d)
+        return int(fn(c, od[0], od[1]))
 
-    def prio(key: int) -> int:
-        s1, s2, _, _ = unpack(key)
-        return max(depth[s1], depth[s2])
+    def queue(key: int, c: int, p: int) -> None:
+        """The count of ``key`` rose to c >= 2: queue it unless its live entry's score covers it."""
+        if no_cap or p < cap:
+            sc = c if fn is None else score(key, c)
+            if sc > 0 and sc > lget(key, 0):
+                live[key] = sc
+                push(heap, (((-sc) << pbits) + p << kbits) + key)
 
-    def push(key: int, sc: int, p: int) -> None:
-        live[key] = sc
-        heapq.heappush(heap, (((-sc) << pbits) + p << kbits) + key)
-
-    def raised(key: int, c: int) -> None:
-        """The count of ``key`` rose to c >= 2: queue it unless a live entry's score covers it."""
-        p = prio(key)
-        if max_depth is not None and p >= max_depth:
-            return
-        sc = c if fn is None else score(key, c)
-        if sc > 0 and sc > live.get(key, 0):
-            push(key, sc, p)
-
+    # every column's live terms also as arrays (swap-removal; a column never grows): the pairs of a
+    # replaced occurrence's terms with the rest of its column are keyed in numpy when keys fit int64
+    vec = ns * S1 < _VEC_KEY_LIMIT
+    colv: list[tuple[np.ndarray, np.ndarray, np.ndarray, dict[tuple[int, int], int], list[int]]] = []
+    depth_v = np.zeros(ns, dtype=np.int64)
     # initial pair counts, every column's terms sorted by (signal, shift)
     for j in range(b.n_out):
         ts = b.terms(j)
+        if vec:
+            arr = np.array(ts, dtype=np.int64).reshape(-1, 3)
+            colv.append((arr[:, 0].copy(), arr[:, 1].copy(), arr[:, 2].copy(),
+                         {(t[0], t[1]): x for x, t in enumerate(ts)}, [len(ts)]))
         for x, (sx, kx, gx) in enumerate(ts):
-            base = sx * ns
+            base = sx * S1 - kx * 2 + ms * 2
             for sy, ky, gy in ts[x + 1:]:
-                kk = ((base + sy) * nd + ky - kx + ms) * 2 + (gx == gy)
-                counts[kk] = counts.get(kk, 0) + 1
+                kk = base + sy * S2 + ky * 2 + (gx == gy)
+                counts[kk] = cget(kk, 0) + 1
     for kk, c in counts.items():
         if c >= 2:
-            p = prio(kk)
-            if max_depth is not None and p >= max_depth:
-                continue
-            sc = c if fn is None else score(kk, c)
-            if sc > 0:
-                live[kk] = sc
-                heap.append((((-sc) << pbits) + p << kbits) + kk)
+            s1, s2, _, _ = unpack(kk)
+            p = max(depth[s1], depth[s2])
+            if no_cap or p < cap:
+                sc = c if fn is None else score(kk, c)
+                if sc > 0:
+                    live[kk] = sc
+                    heap.append((((-sc) << pbits) + p << kbits) + kk)
     heapq.heapify(heap)
+
+    def rel(sa: int, ka: int, us: int) -> tuple[int, int] | None:
+        """(base, m) with key(term (sa, ka, g), term (us, uk, ug)) = base + m * uk + (g == ug)
+        for every shift uk of signal us (None: it depends on uk: us is sa)."""
+        if us > sa:
+            return sa * S1 + us * S2 + (ms - ka) * 2, 2
+        if us < sa:
+            return us * S1 + sa * S2 + (ms + ka) * 2, -2
+        return None
+
+    def key_of(sa: int, ka: int, ga: int, us: int, uk: int, ug: int) -> int:
+        if (sa, ka) < (us, uk):
+            return sa * S1 + us * S2 + (uk - ka + ms) * 2 + (ga == ug)
+        return us * S1 + sa * S2 + (ka - uk + ms) * 2 + (ga == ug)
 
     created = 0
     while heap:
         e = heapq.heappop(heap)
         key = e & kmask
         pushed = -(e >> sbits)
-        if live.get(key) != pushed:  # superseded by an entry of a higher score
+        if lget(key) != pushed:  # superseded by an entry of a higher score
             continue
-        c = counts.get(key, 0)
+        c = cget(key, 0)
         sc = c if fn is None else score(key, c)
         if c < 2 or sc <= 0:
             del live[key]
             continue
         if sc != pushed:  # stale (counts dropped since): re-queue with the current score
-            push(key, sc, (e >> kbits) & ((1 << pbits) - 1))
+            live[key] = sc
+            push(heap, (((-sc) << pbits) + ((e >> kbits) & pmask) << kbits) + key)
             continue
         del live[key]
         s1, s2, d, g = unpack(key)
@@ -351,32 +378,87 @@ def _cse(b: _Builder, max_depth: int | None, select: str = "count") -> int:
                 g1, g2 = col[s1][k1], col[s2][k2]
                 if sig is None:
                     sig, sig_sign = _pattern_node(b, (s1, s2, d, g))
+                    if vec:
+                        depth_v[sig] = depth[sig]
                     created += 1
                 b._remove_term(j, s1, k1)
                 b._remove_term(j, s2, k2)
                 counts[key] -= 1
                 nk, ng = min(k1, k2), g1 * sig_sign
+                dsig = depth[sig]
+                if vec:
+                    _replace_vec(colv[j], (s1, k1, g1), (s2, k2, g2), (sig, nk, ng), counts, queue, depth_v, dsig,
+                                 S1, S2, ms)
+                    b._add_term(j, sig, nk, ng)
+                    continue
                 # the removed terms' pairs with the rest of the column go, the new term's come
                 for us, ks in col.items():
+                    ra, rb, rn = rel(s1, k1, us), rel(s2, k2, us), rel(sig, nk, us)
+                    p = dsig if dsig >= depth[us] else depth[us]
+                    if ra is None or rb is None or rn is None:  # us is one of the pattern's signals
+                        for uk, ug in ks.items():
+                            counts[key_of(s1, k1, g1, us, uk, ug)] -= 1
+                            counts[key_of(s2, k2, g2, us, uk, ug)] -= 1
+                            if us == sig and uk == nk:
+                                continue
+                            kk = key_of(sig, nk, ng, us, uk, ug)
+                            c = cget(kk, 0) + 1
+                            counts[kk] = c
+                            if c >= 2:
+                                queue(kk, c, p)
+                        continue
+                    ba, ma = ra
+                    bb, mb = rb
+                    bn, mn = rn
                     for uk, ug in ks.items():
-                        for ts_, tk, tg in ((s1, k1, g1), (s2, k2, g2)):
-                            if ts_ < us or (ts_ == us and tk < uk):
-                                kk = ((ts_ * ns + us) * nd + uk - tk + ms) * 2 + (tg == ug)
-                            else:
-                                kk = ((us * ns + ts_) * nd + tk - uk + ms) * 2 + (tg == ug)
-                            counts[kk] -= 1
-                        if us == sig and uk == nk:
-                            continue
-                        if sig < us or (sig == us and nk < uk):
-                            kk = ((sig * ns + us) * nd + uk - nk + ms) * 2 + (ng == ug)
-                        else:
-                            kk = ((us * ns + sig) * nd + nk - uk + ms) * 2 + (ng == ug)
-                        c = counts.get(kk, 0) + 1
+                        kk = ba + ma * uk + (ug == g1)
+                        counts[kk] -= 1
+                        kk = bb + mb * uk + (ug == g2)
+                        counts[kk] -= 1
+                        kk = bn + mn * uk + (ug == ng)
+                        c = cget(kk, 0) + 1
                         counts[kk] = c
                         if c >= 2:
-                            raised(kk, c)
+                            queue(kk, c, p)
                 b._add_term(j, sig, nk, ng)
     return created
+
+
+def _replace_vec(cv: tuple[np.ndarray, np.ndarray, np.ndarray, dict[tuple[int, int], int], list[int]],
+                 ta: tuple[int, int, int], tb: tuple[int, int, int], tn: tuple[int, int, int],
+                 counts: dict[int, int], queue: Callable[[int, int, int], None], depth_v: np.ndarray, dsig: int,
+                 S1: int, S2: int, ms: int) -> None:
+    """One occurrence replaced in a column (arrays ``cv``): terms ``ta``, ``tb`` leave, ``tn`` comes;
+    the pair counts of ``ta``/``tb`` with the rest drop, those of ``tn`` with the rest rise (keys as
+    in :func:`_cse`, computed for the whole column at once)."""
+    S, K, G, pos, size = cv
+    for s_, k_, _ in (ta, tb):  # swap-remove
+        i = pos.pop((s_, k_))
+        last = size[0] - 1
+        if i != last:
+            S[i], K[i], G[i] = S[last], K[last], G[last]
+            pos[(int(S[i]), int(K[i]))] = i
+        size[0] = last
+    n = size[0]
+    Sv, Kv, Gv = S[:n], K[:n], G[:n]
+    s1v, s2v, k2v = Sv * S1, Sv * S2, Kv * 2
+
+    def keys(t: tuple[int, int, int]) -> np.ndarray:
+        sa, ka, ga = t
+        after = (Sv > sa) | ((Sv == sa) & (Kv > ka))  # the column's term sorts after t
+        return np.where(after, s2v + k2v + (sa * S1 + (ms - ka) * 2), s1v - k2v + (sa * S2 + (ms + ka) * 2)) + (Gv == ga)
+
+    for kk in np.concatenate((keys(ta), keys(tb))).tolist():
+        counts[kk] -= 1
+    cget = counts.get
+    for kk, p in zip(keys(tn).tolist(), np.maximum(depth_v[Sv], dsig).tolist()):
+        c = cget(kk, 0) + 1
+        counts[kk] = c
+        if c >= 2:
+            queue(kk, c, p)
+    S[n], K[n], G[n] = tn
+    pos[(tn[0], tn[1])] = n
+    size[0] = n + 1
 
 
 def _merge(b: _Builder, t1: tuple[int, int, int], t2: tuple[int, int, int]) -> tuple[int, int, int]:

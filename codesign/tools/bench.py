@@ -11,7 +11,9 @@ Kept out of the test suite: they take minutes and their figures depend on the ma
                                           the same for the float KERAS_3layer, its cold build against
                                           its C-sim compile side by side (--no-jet skips it)
   python -m codesign.tools.bench sweep    a 12-point sweep (RF x bits x sparsity): per-point and total times
-  python -m codesign.tools.bench all      flow, rtlgen, verify (the sweep is separate: it takes longest)
+  python -m codesign.tools.bench gen      RTL generation seconds and lines: qkeras_3layer at RF 1-16, a float
+                                          batch-norm MLP (codesign.tools.bench_gen; its own options there)
+  python -m codesign.tools.bench all      flow, rtlgen, verify, gen (the sweep is separate: it takes longest)
 
 Related long runs with their own commands: ``python -m codesign.tools.conformance`` (every reuse factor,
 test set + 10,000 random vectors), ``python -m codesign.tools.fuzz --cases 500`` (random models),
@@ -167,7 +169,7 @@ def bench_sweep(work: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m codesign.tools.bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=["all", "flow", "rtlgen", "verify", "sweep"])
+    p.add_argument("what", choices=["all", "flow", "rtlgen", "verify", "sweep", "gen"])
     p.add_argument("--work", help="work directory (default: a fresh temporary one, removed afterwards)")
     p.add_argument("--run", help="an existing run directory for rtlgen/verify (default: run the flow first)")
     p.add_argument("--no-jet", action="store_true", help="verify: skip the float KERAS_3layer side-by-side")
@@ -187,6 +189,10 @@ def main(argv: list[str] | None = None) -> int:
                 bench_verify_jet(work)
         if args.what == "sweep":
             bench_sweep(work)
+        if args.what in ("all", "gen"):  # generation time of wide-type models (issue 15)
+            from codesign.tools import bench_gen
+
+            bench_gen.run(list(bench_gen.DEFAULT_RFS), None, work / "gen")
     finally:
         if not args.work:
             shutil.rmtree(work, ignore_errors=True)
