@@ -33,6 +33,7 @@ replayed ones), and a proposal whose config fingerprint was recorded is answered
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import logging
 import os
@@ -42,11 +43,13 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from codesign import config as cfgmod
 from codesign import estimate, plots, rundir, sweep
 from codesign.errors import CodesignError, ConfigError
 from codesign.search_space import (METRICS, SearchSpec, TrialPoint, distributions, labels_of, pareto_indices,
                                    trial_point, value_of)
 from codesign.search_space import load_spec as load_spec, spec_from_dict as spec_from_dict
+from codesign.sweep_grid import cfg_data
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +76,7 @@ def trial_task(point_fn: sweep.PointFn, tp: TrialPoint, models: Path, full: bool
     t0 = time.monotonic()
     try:
         tp.dir.mkdir(parents=True, exist_ok=True)
+        cfgmod.dump(tp.cfg, tp.dir / "config.yaml")  # what a resume compares the trial's config with
         shared = models / tp.train_key
         have = (tp.dir / "model" / "result.json").is_file()
         if not have and sweep._marker_ok(shared / "train.json", tp.train_key) \
@@ -146,7 +150,12 @@ def _record(tp: TrialPoint, number: int, outcome: Mapping[str, Any], full: bool)
 
 
 def load_records(spec: SearchSpec) -> dict[str, dict[str, Any]]:
-    """Finished trials on disk whose values still give their fingerprint: fingerprint -> record."""
+    """Finished trials on disk that are trials of this search: fingerprint -> record.
+
+    A record matches when its values give its fingerprint and directory, or, after codesign gained
+    config fields (new defaults change every fingerprint), when its run's config.yaml equals the
+    trial's config in every field it has (:func:`_same_config`); its run directory stays where it is.
+    """
     out: dict[str, dict[str, Any]] = {}
     root = spec.out / "trials"
     for path in sorted(root.glob(f"*/{RECORD}")) if root.is_dir() else []:
@@ -157,12 +166,50 @@ def load_records(spec: SearchSpec) -> dict[str, dict[str, Any]]:
             tp = trial_point(spec, rec["values"])
         except (ConfigError, KeyError):
             continue  # a trial of another space or base: not this search's
-        if tp.fingerprint == rec.get("fingerprint") and tp.dir == path.parent:
-            design = _read(tp.dir / "rtl" / "design.json")
-            if design is not None:  # the estimate's features as this version computes them
-                rec["raw"] = estimate.raw(design)
-            out[tp.fingerprint] = rec
+        if not (tp.fingerprint == rec.get("fingerprint") and tp.dir == path.parent):
+            old = _read_yaml(path.parent / "config.yaml")
+            if old is None or not _same_config(old, cfg_data(tp.cfg)):
+                continue
+        design = _read(path.parent / "rtl" / "design.json")
+        if design is not None:  # the estimate's features as this version computes them
+            rec["raw"] = estimate.raw(design)
+        rec["dir"] = str(path.parent)
+        out[tp.fingerprint] = rec
     return out
+
+
+def _read_yaml(path: Path) -> dict[str, Any] | None:
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text()) if path.is_file() else None
+    except (OSError, yaml.YAMLError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _same_config(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    """Every field of ``old`` (a run's config.yaml) is in ``new`` with the same value; fields ``new``
+    has beyond them (added to codesign since) are not compared. Sections compare field by field,
+    a field's value (a mapping like model.layer_bits included) as a whole."""
+    for section, fields in old.items():
+        if section == "output_dir":
+            continue
+        if section not in new:
+            return False
+        if isinstance(fields, dict) and isinstance(new[section], dict):
+            if any(k not in new[section] or new[section][k] != v for k, v in fields.items()):
+                return False
+        elif fields != new[section]:
+            return False
+    return True
+
+
+def point_of(spec: SearchSpec, rec: Mapping[str, Any]) -> TrialPoint:
+    """The trial point of a record, in the record's run directory."""
+    tp = trial_point(spec, rec["values"])
+    d = Path(rec["dir"])
+    return dataclasses.replace(tp, dir=d, cfg=dataclasses.replace(tp.cfg, output_dir=str(d)))
 
 
 # ----------------------------------------------------------------------------- metrics of a record
@@ -364,12 +411,11 @@ def _verify_front(spec: SearchSpec, records: dict[str, dict[str, Any]], scales: 
         for i in range(0, len(todo), workers):
             batch = todo[i:i + workers]
             for fp in batch:
-                tp = trial_point(spec, records[fp]["values"])
-                ex.submit(fp, trial_task, point_fn, tp, models, True)
+                ex.submit(fp, trial_task, point_fn, point_of(spec, records[fp]), models, True)
             for _ in batch:
                 fp, outcome = ex.next()
                 rec = records[fp]
-                tp = trial_point(spec, rec["values"])
+                tp = point_of(spec, rec)
                 new = _record(tp, rec["trial"], outcome, True)
                 if new["status"] != "ok":  # it ran before: the full flow failing is this point's verdict
                     new.update(status="ok", full=True, mismatches=new.get("mismatches"),

@@ -218,6 +218,32 @@ def test_killed_search_resumes_without_redoing_trials(tmp_path: Path) -> None:
     assert s["finished"] >= 3 and s["front_verified"]
 
 
+def test_records_of_an_older_config_schema_still_resume(tmp_path: Path) -> None:
+    """A record whose run's config.yaml lacks a field codesign added since (so its fingerprint and
+    directory name differ) is still this search's trial; one whose config differs in a value is not."""
+    import yaml
+
+    calls = tmp_path / "calls.jsonl"
+    spec = _spec(tmp_path, trials=2, calibration_trials=0)
+    search.run_search(spec, point_fn=make_fake(calls), executor="local")
+    recs = sorted((spec.out / "trials").glob("*/trial.json"))
+    assert len(recs) == 2
+    for i, path in enumerate(recs):
+        cfg = yaml.safe_load((path.parent / "config.yaml").read_text())
+        if i == 0:
+            del cfg["verify"]["seed"]  # "added since": not in the old run's config
+        else:
+            cfg["training"]["epochs"] = 99  # a different trial
+        (path.parent / "config.yaml").write_text(yaml.safe_dump(cfg))
+        rec = json.loads(path.read_text())
+        rec["fingerprint"] = "0" * 16  # what an older schema hashed to
+        path.write_text(json.dumps(rec))
+        path.parent.rename(path.parent.with_name(path.parent.name[:-8] + "00000000"))
+    loaded = search.load_records(spec)
+    assert [Path(r["dir"]).name.endswith("00000000") for r in loaded.values()] == [True]
+    assert len(loaded) == 1
+
+
 def test_unsatisfiable_constraints_end_with_a_clear_error_and_keep_trials(tmp_path: Path) -> None:
     spec = _spec(tmp_path, trials=3, constraints="LUT <= 1, ii <= 4")
     with pytest.raises(CodesignError, match=r"no trial satisfies the constraints LUT <= 1, ii <= 4: 3 trial\(s\) "
