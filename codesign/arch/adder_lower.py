@@ -15,6 +15,7 @@ the codes as the Verilog does.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -171,20 +172,34 @@ def _lower_node(g: AdderGraph, k: int, sigs: Sequence[HwSignal], polarities: Seq
     return best
 
 
+def _consumers(g: AdderGraph) -> list[list[int]]:
+    """Signal -> the nodes that read it (in increasing order)."""
+    cons: list[list[int]] = [[] for _ in range(g.n_in + len(g.nodes))]
+    for j, n in enumerate(g.nodes):
+        cons[n.a].append(j)
+        if n.b != n.a:
+            cons[n.b].append(j)
+    return cons
+
+
 def _relower(g: AdderGraph, hw: Hardware, pols: Sequence[int], k: int,
-             roots: dict[int, list[tuple[bool, int, int]]]) -> Hardware:
+             roots: dict[int, list[tuple[bool, int, int]]], consumers: list[list[int]] | None = None) -> Hardware:
     """:func:`lower` with fixed ``pols`` that differ from ``hw``'s only at node k: nodes before k
     keep their representation, and a later node is recomputed only when an operand's changed (the
-    result is :func:`lower`'s, node for node)."""
+    result is :func:`lower`'s, node for node). The nodes to recompute are found through their
+    operands' ``consumers`` and taken in increasing order, so only the changed cone is visited."""
+    if consumers is None:
+        consumers = _consumers(g)
     sigs, nodes, costs = list(hw.signals), list(hw.nodes), list(hw.node_costs)
-    changed: set[int] = set()
-    for j in range(k, len(g.nodes)):
-        n = g.nodes[j]
-        if j != k and n.a not in changed and n.b not in changed:
-            continue
+    todo, queued = [k], {k}
+    while todo:
+        j = heapq.heappop(todo)
         cost, h, hn = _lower_node(g, j, sigs, (pols[j],), roots)
         if h != sigs[g.n_in + j]:
-            changed.add(g.n_in + j)
+            for c in consumers[g.n_in + j]:
+                if c not in queued:
+                    queued.add(c)
+                    heapq.heappush(todo, c)
         sigs[g.n_in + j], nodes[j], costs[j] = h, hn, cost
     return Hardware(tuple(sigs), tuple(nodes), sum(costs), tuple(costs))
 
@@ -196,6 +211,7 @@ def refine(g: AdderGraph, hw: Hardware, out_consts: Sequence[tuple[int, int]] | 
     pols = [s.pol for s in hw.signals[g.n_in:]]
     roots = {t.sig for t in g.outputs if t is not None}
     root_consts = _roots(g, out_consts)
+    consumers = _consumers(g)
     if len(hw.node_costs) != len(g.nodes):  # a Hardware built elsewhere: lower it once with its polarities
         hw = lower(g, out_consts, pols)
     for _ in range(passes):
@@ -206,7 +222,7 @@ def refine(g: AdderGraph, hw: Hardware, out_consts: Sequence[tuple[int, int]] | 
             if not (hw.nodes[k].inv_a or hw.nodes[k].inv_b or g.n_in + k in seen or g.n_in + k in roots):
                 continue
             pols[k] = -pols[k]
-            trial = _relower(g, hw, pols, k, root_consts)
+            trial = _relower(g, hw, pols, k, root_consts, consumers)
             if trial.cost < hw.cost:
                 hw, improved = trial, True
             else:
