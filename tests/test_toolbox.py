@@ -269,3 +269,23 @@ def test_low_rank_dense_is_two_dense_layers(tmp_path: Path) -> None:
     assert lr["nonzero"] == layers["dense_0_u"]["nonzero"] + layers["dense_0"]["nonzero"]
     assert result["test_accuracy"] == pytest.approx(_accuracy(model, tmp_path))
     assert result["distill"] is None and result["curves"] is None
+
+
+@pytest.mark.slow
+@pytest.mark.train
+@pytest.mark.hls4ml
+@pytest.mark.verilator
+def test_low_rank_model_converts_and_verifies_bit_exact(tmp_path: Path) -> None:
+    """U and V are two ordinary Dense layers downstream: C-sim equals QKeras on every test row and
+    the RTL equals the C-sim on the test set and random vectors."""
+    from codesign.flow import run_flow
+
+    cfg = _cfg(**{"model.low_rank": {"dense_0": 4, "dense_2": 3}, "training.epochs": 3,
+                  "verify.random_vectors": 200, "output_dir": str(tmp_path)})
+    res = run_flow(cfg, tmp_path, stages="train,convert,rtl,verify")
+    cmp = res["hls"]["csim_vs_qkeras"]
+    assert cmp["exact_rows"] == cmp["rows"] == 360
+    assert [layer["name"] for layer in res["hls"]["layers"] if layer["kind"] == "dense"] == \
+        ["dense_0_u", "dense_0", "dense_1", "dense_2_u", "dense_2"]
+    sim = res["sim"]
+    assert sim["passed"] and sim["mismatches"] == 0 and sim["vectors_checked"] == 360 + 200
