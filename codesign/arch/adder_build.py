@@ -276,6 +276,7 @@ def _cse(b: _Builder, max_depth: int | None, select: str = "count") -> int:
     live: dict[int, int] = {}  # key -> score of its one live queue entry
     lget = live.get
     ovd: dict[int, tuple[int, int]] = {}  # key -> (overlap bits, d) for the cost scores
+    wb: list[int] = []  # signal -> bits of its largest magnitude (signals' ranges never change)
     heap: list[int] = []  # entries ((-score << pbits) + prio << kbits) + key: ordered as (-score, prio, key)
     push = heapq.heappush
 
@@ -290,9 +291,13 @@ def _cse(b: _Builder, max_depth: int | None, select: str = "count") -> int:
         if fn is None:
             return c
         od = ovd.get(key)
-        if od is None:
+        if od is None:  # _overlap, with the signals' magnitude bits cached
             s1, s2, d, _ = unpack(key)
-            od = ovd[key] = (_overlap(b, (s1, s2, d, 1)), d)
+            while len(wb) <= max(s1, s2):
+                wb.append(max(abs(b.lo[len(wb)]), abs(b.hi[len(wb)])).bit_length())
+            w1, w2 = wb[s1], wb[s2]
+            o = min(w1, d + w2) - d if d >= 0 else min(w1 - d, w2) + d
+            od = ovd[key] = (o if o > 0 else 0, d)
         return int(fn(c, od[0], od[1]))
 
     def queue(key: int, c: int, p: int) -> None:
