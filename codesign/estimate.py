@@ -14,8 +14,8 @@ DSPs comes from what the RTL generator recorded in design.json while it built th
 
 :func:`calibrate` fits the estimate to Yosys on the trials that were synthesized: one least-squares
 scale per resource (y = s * x, through the origin: a design with nothing in it costs nothing), and
-for LUTs, once enough trials were synthesized, one non-negative weight per LUT feature (the cost
-model's figure, adders x accumulator width, element-wise bits: :func:`fit_model`);
+for LUTs, once enough trials were synthesized, one non-negative weight per LUT feature (the folded
+layers' cost model, the parallel layers' adders x widths: :func:`fit_model`);
 :func:`errors` reports how far the calibrated estimate is from Yosys: each synthesized point
 predicted by the scale fitted on the *other* points (leave-one-out), so the figure is a
 prediction error and not a fit residual.
@@ -31,15 +31,15 @@ from typing import Any
 RESOURCES = ("LUT", "FF", "DSP")
 
 
-#: LUT features (see :func:`raw`): the cost model's figure, adders x widths, element-wise bits
-LUT_FEATURES = ("cost_model", "adders_x_width", "elementwise")
-#: points needed before the LUT fit uses every feature (non-negative least squares) instead of one scale
-MULTI_MIN_POINTS = 8
+#: LUT features (see :func:`raw`): the folded layers' cost-model LUTs, the parallel layers' adders x widths
+LUT_FEATURES = ("folded_cost_model", "parallel_adders_x_width")
+#: points needed before the LUT fit weighs each feature (non-negative least squares) instead of one scale
+MULTI_MIN_POINTS = 6
 
 
 def raw(design: Mapping[str, Any]) -> dict[str, Any]:
     """Uncalibrated LUT/FF/DSP of a generated core, from its design.json, and the LUT features."""
-    cost = adders_w = elem = ff = dsp = 0.0
+    folded = parallel = elem = ff = dsp = 0.0
     for layer in design.get("layers", []):
         out_w = int((layer.get("out_type") or {}).get("width") or 0)
         acc_w = int((layer.get("accum_type") or {}).get("width") or out_w)
@@ -47,20 +47,18 @@ def raw(design: Mapping[str, Any]) -> dict[str, Any]:
         dsp += int(layer.get("multipliers") or 0)
         arch = layer.get("fold_architecture")
         est = (layer.get("fold_estimates") or {}).get(arch) if arch else None
-        if layer.get("adders") is not None:
-            adders_w += int(layer["adders"]) * acc_w
         if est:
-            cost += float(est["lut"])
+            folded += float(est["lut"])
             ff += float(est["ff"])
         elif layer.get("adders") is not None:
             stages = int(layer.get("pipeline_stages") or 0)
-            cost += int(layer["adders"]) * acc_w
+            parallel += int(layer["adders"]) * acc_w
             elem += n_out * out_w
             ff += max(stages, 1) * n_out * acc_w
         else:
             elem += n_out * out_w
             ff += int(layer.get("latency") or 0) * n_out * out_w
-    return {"LUT": cost + elem, "FF": ff, "DSP": dsp, "features": [cost, adders_w, elem]}
+    return {"LUT": folded + parallel + elem, "FF": ff, "DSP": dsp, "features": [folded, parallel]}
 
 
 def _nnls(rows: Sequence[Sequence[float]], ys: Sequence[float]) -> list[float]:
@@ -75,25 +73,24 @@ def fit_model(points: Sequence[Mapping[str, Any]], resource: str) -> list[float]
     """Weights of the calibrated estimate of ``resource`` fitted on ``points`` (None: nothing to fit).
 
     LUT with at least :data:`MULTI_MIN_POINTS` points: one non-negative weight per LUT feature
-    (least squares), so the data say how much of the cost model and of the adders x widths proxy
-    Yosys' count follows; fewer points, and FF and DSP: one scale of the raw figure.
+    (least squares), as the folded cost model and the parallel adders x widths proxy are off from
+    Yosys by different factors; fewer points, and FF and DSP: one scale of the raw figure ([s]).
     """
     usable = [p for p in points if p["yosys"].get(resource) is not None and p["raw"].get(resource) is not None]
     if resource == "LUT" and len(usable) >= MULTI_MIN_POINTS and all("features" in p["raw"] for p in usable):
         return _nnls([p["raw"]["features"] for p in usable], [float(p["yosys"]["LUT"]) for p in usable])
     sc = fit([(float(p["raw"][resource]), float(p["yosys"][resource])) for p in usable])
-    if sc is None:
-        return None
-    return [sc, 0.0, sc] if resource == "LUT" else [sc]
+    return None if sc is None else [sc]
 
 
 def predict(raw_est: Mapping[str, Any], resource: str, weights: Sequence[float] | None) -> float:
-    """The calibrated figure (the raw one while uncalibrated)."""
+    """The calibrated figure (the raw one while uncalibrated): one weight scales the raw figure,
+    several weigh the features."""
     if weights is None:
         return float(raw_est[resource])
-    if resource == "LUT" and "features" in raw_est:
-        return float(sum(w * f for w, f in zip(weights, raw_est["features"])))
-    return float(raw_est[resource]) * weights[0]
+    if len(weights) == 1:
+        return float(raw_est[resource]) * weights[0]
+    return float(sum(w * f for w, f in zip(weights, raw_est["features"])))
 
 
 def fit(pairs: Sequence[tuple[float, float]]) -> float | None:

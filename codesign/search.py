@@ -513,7 +513,7 @@ def write_report(spec: SearchSpec, summary: Mapping[str, Any]) -> Path:
 def _weights(w: Sequence[float] | None) -> str:
     if w is None:
         return "uncalibrated"
-    if len(w) == 1 or (len(w) == 3 and w[1] == 0 and w[0] == w[2]):
+    if len(w) == 1:
         return f"scale {w[0]:.4g}"
     return ", ".join(f"{name} x {x:.4g}" for name, x in zip(estimate.LUT_FEATURES, w))
 
