@@ -102,7 +102,7 @@ def run(models: list[str], rfs: list[int] | None, work: Path) -> list[tuple[str,
             r = measure(name, rf, work)
             rows.append((name, rf, r))
             print(f"gen {name} rf={rf}: " + ", ".join(f"{k}={v}" for k, v in r.items()), flush=True)
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    load = round(os.getloadavg()[0], 1) if hasattr(os, "getloadavg") else None
     for name, rf, r in rows:
         if rf == 1 and name in GOALS:
             ok = r["seconds"] <= GOALS[name]
