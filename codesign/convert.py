@@ -329,11 +329,19 @@ def _post_training_quantization(cfg: Config, model: Any, run_dir: Path,
                                 model_res: dict[str, Any]) -> tuple[Config, dict[str, Any]]:
     """hls.ptq: the float model's per-layer types (codesign.ptq), calibrated on the data set's
     training inputs when the imported model has a matching data set, else on random in-range inputs."""
-    from codesign import ptq
-
     x_train = y_train = None
     data_file = run_dir / "model" / "data.npz"
     if model_res.get("has_data") and data_file.is_file():
         data = np.load(data_file)
         x_train, y_train = data["X_train"], data["y_train"]
-    return ptq.quantize(cfg, model, x_train, y_train)
+    return post_training_quantization(cfg, model, x_train, y_train)
+
+
+def post_training_quantization(cfg: Config, model: Any, x_train: np.ndarray | None = None,
+                               y_train: np.ndarray | None = None) -> tuple[Config, dict[str, Any]]:
+    """:func:`codesign.ptq.quantize` with this module's conversion steps (hls.ptq): the configuration
+    with the chosen types and the record of the choice."""
+    from codesign import ptq
+
+    steps = ptq.Hls4mlSteps(convert_model=convert_model, on_grid_inputs=on_grid_inputs, strip_softmax=strip_softmax)
+    return ptq.quantize(cfg, model, x_train, y_train, steps=steps)

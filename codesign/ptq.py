@@ -33,6 +33,7 @@ from __future__ import annotations
 import math
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -199,12 +200,23 @@ def _bits_summary(input_prec: str, precs: dict[str, dict[str, str]]) -> dict[str
 
 # ----------------------------------------------------------------------------- measuring
 
+@dataclass(frozen=True)
+class Hls4mlSteps:
+    """The convert stage's functions PTQ runs, handed in by :func:`codesign.convert.post_training_quantization`
+    (the convert stage calls this module, so this module does not import it back)."""
+
+    convert_model: Callable[..., Any]  #: codesign.convert.convert_model
+    on_grid_inputs: Callable[..., np.ndarray]  #: codesign.convert.on_grid_inputs
+    strip_softmax: Callable[..., Any]  #: codesign.convert.strip_softmax
+
+
 class Evaluator:
     """Accuracy of the quantized model for given knob values: hls4ml converts it (no C++ compile),
     the hardware IR is extracted and the integer golden model (bit-exact with the C-sim) runs."""
 
     def __init__(self, cfg: Config, model: Any, plan: Plan, x: np.ndarray, labels: np.ndarray,
-                 reference: np.ndarray):
+                 reference: np.ndarray, steps: Hls4mlSteps):
+        self.steps = steps
         self.cfg, self.model, self.plan, self.x, self.labels = cfg, model, plan, x, labels
         self.reference = reference  # float logits, for the output error
         self.float_accuracy = float(np.mean(reference.argmax(1) == labels))
@@ -227,13 +239,14 @@ class Evaluator:
         return self.cache[key]
 
     def _measure(self, frac: dict[str, int]) -> dict[str, float]:
-        from codesign import golden, pipeline
-        from codesign.convert import on_grid_inputs
+        from codesign import golden
+        from codesign.layers import from_hls4ml
 
         with tempfile.TemporaryDirectory(prefix="codesign_ptq_") as tmp:
-            conv = pipeline.convert(self.config(frac), self.model, Path(tmp) / "hls", compile=False)
-        graph = conv.graph
-        out = graph.output_type.to_real(golden.predict(graph, on_grid_inputs(graph, self.x)))
+            hls_model, _, stripped = self.steps.convert_model(self.config(frac), self.model, Path(tmp) / "hls",
+                                                              compile=False)
+            graph = from_hls4ml(hls_model, softmax_stripped=stripped)
+        out = graph.output_type.to_real(golden.predict(graph, self.steps.on_grid_inputs(graph, self.x)))
         acc = float(np.mean(out.argmax(1) == self.labels))
         err = out - self.reference
         rel = float(np.sqrt(np.mean(err ** 2)) / max(np.sqrt(np.mean(self.reference ** 2)), 1e-30))
@@ -269,14 +282,14 @@ def _name_linear_activations(plan: Plan, model: Any) -> None:
 
 
 def quantize(cfg: Config, model: Any, x_train: np.ndarray | None = None,
-             y_train: np.ndarray | None = None) -> tuple[Config, dict[str, Any]]:
+             y_train: np.ndarray | None = None, *, steps: Hls4mlSteps) -> tuple[Config, dict[str, Any]]:
     """PTQ of a float model: (the configuration with the chosen types, the record of the choice).
+    Callers use :func:`codesign.convert.post_training_quantization`, which hands in ``steps``.
 
     ``model`` is the model as loaded (its final softmax is stripped here when hls.strip_softmax).
     Raises ConfigError for a model PTQ does not take, ConversionError when no fractional bit count
     up to ``hls.ptq.max_frac_bits`` meets ``hls.ptq.target_drop``.
     """
-    from codesign.convert import strip_softmax
     from codesign.model_io import model_input
 
     p = cfg.hls.ptq
@@ -285,14 +298,14 @@ def quantize(cfg: Config, model: Any, x_train: np.ndarray | None = None,
         raise ConfigError("hls.ptq.enabled needs hls.strip_softmax: true (PTQ plans no softmax tables)")
     if is_qkeras(model):
         check_model(model)  # names the QKeras layers before anything else
-    float_model, _ = strip_softmax(model)
+    float_model, _ = steps.strip_softmax(model)
     check_model(float_model)
     x, labels, what = calibration_set(cfg, float_model, x_train, y_train)
     x = model_input(float_model, x)
     plan = calibrate(float_model, x)
     _name_linear_activations(plan, float_model)
     reference = np.asarray(float_model.predict(x, verbose=0, batch_size=1024), dtype=np.float64).reshape(len(x), -1)
-    ev = Evaluator(cfg, float_model, plan, x, labels, reference)
+    ev = Evaluator(cfg, float_model, plan, x, labels, reference, steps)
 
     # 1. one fractional bit count for every knob: the smallest within target
     uniform: list[dict[str, Any]] = []

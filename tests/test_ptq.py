@@ -14,6 +14,7 @@ import pytest
 from conftest import REFERENCE_MODELS as REF  # noqa: E402
 
 from codesign import config, ptq
+from codesign.convert import post_training_quantization
 from codesign.config import from_dict
 from codesign.errors import ConfigError
 from codesign.fixedpoint import parse_precision
@@ -89,7 +90,7 @@ def test_qkeras_model_is_refused_by_name() -> None:
 
     model = load_model(REF / "qkeras_3layer.json", REF / "qkeras_3layer_weights.h5")
     with pytest.raises(ConfigError, match=r"hls\.ptq\.enabled: the model has QKeras layers \(fc1 \(QDense\)"):
-        ptq.quantize(from_dict({}), model)
+        post_training_quantization(from_dict({}), model)
 
 
 def test_unsupported_layer_is_refused_by_name() -> None:
@@ -99,7 +100,7 @@ def test_unsupported_layer_is_refused_by_name() -> None:
     z = tf.keras.layers.BatchNormalization(name="bn")(tf.keras.layers.Dense(4, name="fc")(inp))
     model = tf.keras.Model(inp, tf.keras.layers.Dense(2, name="out")(z))
     with pytest.raises(ConfigError, match=r"layer 'bn' \(BatchNormalization\) is not supported by PTQ"):
-        ptq.quantize(from_dict({}), model)
+        post_training_quantization(from_dict({}), model)
 
 
 def test_types_cover_the_worst_case_accumulation() -> None:
@@ -134,7 +135,7 @@ def test_keras_3layer_random_calibration_narrows_the_default(tmp_path: Path) -> 
     model = load_model(REF / "KERAS_3layer.json", REF / "KERAS_3layer_weights.h5")
     cfg = from_dict({"hls": {"ptq": {"calibration_samples": 300, "target_drop": 0.02,
                                      "mixed_precision": False}}})
-    qcfg, rec = ptq.quantize(cfg, model)
+    qcfg, rec = post_training_quantization(cfg, model)
     assert "random" in rec["calibration"] and rec["drop_calibration"] <= 0.02
     assert rec["float_accuracy_calibration"] == 1.0  # labels are the float model's own argmax
     default = pipeline.convert(from_dict({}), model, tmp_path / "default", compile=False).graph
@@ -160,7 +161,7 @@ def test_ptq_types_verify_bit_exact(tmp_path: Path, digits: Any) -> None:
     model = ridge_mlp(digits.X_train, digits.y_train)
     # min_frac_bits 3 bounds the search (and the test's time); the uniform choice is above it
     cfg = from_dict({"hls": {"ptq": {"target_drop": 0.01, "calibration_samples": 300, "min_frac_bits": 3}}})
-    qcfg, rec = ptq.quantize(cfg, model, digits.X_train, digits.y_train)
+    qcfg, rec = post_training_quantization(cfg, model, digits.X_train, digits.y_train)
     assert rec["drop_calibration"] <= 0.01
     assert set(rec["frac_bits"]) == {"input", "fc1.weight", "fc1.result", "fc2.weight", "fc2.result"}
     # mixed precision only ever lowers bits from the uniform choice, and did lower some

@@ -4,7 +4,7 @@
 [--target-drop 0] [--vectors 200] [--work DIR]``
 
 * ``digits``: a float Keras MLP (64-32-32-10, ReLU, softmax; no QKeras) trained on sklearn digits,
-  then :func:`codesign.ptq.quantize` calibrated on its training inputs (mixed precision on);
+  then :func:`codesign.convert.post_training_quantization` (codesign.ptq) calibrated on its training inputs (mixed precision on);
 * ``keras3``: hls4ml's float reference model ``tests/reference_models/KERAS_3layer`` (16-64-32-32-5),
   calibrated on random N(0, 1) in-range inputs (no data set: accuracy is agreement with the float
   model's argmax on fresh random inputs).
@@ -106,7 +106,8 @@ def run_variant(name: str, cfg: Any, model: Any, out: Path, x_eval: np.ndarray, 
 
 
 def bench_model(which: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
-    from codesign import plots, ptq
+    from codesign import plots
+    from codesign.convert import post_training_quantization
     from codesign.config import from_dict
 
     ptq_opts = {"target_drop": args.target_drop, "calibration_samples": args.calibration, "seed": args.seed}
@@ -114,11 +115,11 @@ def bench_model(which: str, args: argparse.Namespace, work: Path) -> dict[str, A
     if which == "digits":
         model, data = digits_model(args.epochs, args.seed)
         x_eval, y_eval = data.X_test, data.y_test
-        qcfg, rec = ptq.quantize(cfg, model, data.X_train, data.y_train)
+        qcfg, rec = post_training_quantization(cfg, model, data.X_train, data.y_train)
         eval_what = f"test accuracy ({len(y_eval)} digits test images)"
     else:
         model = keras3_model()
-        qcfg, rec = ptq.quantize(cfg, model)  # no data: random in-range calibration
+        qcfg, rec = post_training_quantization(cfg, model)  # no data: random in-range calibration
         rng = np.random.default_rng(args.seed + 1000)  # fresh random inputs, not the calibration ones
         x_eval = rng.standard_normal((2000, int(model.inputs[0].shape[-1])))
         y_eval = np.asarray(model.predict(x_eval, verbose=0)).argmax(1)
