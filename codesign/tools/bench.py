@@ -17,7 +17,8 @@ Kept out of the test suite: they take minutes and their figures depend on the ma
 
 Related long runs with their own commands: ``python -m codesign.tools.conformance`` (every reuse factor,
 test set + 10,000 random vectors), ``python -m codesign.tools.fuzz --cases 500`` (random models),
-``python -m codesign.tools.bench_da4ml`` (adder graphs against da4ml).
+``python -m codesign.tools.bench_da4ml`` (RF 1 QoR against da4ml and alkaid),
+``python -m codesign.tools.bench_fold`` (area per reuse factor).
 """
 
 from __future__ import annotations
