@@ -50,7 +50,8 @@ def strip_softmax(model: Any) -> tuple[Any, bool]:
         for layer_conf in conf["layers"]:
             if layer_conf["config"]["name"] == last.name:
                 layer_conf["config"]["activation"] = "linear"
-        clone = tf.keras.Model.from_config(conf, custom_objects=custom_objects())
+        # the model's own class reads its config: a Sequential's has no functional 'layers' graph
+        clone = type(model).from_config(conf, custom_objects=custom_objects())
         clone.set_weights(model.get_weights())
         return clone, True
     return model, False

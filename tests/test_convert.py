@@ -116,3 +116,26 @@ def test_binary_and_ternary_weights_bit_exact_through_rtl(tmp_path: Path, kind: 
     res = verify_design(tmp_path / "rtl", tmp_path / "vectors.npz", tmp_path / "sim", simulator="icarus",
                         waves_on_failure=False)
     assert res["passed"] and res["mismatches"] == 0, res["failures"]
+
+
+@pytest.mark.parametrize("sequential", [True, False])
+def test_strip_softmax_of_a_dense_keeps_the_model_class_and_argmax(sequential: bool) -> None:
+    """A final Dense(softmax) becomes Dense(linear) in a model of the same class (a Sequential's
+    config cannot be read back as a functional model's), with the same argmax."""
+    import tensorflow as tf
+
+    from codesign.convert import strip_softmax
+
+    tf.keras.utils.set_random_seed(0)
+    if sequential:
+        model = tf.keras.Sequential([tf.keras.layers.Input((4,)), tf.keras.layers.Dense(3, activation="relu"),
+                                     tf.keras.layers.Dense(2, activation="softmax")])
+    else:
+        inp = tf.keras.Input((4,))
+        hidden = tf.keras.layers.Dense(3, activation="relu")(inp)
+        model = tf.keras.Model(inp, tf.keras.layers.Dense(2, activation="softmax")(hidden))
+    clone, stripped = strip_softmax(model)
+    assert stripped and type(clone) is type(model)
+    assert clone.layers[-1].activation.__name__ == "linear"
+    x = np.random.default_rng(0).standard_normal((16, 4))
+    assert np.array_equal(clone.predict(x, verbose=0).argmax(1), model.predict(x, verbose=0).argmax(1))
