@@ -27,6 +27,22 @@ from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+
+
+def pytest_configure(config: Any) -> None:
+    """Run the suite with Python's own Ctrl-C handling wherever it was started.
+
+    A background job of a non-interactive shell (``make test &`` in a script, a CI runner without
+    job control) starts with SIGINT ignored, and every process inherits that: pytest's workers, the
+    codesign CLIs and Ray workers the interrupt tests start would ignore the SIGINT those tests send
+    (the CLI keeps an inherited SIG_IGN on purpose, as nohup'ed tools do), and the tests would fail
+    for the shell's reason, not codesign's."""
+    import signal
+
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 #: hls4ml's public example models the conformance tests import (tests/reference_models/README.md).
 REFERENCE_MODELS = Path(__file__).resolve().parent / "reference_models"
 
