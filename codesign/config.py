@@ -7,17 +7,19 @@ digits MLP 64-32-32-10, 6-bit, 50 % sparsity. ``codesign init`` writes :func:`ex
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 import re
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import Any, Literal, TypeVar, get_args, get_origin
 
 import yaml
 
 from codesign.errors import ConfigError
 
+T = TypeVar("T")
 DATASETS = ("digits", "npz")
 MODEL_KINDS = ("mlp", "cnn")
 STRATEGIES = ("Latency", "Resource")
@@ -529,21 +531,27 @@ def from_dict(data: dict[str, Any] | None) -> Config:
     return validate(_build(Config, data or {}, ""))
 
 
-def load(path: str | Path | None) -> Config:
-    """Load a YAML config file (None: all defaults)."""
-    if path is None:
-        return from_dict({})
+def load_yaml_file(path: str | Path, what: str, build: Callable[[Any], T], hint: str | None = None) -> T:
+    """``build`` applied to the YAML data of ``path`` (a ``what`` file: config, sweep, search); every
+    error names the file: missing, not YAML, or the bad key or value ``build`` raised ConfigError for."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist", hint="`codesign init config.yaml` writes one")
+        raise ConfigError(f"{what} file {path} does not exist", hint=hint)
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from e
     try:
-        return from_dict(data)
+        return build(data)
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}") from e
+
+
+def load(path: str | Path | None) -> Config:
+    """Load a YAML config file (None: all defaults)."""
+    if path is None:
+        return from_dict({})
+    return load_yaml_file(path, "config", from_dict, hint="`codesign init config.yaml` writes one")
 
 
 def dump(cfg: Config, path: str | Path) -> None:

@@ -196,17 +196,7 @@ def _label(v: Any) -> Any:
 
 def load_spec(path: str | Path, out: str | Path | None = None, trials: int | None = None) -> SearchSpec:
     """Read and check a search YAML file; ``out`` and ``trials`` override the file's."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"search file {path} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from e
-    try:
-        return spec_from_dict(data, out, trials)
-    except ConfigError as e:
-        raise ConfigError(f"{path}: {e}") from e
+    return cfgmod.load_yaml_file(path, "search", lambda data: spec_from_dict(data or {}, out, trials))
 
 
 def spec_from_dict(data: Mapping[str, Any], out: str | Path | None = None, trials: int | None = None) -> SearchSpec:

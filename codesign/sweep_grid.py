@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from codesign import config as cfgmod
 from codesign import rundir
@@ -66,17 +65,7 @@ def load_spec(path: str | Path, out: str | Path | None = None) -> SweepSpec:
     Raises:
         ConfigError: naming the file and the bad key or value.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"sweep file {path} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from e
-    try:
-        return spec_from_dict(data, out)
-    except ConfigError as e:
-        raise ConfigError(f"{path}: {e}") from e
+    return cfgmod.load_yaml_file(path, "sweep", lambda data: spec_from_dict(data or {}, out))
 
 
 def spec_from_dict(data: Mapping[str, Any], out: str | Path | None = None) -> SweepSpec:

@@ -148,3 +148,20 @@ def with_rf(graph: Any, rf: int) -> Any:
     layers = tuple(replace(layer, reuse_factor=rf) if layer.kind in ("dense", "conv") else layer
                    for layer in graph.layers)
     return replace(graph, layers=layers)
+
+
+def random_weight_matrix(seed: int, dim_below: int, bits_below: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A random pruned integer weight matrix for the adder-graph tests: n_in, n_out in 1 ..
+    dim_below - 1, weights of 2 .. bits_below - 1 bits, a repeated column and an all-zero one, and
+    input ranges [lo, hi] (some inputs unsigned). Returns (w, lo, hi)."""
+    rng = np.random.default_rng(seed)
+    n_in, n_out = (int(v) for v in rng.integers(1, dim_below, size=2))
+    bits = int(rng.integers(2, bits_below))
+    w = rng.integers(-(1 << (bits - 1)), 1 << (bits - 1), size=(n_in, n_out))
+    w = w * (rng.random((n_in, n_out)) < rng.uniform(0.2, 1.0))  # pruned
+    if n_out > 2:
+        w[:, 1] = w[:, 0]  # a repeated column and an all-zero one
+        w[:, 2] = 0
+    lo = rng.integers(-300, 1, size=n_in) * rng.integers(0, 2, size=n_in)  # some inputs unsigned
+    hi = lo + rng.integers(0, 600, size=n_in)
+    return w, lo, hi

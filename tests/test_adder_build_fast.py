@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from codesign.arch import adder_build
+from conftest import random_weight_matrix
 from codesign.arch.adder_build import _Key
 
 
@@ -111,17 +112,7 @@ def _cse_reference(b: adder_build._Builder, max_depth: int | None, select: str =
 
 
 def _case(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    n_in, n_out = (int(v) for v in rng.integers(1, 24, size=2))
-    bits = int(rng.integers(2, 13))
-    w = rng.integers(-(1 << (bits - 1)), 1 << (bits - 1), size=(n_in, n_out))
-    w = w * (rng.random((n_in, n_out)) < rng.uniform(0.2, 1.0))  # pruned
-    if n_out > 2:
-        w[:, 1] = w[:, 0]  # a repeated column and an all-zero one
-        w[:, 2] = 0
-    lo = rng.integers(-300, 1, size=n_in) * rng.integers(0, 2, size=n_in)  # some inputs unsigned
-    hi = lo + rng.integers(0, 600, size=n_in)
-    return w, lo, hi
+    return random_weight_matrix(seed, dim_below=24, bits_below=13)
 
 
 def _flat(g: adder_build.AdderGraph) -> tuple[list[adder_build.AddNode], list[adder_build.Term | None], int]:

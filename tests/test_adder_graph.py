@@ -18,20 +18,11 @@ from codesign import golden, layers, pipeline, simtools
 from codesign.fixedpoint import FixedType
 from codesign.graph import Graph, Layer
 from codesign.arch import adder_build, adder_graph, adder_lower, adder_schedule, adder_timing, dense
+from conftest import random_weight_matrix
 
 
 def _random_case(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    n_in, n_out = (int(v) for v in rng.integers(1, 14, size=2))
-    bits = int(rng.integers(2, 9))
-    w = rng.integers(-(1 << (bits - 1)), 1 << (bits - 1), size=(n_in, n_out))
-    w = w * (rng.random((n_in, n_out)) < rng.uniform(0.2, 1.0))  # pruned
-    if n_out > 2:
-        w[:, 1] = w[:, 0]  # a repeated column and an all-zero one
-        w[:, 2] = 0
-    lo = rng.integers(-300, 1, size=n_in) * rng.integers(0, 2, size=n_in)  # some inputs unsigned
-    hi = lo + rng.integers(0, 600, size=n_in)
-    return w, lo, hi
+    return random_weight_matrix(seed, dim_below=14, bits_below=9)
 
 
 @pytest.mark.parametrize("seed", range(12))
