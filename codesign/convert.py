@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -197,11 +198,12 @@ def convert_model(cfg: Config, model: Any, out_dir: Path,
     t0 = time.time()
     cwd = os.getcwd()
     try:
-        hls_model.compile()
+        hls_model.write()
     except Exception as e:
-        raise ConversionError(f"hls4ml C-sim compilation failed in {out_dir}: {e}") from e
+        raise ConversionError(f"hls4ml could not write its project to {out_dir}: {type(e).__name__}: {e}") from e
     finally:
         os.chdir(cwd)
+    build_csim_library(Path(out_dir))
     log.info("C-sim compiled in %.1f s", time.time() - t0)
     return hls_model, hls_cfg, stripped
 
@@ -290,40 +292,49 @@ def run(cfg: Config, run_dir: Path) -> dict[str, Any]:
                                                         "uniform_frac_bits", "frac_bits", "input_precision",
                                                         "layer_precision", "float_accuracy_calibration",
                                                         "accuracy_calibration", "drop_calibration")}
-        build_portable_csim(out, Path(run_dir).resolve() / "hls")
         result["csim_library"] = f"firmware/{PROJECT}-csim.so"
         result["convert_seconds"] = round(time.time() - t0, 2)
         write_json(out / "result.json", result)
     return result
 
 
-def build_portable_csim(tmp: Path, final: Path) -> None:
-    """Compile the C-sim library for the stage's final place.
+def build_csim_library(hls_dir: Path) -> Path:
+    """Compile hls4ml's C-sim library ``firmware/<project>-csim.so`` once, location-independent.
 
-    hls4ml's build_lib.sh bakes the absolute weights directory into the library; compiled inside the
-    stage's temporary directory, a later process (``codesign verify`` alone) would look for weights
-    in a directory that no longer exists and the C++ code would exit. So the library is compiled
-    again with the final directory baked in, under a fixed name, and the stamped one is removed.
+    hls4ml's ``compile()`` runs its ``build_lib.sh``, which bakes the absolute weights directory into
+    the library (``-D WEIGHTS_DIR``; the C-sim reads its weights from text files at first call and
+    exits when they are missing). The stage writes into a temporary directory and renames it at the
+    end, so that library would be useless afterwards and had to be compiled a second time. The
+    same script with the same compiler and flags is run instead with two changes: the weights
+    directory is relative (:class:`codesign.csim.CSim` runs the library with the project as its
+    working directory) and the two translation units compile in parallel.
     """
     import re
-    import subprocess
 
-    script = (tmp / "build_lib.sh").read_text()
-    script, n = re.subn(r"^BASEDIR=.*$", f'BASEDIR="{final}"', script, flags=re.M)
-    script = script.replace("-o firmware/${PROJECT}-${LIB_STAMP}.so", "-o firmware/${PROJECT}-csim.so")
-    if n != 1 or "-csim.so" not in script:
-        raise ConversionError(f"unexpected hls4ml build_lib.sh in {tmp}: cannot rebuild the C-sim library")
-    builder = tmp / ".build_csim.sh"
+    from codesign.proc import run as proc_run
+
+    script = (hls_dir / "build_lib.sh").read_text()
+    script, n_dir = re.subn(r"^WEIGHTS_DIR=.*$", lambda _: 'WEIGHTS_DIR="\\"firmware/weights\\""', script, flags=re.M)
+    lines, n_units = [], 0
+    for line in script.splitlines():
+        if " -c " in line and line.startswith("${CC}"):
+            line, n_units = f"{line} & pids+=($!)", n_units + 1
+        elif " -shared " in line:
+            lines.append('for p in "${pids[@]}"; do wait "$p"; done')
+            line = line.replace("-o firmware/${PROJECT}-${LIB_STAMP}.so", "-o firmware/${PROJECT}-csim.so")
+        lines.append(line)
+    script = "\n".join(lines) + "\n"
+    if n_dir != 1 or n_units != 2 or "-csim.so" not in script:
+        raise ConversionError(f"unexpected hls4ml build_lib.sh in {hls_dir}: cannot build the C-sim library")
+    builder = hls_dir / ".build_csim.sh"
     builder.write_text(script)
-    log_path = tmp / "csim_build.log"
+    log_path = hls_dir / "csim_build.log"
     with open(log_path, "w") as log_file:
-        proc = subprocess.run(["bash", builder.name], cwd=tmp, stdout=log_file, stderr=subprocess.STDOUT)
+        proc = proc_run(["bash", builder.name], cwd=hls_dir, stdout=log_file, stderr=subprocess.STDOUT)
     builder.unlink()
     if proc.returncode != 0:
-        raise ConversionError(f"C-sim library build failed (exit {proc.returncode}); see {log_path}")
-    for stamped in (tmp / "firmware").glob(f"{PROJECT}-*.so"):
-        if stamped.name != f"{PROJECT}-csim.so":
-            stamped.unlink()
+        raise ConversionError(f"hls4ml C-sim compilation failed (exit {proc.returncode}); see {log_path}")
+    return hls_dir / "firmware" / f"{PROJECT}-csim.so"
 
 
 def _post_training_quantization(cfg: Config, model: Any, run_dir: Path,

@@ -1,6 +1,7 @@
 """Call a compiled hls4ml C simulation library directly (no hls4ml import, no re-conversion).
 
-hls4ml's ``compile()`` builds ``firmware/<project>-<stamp>.so`` whose bridge exports
+The convert stage builds ``firmware/<project>-csim.so`` (hls4ml's ``build_lib.sh``, the weights
+directory relative to the project: the child runs in it); its bridge exports
 ``<project>_double(double *in, double *out)``. Inputs that lie on the input type's grid pass through
 ``convert_data<double, input_t>`` unchanged, and every output type the flow accepts (<= 53 bits) is
 exact in a double, so integer codes go in and come out bit-exactly.
@@ -25,7 +26,7 @@ from codesign.proc import run as proc_run
 
 
 def find_library(hls_dir: Path, project: str = "myproject") -> Path:
-    """The convert stage's portable library (see convert.build_portable_csim), else hls4ml's own."""
+    """The convert stage's library (see convert.build_csim_library), else one hls4ml's compile() built."""
     portable = Path(hls_dir) / "firmware" / f"{project}-csim.so"
     if portable.is_file():
         return portable
@@ -61,7 +62,7 @@ class CSim:
 
     def __init__(self, hls_dir: Path, n_in: int, n_out: int, in_type: FixedType, out_type: FixedType,
                  project: str = "myproject") -> None:
-        self.lib_path = find_library(hls_dir, project)
+        self.lib_path = find_library(hls_dir, project).resolve()  # the child runs in the project
         self.project = project
         self.n_in, self.n_out = n_in, n_out
         self.in_type, self.out_type = in_type, out_type
@@ -84,7 +85,8 @@ class CSim:
             x_path, y_path = Path(tmp) / "x.npy", Path(tmp) / "y.npy"
             np.save(x_path, self.in_type.to_real(in_codes))
             proc = proc_run([sys.executable, "-c", _CHILD, str(self.lib_path), self.project, str(x_path),
-                                   str(y_path), str(self.n_out)], capture_output=True, text=True)
+                                   str(y_path), str(self.n_out)], capture_output=True, text=True,
+                             cwd=self.lib_path.parent.parent)
             if proc.returncode != 0 or not y_path.is_file():
                 tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-4:])
                 how = f"signal {-proc.returncode}" if proc.returncode < 0 else f"exit code {proc.returncode}"

@@ -153,12 +153,16 @@ def csim_compile_seconds(run: Path, work: Path) -> float:
     return round(time.perf_counter() - t0, 1)
 
 
+#: The README's 12-point sweep (its plot docs/sweep_pareto_lut.png); bench_search runs it against the search.
+README_GRID = {"hls.reuse_factor": [1, 4, 16], "model.bits": [4, 6], "pruning.target_sparsity": [0.5, 0.8]}
+
+
 def bench_sweep(work: Path) -> None:
     from codesign import sweep
 
     spec = sweep.spec_from_dict({
         "base": {},
-        "grid": {"hls.reuse_factor": [1, 4, 16], "model.bits": [4, 6], "pruning.target_sparsity": [0.5, 0.8]},
+        "grid": README_GRID,
     }, out=work / "sweep")
     t0 = time.time()
     rows = sweep.run_sweep(spec, progress=lambda s: print(s, flush=True))
