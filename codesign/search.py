@@ -49,7 +49,7 @@ from codesign.errors import CodesignError, ConfigError
 from codesign.search_space import (METRICS, SearchSpec, TrialPoint, distributions, labels_of, pareto_indices,
                                    trial_point, value_of)
 from codesign.search_space import load_spec as load_spec, spec_from_dict as spec_from_dict
-from codesign.sweep_grid import cfg_data
+from codesign.sweep_grid import cfg_data, read_config_file, same_config
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +154,7 @@ def load_records(spec: SearchSpec) -> dict[str, dict[str, Any]]:
 
     A record matches when its values give its fingerprint and directory, or, after codesign gained
     config fields (new defaults change every fingerprint), when its run's config.yaml equals the
-    trial's config in every field it has (:func:`_same_config`); its run directory stays where it is.
+    trial's config in every field it has (:func:`codesign.sweep_grid.same_config`); its run directory stays where it is.
     """
     out: dict[str, dict[str, Any]] = {}
     root = spec.out / "trials"
@@ -167,8 +167,8 @@ def load_records(spec: SearchSpec) -> dict[str, dict[str, Any]]:
         except (ConfigError, KeyError):
             continue  # a trial of another space or base: not this search's
         if not (tp.fingerprint == rec.get("fingerprint") and tp.dir == path.parent):
-            old = _read_yaml(path.parent / "config.yaml")
-            if old is None or not _same_config(old, cfg_data(tp.cfg)):
+            old = read_config_file(path.parent / "config.yaml")
+            if old is None or not same_config(old, cfg_data(tp.cfg)):
                 continue
         design = _read(path.parent / "rtl" / "design.json")
         if design is not None:  # the estimate's features as this version computes them
@@ -176,33 +176,6 @@ def load_records(spec: SearchSpec) -> dict[str, dict[str, Any]]:
         rec["dir"] = str(path.parent)
         out[tp.fingerprint] = rec
     return out
-
-
-def _read_yaml(path: Path) -> dict[str, Any] | None:
-    import yaml
-
-    try:
-        data = yaml.safe_load(path.read_text()) if path.is_file() else None
-    except (OSError, yaml.YAMLError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def _same_config(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
-    """Every field of ``old`` (a run's config.yaml) is in ``new`` with the same value; fields ``new``
-    has beyond them (added to codesign since) are not compared. Sections compare field by field,
-    a field's value (a mapping like model.layer_bits included) as a whole."""
-    for section, fields in old.items():
-        if section == "output_dir":
-            continue
-        if section not in new:
-            return False
-        if isinstance(fields, dict) and isinstance(new[section], dict):
-            if any(k not in new[section] or new[section][k] != v for k, v in fields.items()):
-                return False
-        elif fields != new[section]:
-            return False
-    return True
 
 
 def point_of(spec: SearchSpec, rec: Mapping[str, Any]) -> TrialPoint:

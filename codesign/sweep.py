@@ -18,7 +18,9 @@ expands into the cartesian product of the grid. Layout of ``out``::
 
 A point is finished when its directory holds ``point.json`` with status "ok" and the point's
 config fingerprint; a re-run skips finished points and trained models, so an interrupted sweep
-redoes only what is missing. Failed points are recorded with their error and re-run next time.
+redoes only what is missing. A finished run made before codesign gained config fields (whose
+defaults change every fingerprint) is adopted when its configuration is otherwise the same
+(:func:`adopt_earlier_run`). Failed points are recorded with their error and re-run next time.
 """
 
 from __future__ import annotations
@@ -40,7 +42,8 @@ from codesign import plots, rundir
 from codesign.config import Config
 from codesign.errors import ConfigError
 from codesign.flow import STAGE_NAMES
-from codesign.sweep_grid import (TRAINING_SECTIONS, Point, SweepSpec, cfg_data, expand, slug_value,
+from codesign.sweep_grid import (TRAINING_SECTIONS, Point, SweepSpec, cfg_data, expand, read_config_file, same_config,
+                                 slug_value,
                                  training_groups)
 # re-exported: codesign.cli and codesign.tools.bench read sweep files through codesign.sweep
 from codesign.sweep_grid import load_spec as load_spec, spec_from_dict as spec_from_dict
@@ -111,6 +114,37 @@ def train_task(point_fn: PointFn, cfg: Config, model_dir: Path) -> dict[str, Any
         return {"status": "failed", **_error(e), "seconds": time.monotonic() - t0}
     _atomic_json(marker, {"status": "ok", "fingerprint": fp})
     return {"status": "ok", "cached": False, "seconds": time.monotonic() - t0}
+
+
+def adopt_earlier_run(point: Point) -> bool:
+    """Take over a finished run of this point made before codesign gained config fields.
+
+    New config fields (with their defaults) change every fingerprint, so an upgrade would redo every
+    point of a sweep. A finished sibling run ``<slug>-<older fp>`` whose config.yaml equals the
+    point's config in every field it has (:func:`codesign.sweep_grid.same_config`) is renamed to
+    the point's directory and its marker gets the new fingerprint (and ``adopted_from``). The search
+    resumes its trials the same way. Returns whether a run was adopted.
+    """
+    if _marker_ok(point.dir / "point.json", point.fingerprint) or not point.dir.parent.is_dir():
+        return False
+    for old in sorted(point.dir.parent.glob(f"{point.slug}-*")):
+        if old == point.dir or not old.is_dir():
+            continue
+        try:
+            marker = rundir.read_json(old / "point.json")
+        except (OSError, ValueError):
+            continue
+        data = read_config_file(old / "config.yaml")
+        if marker.get("status") != "ok" or data is None or not same_config(data, cfg_data(point.cfg)):
+            continue
+        if point.dir.exists():  # an unfinished run of the new fingerprint: the finished one wins
+            shutil.rmtree(point.dir)
+        os.replace(old, point.dir)
+        _atomic_json(point.dir / "point.json", dict(marker, fingerprint=point.fingerprint, adopted_from=old.name))
+        log.info("point %s: adopted the finished run %s (same config; codesign has added fields since)",
+                 point.slug, old.name)
+        return True
+    return False
 
 
 def point_task(point_fn: PointFn, point: Point, model_dir: Path, train: Mapping[str, Any]) -> dict[str, Any]:
@@ -328,6 +362,8 @@ def run_sweep(spec: SweepSpec, *, point_fn: PointFn = flow_point, executor: str 
         raise ConfigError(f"sweep executor {executor!r} is not supported; valid: ray, local")
     points = expand(spec)
     groups = training_groups(points)
+    for p in points:
+        adopt_earlier_run(p)
     outcomes: dict[int, dict[str, Any]] = {}
     rows = [collect_row(p, None) for p in points]
     write_results(spec, rows)
@@ -335,6 +371,11 @@ def run_sweep(spec: SweepSpec, *, point_fn: PointFn = flow_point, executor: str 
     ex: _Local | _Ray = _Local() if executor == "local" else _Ray(address, num_cpus, worker_output)
     try:
         for key, members in groups.items():
+            if all(_marker_ok(p.dir / "point.json", p.fingerprint) for p in members):
+                for p in members:  # every point of the group finished: no need for its model
+                    outcomes[p.index] = {"status": "ok", "cached": True}
+                    rows[p.index] = collect_row(p, outcomes[p.index])
+                continue
             ex.submit(("train", key), train_task, point_fn, members[0].cfg, _model_dir(spec.out, key))
         while ex.pending():
             tag, outcome = ex.next()

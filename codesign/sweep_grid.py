@@ -146,3 +146,31 @@ def training_groups(points: Sequence[Point]) -> dict[str, list[Point]]:
     for p in points:
         groups.setdefault(p.train_key, []).append(p)
     return groups
+
+
+def read_config_file(path: Path) -> dict[str, Any] | None:
+    """A run's config.yaml as data; None when missing or unreadable."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text()) if path.is_file() else None
+    except (OSError, yaml.YAMLError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def same_config(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    """Every field of ``old`` (a run's config.yaml) is in ``new`` with the same value; fields ``new``
+    has beyond them (added to codesign since) are not compared. Sections compare field by field,
+    a field's value (a mapping like model.layer_bits included) as a whole."""
+    for section, fields in old.items():
+        if section == "output_dir":
+            continue
+        if section not in new:
+            return False
+        if isinstance(fields, dict) and isinstance(new[section], dict):
+            if any(k not in new[section] or new[section][k] != v for k, v in fields.items()):
+                return False
+        elif fields != new[section]:
+            return False
+    return True

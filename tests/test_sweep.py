@@ -173,6 +173,43 @@ def test_interrupt_then_rerun_completes_only_missing(tmp_path: Path) -> None:
     assert [x for x in _calls(calls) if x["kind"] == "train"] == []  # synth does not affect training
 
 
+def test_points_finished_before_codesign_gained_config_fields_are_kept(tmp_path: Path) -> None:
+    """A new config field changes every fingerprint; the finished runs of the same configuration are
+    adopted (renamed to the new directory) instead of redone, and a point whose configuration
+    really differs is still run."""
+    import shutil
+
+    import yaml
+
+    calls = tmp_path / "calls.jsonl"
+    spec = _spec(tmp_path)
+    first = sweep.run_sweep(spec, point_fn=make_fake(calls), executor="local")
+    # what the runs would look like had they been made before codesign had hls.ptq: no such field in
+    # config.yaml, another fingerprint (so another directory name)
+    for r in first:
+        old = Path(r["run_dir"])
+        data = yaml.safe_load((old / "config.yaml").read_text())
+        del data["hls"]["ptq"]
+        if r["reuse_factor"] == 4 and r["bits"] == 6:
+            data["hls"]["clock_period_ns"] = 3.0  # this one was made with another configuration
+        (old / "config.yaml").write_text(yaml.safe_dump(data))
+        marker = rundir.read_json(old / "point.json")
+        rundir.write_json(old / "point.json", dict(marker, fingerprint="0123456789abcdef"))
+        shutil.move(old, old.with_name(f"{r['slug']}-01234567"))
+    calls.unlink()
+    rows = sweep.run_sweep(spec, point_fn=make_fake(calls), executor="local")
+    assert [r["status"] for r in rows] == ["ok"] * 4
+    ran = [x for x in _calls(calls) if x["kind"] == "point"]
+    assert [(x["rf"], x["bits"]) for x in ran] == [(4, 6)]
+    adopted = [r for r in rows if r["cached"]]
+    assert len(adopted) == 3 and all(r["run_dir"] == f["run_dir"] for r, f in zip(rows, first) if r["cached"])
+    for r in adopted:
+        marker = rundir.read_json(Path(r["run_dir"]) / "point.json")
+        assert marker["fingerprint"] == r["fingerprint"] and marker["adopted_from"].endswith("-01234567")
+        assert r["LUT"] == 1000 * r["bits"] // r["reuse_factor"]  # its figures are read from the adopted run
+    assert (spec.out / "points" / "rf4_b6-01234567").is_dir()  # the different one is left alone
+
+
 def test_training_failure_fails_its_points(tmp_path: Path) -> None:
     calls = tmp_path / "calls.jsonl"
     rows = sweep.run_sweep(_spec(tmp_path), point_fn=make_fake(calls, fail_training=True), executor="local")
