@@ -11,7 +11,11 @@ Schema (format 1), as :func:`codesign.rtlgen.generate` builds it:
   clock_period_ns          the clock the registers were placed for (hls.clock_period_ns)
   softmax_stripped         a final Softmax was removed (outputs are the logits)
   multipliers, nonzero_weights, levels_per_stage, adder_graph
-  layers                   one entry per layer: name, kind, module, types, reuse factor, cost, probe
+  layers                   one entry per layer: name, kind, module, types, reuse factor, cost, probe;
+                           io_parallel with rtl.fuse_activations: a layer whose output register holds
+                           the next layer's activation says fused_activation: <name> (and has no probe:
+                           its own values are on no wire), that activation fused_into: <layer>,
+                           latency 0, module the layer's, modules [] and the layer's output wires as probe
   io_stream cores add      io_type "io_stream", input.beats (pixels per image), latency_after_last_pixel,
                            per layer beats_in / beats_out / busy_cycles_per_image, and stream:
                            {bottleneck, bottleneck_cycles_per_image, fifos: [{module, before, layer,

@@ -8,7 +8,8 @@ DSPs comes from what the RTL generator recorded in design.json while it built th
   :func:`codesign.arch.fold.choose` picked (``fold_estimates[fold_architecture]``; its model counts
   multipliers as LUTs, which the calibration absorbs where Yosys puts them into DSP blocks),
 - parallel (RF 1) layers: adders x accumulator width (LUTs; a carry-chain adder is about one LUT
-  per bit, :mod:`codesign.arch.adder_lower`) and pipeline registers x outputs x width (FFs),
+  per bit, :mod:`codesign.arch.adder_lower`) and pipeline registers x outputs x width (FFs; the
+  output register at the width of an activation fused into it),
 - element-wise layers (ReLU, casts): one LUT per output bit,
 - general multipliers (``multipliers``): the DSP count.
 
@@ -40,6 +41,9 @@ MULTI_MIN_POINTS = 6
 def raw(design: Mapping[str, Any]) -> dict[str, Any]:
     """Uncalibrated LUT/FF/DSP of a generated core, from its design.json, and the LUT features."""
     folded = parallel = elem = ff = dsp = 0.0
+    # a layer's output register holds the type of an activation fused into it (rtl.fuse_activations)
+    fused_w = {str(lay["fused_into"]): int(lay["out_type"]["width"])
+               for lay in design.get("layers", []) if lay.get("fused_into")}
     for layer in design.get("layers", []):
         out_w = int((layer.get("out_type") or {}).get("width") or 0)
         acc_w = int((layer.get("accum_type") or {}).get("width") or out_w)
@@ -54,7 +58,7 @@ def raw(design: Mapping[str, Any]) -> dict[str, Any]:
             stages = int(layer.get("pipeline_stages") or 0)
             parallel += int(layer["adders"]) * acc_w
             elem += n_out * out_w
-            ff += max(stages, 1) * n_out * acc_w
+            ff += (max(stages, 1) - 1) * n_out * acc_w + n_out * fused_w.get(str(layer.get("name")), acc_w)
         else:
             elem += n_out * out_w
             ff += int(layer.get("latency") or 0) * n_out * out_w

@@ -60,14 +60,15 @@ def golden_agreement(graph: Graph, arrays: dict[str, np.ndarray]) -> dict[str, A
 
 def generate(graph: Graph, rtl_dir: Path, *, top: str = "codesign_top", levels_per_stage: int = 2,
              adder_graph: bool = True, clock_period_ns: float = design_io.DEFAULT_CLOCK_NS,
-             fold_architecture: str = "auto") -> dict[str, Any]:
+             fold_architecture: str = "auto", fuse_activations: bool = True) -> dict[str, Any]:
     """The RTL backend: Verilog, filelist.f and design.json in ``rtl_dir``; returns design.json.
-    ``fold_architecture`` is rtl.fold_architecture: how layers with RF > 1 are folded."""
+    ``fold_architecture`` is rtl.fold_architecture: how layers with RF > 1 are folded;
+    ``fuse_activations`` rtl.fuse_activations."""
     from codesign import rtlgen
 
     design = rtlgen.generate(graph, Path(rtl_dir), top=top, levels_per_stage=levels_per_stage,
                              adder_graph=adder_graph, clock_period_ns=clock_period_ns,
-                             fold_architecture=fold_architecture)
+                             fold_architecture=fold_architecture, fuse_activations=fuse_activations)
     design_io.write(rtl_dir, design)
     return design
 

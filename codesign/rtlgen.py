@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -48,20 +48,25 @@ def verilog_name(name: str) -> str:
 
 def generate(graph: Graph, out_dir: Path, top: str = "codesign_top", levels_per_stage: int = 2,
              adder_graph: bool = True, clock_period_ns: float = DEFAULT_CLOCK_NS,
-             fold_architecture: str = "auto", multipliers: str = "auto") -> dict[str, Any]:
+             fold_architecture: str = "auto", multipliers: str = "auto",
+             fuse_activations: bool = True) -> dict[str, Any]:
     """Write the Verilog and filelist.f for ``graph`` into ``out_dir``; return design.json's contents
     (:func:`codesign.pipeline.generate` writes it). ``clock_period_ns`` is the delay budget the adder
     graphs' pipeline registers are placed by; ``fold_architecture`` (``rtl.fold_architecture``) the
     architecture of layers with reuse factor > 1 (:mod:`codesign.arch.fold`; per layer in
     design.json's ``architecture`` / ``fold_architecture``), ``multipliers`` (``rtl.multipliers``) how
     their general multipliers are built (:data:`codesign.arch.dense.MULTIPLIERS`). An io_stream graph becomes a streaming
-    dataflow (:func:`_stream_chain`), anything else one module per layer at II = the slowest layer's."""
+    dataflow (:func:`_stream_chain`), anything else one module per layer at II = the slowest layer's,
+    where ``fuse_activations`` (``rtl.fuse_activations``) lets a reuse-factor-1 Dense / conv apply the
+    ReLU / cast after it before its output register (design.json: ``fused_activation`` on the layer,
+    ``fused_into`` on the activation)."""
     if not graph.layers:
         raise RtlGenError("the model has no layers after the input")
     env = _env()
     out_dir.mkdir(parents=True, exist_ok=True)
     kinds = [for_layer(layer) for layer in graph.layers]  # refuses an unsupported layer by name
-    opts = RenderOptions(levels_per_stage, adder_graph, clock_period_ns, fold_architecture, multipliers)
+    opts = RenderOptions(levels_per_stage, adder_graph, clock_period_ns, fold_architecture, multipliers,
+                         fuse_activations)
     build = _stream_chain if graph.io_type == "io_stream" else _parallel_chain
     chain, layer_info, timing = build(env, graph, kinds, top, opts)
     prims: list[str] = []
@@ -140,19 +145,52 @@ def _layer_info(layer: Layer, kind: LayerKind, rendered: list[Rendered], wire: s
 def _parallel_chain(env: jinja2.Environment, graph: Graph, kinds: list[LayerKind], top: str,
                     opts: RenderOptions) -> tuple[list[_Stage], list[dict[str, Any]], dict[str, Any]]:
     """io_parallel: one module per layer, the whole vector on every bus; the top paces vectors to
-    the slowest layer's II so every vector sees the same latency."""
+    the slowest layer's II so every vector sees the same latency. With ``opts.fuse_activations``, a
+    layer followed by an element-wise activation may apply it before its own output register
+    (:meth:`LayerKind.render_fused`): the activation then has no module (:func:`_fused_info`)."""
     ii = max(1, *(kind.ii(layer) for kind, layer in zip(kinds, graph.layers)))
     src = "paced" if ii > 1 else "in"
     chain, layer_info = [], []
-    for kind, layer in zip(kinds, graph.layers):
+    layers, k, registered = graph.layers, 0, False
+    while k < len(layers):
+        kind, layer = kinds[k], layers[k]
         name = verilog_name(layer.name)
-        r = kind.render(env, layer, f"{top}_{name}", opts)
-        chain.append(_Stage(r, name, src, layer.n_out * layer.out_type.width,
-                            f"{layer.name}: {layer.source}, latency {r.latency}, II {r.ii}"))
-        layer_info.append(_layer_info(layer, kind, [r], name))
+        module = f"{top}_{name}"
+        lopts = replace(opts, registered_inputs=registered)
+        nxt = layers[k + 1] if k + 1 < len(layers) else None
+        act = kinds[k + 1].activation(nxt) if nxt is not None and opts.fuse_activations else None
+        r = None
+        if act is not None and nxt is not None and (nxt.n_in, nxt.in_type) == (layer.n_out, layer.out_type):
+            r = kind.render_fused(env, layer, module, lopts, act)
+        if r is None:
+            r = kind.render(env, layer, module, lopts)
+        fused = nxt if nxt is not None and r.extra.get("fused_activation") == nxt.name else None
+        summary = f"{layer.name}: {layer.source}, latency {r.latency}, II {r.ii}"
+        if fused is not None:
+            summary += f"; {fused.name} ({fused.source}) fused into its output register"
+        chain.append(_Stage(r, name, src, layer.n_out * (fused or layer).out_type.width, summary))
+        info = _layer_info(layer, kind, [r], name)
+        layer_info.append(info)
+        if fused is not None:
+            del info["probe"]  # its own result_t values are on no wire: the register holds the activation's
+            layer_info.append(_fused_info(fused, kinds[k + 1], layer.name, module, name))
+            k += 1
+        registered = fused is not None
         src = f"{name}_out"
+        k += 1
     assert ii == max(st.r.ii for st in chain)
     return chain, layer_info, {"latency": sum(st.r.latency for st in chain), "ii": ii}
+
+
+def _fused_info(layer: Layer, kind: LayerKind, into: str, module: str, wire: str) -> dict[str, Any]:
+    """design.json's entry of an activation fused into layer ``into``: no module of its own
+    (``modules`` empty; ``module`` the one computing it), latency 0 as before, and probed at
+    ``into``'s output wires, which carry its values now."""
+    r = Rendered(module, "", 0, 1, 0, False, (),
+                 {"architecture": f"fused into {into}'s output register", "fused_into": into})
+    info = _layer_info(layer, kind, [r], wire)
+    info["modules"] = []
+    return info
 
 
 def input_beats(graph: Graph) -> int:
@@ -261,7 +299,8 @@ def run(cfg: Config, run_dir: Path) -> dict[str, Any]:
         t0 = time.time()
         design = generate(g, out, levels_per_stage=cfg.rtl.levels_per_stage, adder_graph=cfg.rtl.adder_graph,
                           clock_period_ns=hls_res.get("clock_period_ns", cfg.hls.clock_period_ns),
-                          fold_architecture=cfg.rtl.fold_architecture, multipliers=cfg.rtl.multipliers)
+                          fold_architecture=cfg.rtl.fold_architecture, multipliers=cfg.rtl.multipliers,
+                          fuse_activations=cfg.rtl.fuse_activations)
         design_io.write(out, design)
         lines = sum(len((out / f).read_text().splitlines()) for f in design["files"])
         result = {"design_file": "design.json", "top": design["top"], "latency": design["latency"],

@@ -281,7 +281,8 @@ def per_layer(design: Mapping[str, Any], totals: Mapping[str, Mapping[str, int]]
     top = str(design["top"])
     rows = []
     for lay in design.get("layers", []):
-        mods = list(lay.get("modules") or [lay["module"]])
+        # an activation fused into the layer before it lists no module (its cells are that layer's)
+        mods = list(lay["modules"] if "modules" in lay else [lay["module"]])
         cells: dict[str, int] = {}
         for mod in mods:
             for c, n in totals.get(mod, {}).items():

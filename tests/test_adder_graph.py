@@ -162,16 +162,21 @@ def _odd_graph() -> Graph:
     return Graph(t_in, 9, (l1, r, l2))
 
 
-def _generate(graph: Graph, out: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
+def _generate(graph: Graph, out: Path, monkeypatch: pytest.MonkeyPatch, fuse_activations: bool = True) -> dict:
     monkeypatch.setattr(dense, "parallel", adder_graph.parallel_shared)
-    design = pipeline.generate(graph, out)
+    design = pipeline.generate(graph, out, fuse_activations=fuse_activations)
     return design
 
 
 @pytest.mark.verilator
 def test_layer_modules_lint_clean(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    design = _generate(_odd_graph(), tmp_path, monkeypatch)
-    assert [layer.get("architecture") for layer in design["layers"]] == ["parallel", "combinational", "parallel"]
+    separate = _generate(_odd_graph(), tmp_path / "separate", monkeypatch, fuse_activations=False)
+    assert [layer.get("architecture") for layer in separate["layers"]] == ["parallel", "combinational", "parallel"]
+    simtools.verilator_lint([tmp_path / "separate" / f for f in separate["files"]], separate["top"],
+                            tmp_path / "separate.log")
+    design = _generate(_odd_graph(), tmp_path, monkeypatch)  # the ReLU in d1's output stage
+    assert [layer.get("architecture") for layer in design["layers"]] == [
+        "parallel", "fused into d1's output register", "parallel"]
     simtools.verilator_lint([tmp_path / f for f in design["files"]], design["top"], tmp_path / "lint.log")
     text = (tmp_path / "codesign_top_d1.v").read_text()
     assert "unused_x4" in text and " * " not in text  # pruned input named, no multipliers

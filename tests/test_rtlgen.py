@@ -342,3 +342,47 @@ def test_per_product_rounding_into_saturating_accum_refused_when_folded(tmp_path
                         FixedType(12, 9, True, "RND", "SAT"), rf=2, weight_frac=4)
     with pytest.raises(RtlGenError, match=r"layer fc: accum type .* per-product rounding .* wrapping accum_t only"):
         rtlgen.generate(Graph(FixedType(6, 2), 2, (layer,)), tmp_path)
+
+
+# ----------------------------------------------------------------------------- activation fusion
+
+def _output_registers(verilog: str) -> list[int]:
+    """Widths of a layer module's output registers y<j>."""
+    import re
+
+    return [int(w) + 1 for w in re.findall(r"^\s*reg \[(\d+):0\] y\d+;", verilog, re.M)]
+
+
+@pytest.mark.hls4ml
+@pytest.mark.verilator
+def test_relu_fused_into_dense_output_register_bit_exact_with_csim(tmp_path: Path) -> None:
+    """rtl.fuse_activations: the RF-1 Dense d1 registers ReLU r1's narrow result instead of its wide
+    result_t; r1 has no module, design.json says so, latency and II are those of the separate
+    modules, and the network stays bit-exact with hls4ml's C-sim."""
+    from conftest import assert_verifies, convert_checked, generate_linted, small_qkeras_mlp
+
+    graph, arrays = convert_checked(small_qkeras_mlp(seed=2), tmp_path, n=300)
+    assert [layer.kind for layer in graph.layers] == ["dense", "relu", "dense"]
+    d1, r1, _ = graph.layers
+    assert r1.out_type.width < d1.out_type.width  # else fusing saves nothing and is not done
+    rtl, design = generate_linted(graph, tmp_path)
+    separate = pipeline.generate(graph, tmp_path / "separate", fuse_activations=False)
+    layers = {d["name"]: d for d in design["layers"]}
+
+    assert "codesign_top_r1.v" not in design["files"] and not (rtl / "codesign_top_r1.v").exists()
+    assert "codesign_top_r1.v" in separate["files"]
+    assert layers["d1"]["fused_activation"] == "r1" and "probe" not in layers["d1"]
+    assert layers["d1"]["out_type"] == d1.out_type.to_json()  # the layer's own type, now inside the module
+    assert (layers["r1"]["fused_into"], layers["r1"]["module"], layers["r1"]["modules"]) == ("d1", "codesign_top_d1", [])
+    assert (layers["r1"]["latency"], layers["r1"]["ii"]) == (0, 1)
+    assert layers["r1"]["probe"]["data"] == "d1_out_data"  # d1's output wires carry r1's values
+    assert (design["latency"], design["ii"]) == (separate["latency"], separate["ii"])
+    assert [d["latency"] for d in design["layers"]] == [d["latency"] for d in separate["layers"]]
+
+    fused_regs = _output_registers((rtl / "codesign_top_d1.v").read_text())
+    plain_regs = _output_registers((tmp_path / "separate" / "codesign_top_d1.v").read_text())
+    assert fused_regs == [r1.out_type.width] * d1.n_out
+    assert plain_regs == [d1.out_type.width] * d1.n_out
+    assert "fxp_relu" in (rtl / "codesign_top_d1.v").read_text()
+
+    assert_verifies(rtl, design, arrays, tmp_path / "sim")  # probes: r1 at d1's output, d2

@@ -4,7 +4,8 @@
 (:func:`emit_node`: written so that Yosys keeps the adders as they are), the pipeline register
 chains of :class:`codesign.arch.adder_schedule.Schedule`, and per output the constant (bias and
 offsets) adder and the accum/result casts of :func:`codesign.arch.dense.output_stage` (same casts,
-same order) into the output register of the final stage (:func:`_output`).
+same order) into the output register of the final stage (:func:`_output`), through a fused
+activation when the layer takes one (:func:`codesign.arch.dense.register_output`).
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from __future__ import annotations
 from codesign.arch.adder_build import AdderGraph, Term
 from codesign.arch.adder_lower import Hardware, HwNode, HwSignal, const_add_forms, out_const
 from codesign.arch.adder_schedule import Schedule
-from codesign.arch.dense import bias_codes, output_stage, product_frac
-from codesign.arch.netlist import Module, cast_instance, const, signed_width
+from codesign.arch.dense import bias_codes, output_stage, product_frac, register_output
+from codesign.arch.netlist import FusedActivation, Module, cast_instance, const, signed_width
 from codesign.graph import Layer
 
 
@@ -94,7 +95,8 @@ def emit_node(m: Module, name: str, d: int, h: HwSignal, a: str, ha: HwSignal, b
         m.assigns.append(f"assign unused_{name} = ^{tmp}[{wc - 1}:{keep}];")
 
 
-def _output(m: Module, layer: Layer, j: int, src: str, h: HwSignal, t: Term, stage: int) -> None:
+def _output(m: Module, layer: Layer, j: int, src: str, h: HwSignal, t: Term, stage: int,
+            act: FusedActivation | None) -> None:
     """``y_j = (result_t)(accum_t)(bias_j ± (v << shift))`` from the root's code H, registered in ``stage``.
 
     ``v = pol * (H - off)``, so the accumulator value is ``K + (H' << k)`` with a constant K (bias
@@ -135,9 +137,7 @@ def _output(m: Module, layer: Layer, j: int, src: str, h: HwSignal, t: Term, sta
         src_t = cast_instance(m, f"acc{j}", s_name, w, acc_t.frac, acc_t)
         src_w, signed_src = acc_t.width, acc_t.signed
     y = cast_instance(m, f"res{j}", src_t, src_w, acc_t.frac, layer.out_type, signed_src)
-    m.stages_extend(stage)
-    m.decls.append(f"reg [{layer.out_type.width - 1}:0] y{j};")
-    m.stages[stage].append(f"y{j} <= {y};")
+    register_output(m, layer, j, y, stage, f"y{j}", act)
 
 
 def _input_codes(m: Module, layer: Layer, hw: Hardware, used: set[int]) -> list[str]:
@@ -192,8 +192,10 @@ def emit_nodes(m: Module, g: AdderGraph, hw: Hardware, sch: Schedule, names: lis
                    hw.signals[n.b], hn, local)
 
 
-def emit(layer: Layer, module_name: str, g: AdderGraph, hw: Hardware, sch: Schedule) -> Module:
-    """The module of ``layer`` computing graph ``g`` in the representation ``hw``, pipelined by ``sch``."""
+def emit(layer: Layer, module_name: str, g: AdderGraph, hw: Hardware, sch: Schedule,
+         act: FusedActivation | None = None) -> Module:
+    """The module of ``layer`` computing graph ``g`` in the representation ``hw``, pipelined by
+    ``sch``; ``act``: an activation fused in front of the output registers."""
     m = Module(module_name)
     used = {x for n in g.nodes for x in (n.a, n.b)} | {t.sig for t in g.outputs if t is not None}
     names = _input_codes(m, layer, hw, used) + [f"n{k}" for k in range(len(g.nodes))]
@@ -211,8 +213,8 @@ def emit(layer: Layer, module_name: str, g: AdderGraph, hw: Hardware, sch: Sched
             m.reg(s, f"{names[sig]}_r{s}", hw.signals[sig].width, at(sig, s))
     for j, t in enumerate(g.outputs):
         if t is None:
-            output_stage(m, layer, j, None, sch.out_stage, f"y{j}")
+            output_stage(m, layer, j, None, sch.out_stage, f"y{j}", act=act)
         else:
-            _output(m, layer, j, at(t.sig, sch.out_stage), hw.signals[t.sig], t, sch.out_stage)
+            _output(m, layer, j, at(t.sig, sch.out_stage), hw.signals[t.sig], t, sch.out_stage, act)
     m.n_stages = sch.out_stage + 1
     return m

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from codesign.arch.adder_build import AdderGraph, Term
-from codesign.arch.adder_timing import CLOCK_NS, FF_OVERHEAD_NS, INPUT_ARRIVAL_NS, adder_delay
+from codesign.arch.adder_timing import ACTIVATION_NS, CLOCK_NS, FF_OVERHEAD_NS, INPUT_ARRIVAL_NS, adder_delay
 from codesign.graph import Layer
 
 
@@ -119,8 +119,9 @@ def schedule(g: AdderGraph, out_delays: Sequence[float], clock_ns: float = CLOCK
     return asap
 
 
-def output_delay(layer: Layer, root: Term | None, g: AdderGraph) -> float:
-    """Bias add (and a rounding/saturating result cast) after the tree root."""
+def output_delay(layer: Layer, root: Term | None, g: AdderGraph, fused: bool = False) -> float:
+    """Bias add (and a rounding/saturating result cast) after the tree root, and a fused activation's
+    ``ACTIVATION_NS`` when ``fused``."""
     assert layer.accum_type is not None
     if root is None:
         return 0.0
@@ -128,5 +129,5 @@ def output_delay(layer: Layer, root: Term | None, g: AdderGraph) -> float:
     d = adder_delay(acc.width)
     if (out.frac < acc.frac and out.rounding != "TRN") or (out.overflow != "WRAP" and out.integer < acc.integer):
         d += adder_delay(out.width)
-    return d
+    return d + (ACTIVATION_NS if fused else 0.0)
 

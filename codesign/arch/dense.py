@@ -27,7 +27,8 @@ from codesign.errors import RtlGenError
 from codesign.fixedpoint import FixedType, cast, po2_zero_exponent
 from codesign.graph import Layer
 from codesign.arch.csd import csd
-from codesign.arch.netlist import Module, Net, cast_instance, const, ext, input_element, reduce_tree, signed_width
+from codesign.arch.netlist import (FusedActivation, Module, Net, cast_instance, const, ext, input_element, reduce_tree,
+                                   signed_width)
 
 
 @dataclass(frozen=True)
@@ -188,9 +189,26 @@ def _partial_sum_bounds(layer: Layer) -> tuple[int, int]:
     return lo_all, hi_all
 
 
+def register_output(m: Module, layer: Layer, j: int, y: str, stage: int, out_name: str,
+                    act: FusedActivation | None = None) -> None:
+    """Register result ``y`` (output ``j``, result_t) as ``out_name`` in ``stage``; with a fused
+    activation ``act``, register the activation of it instead: the same primitive its own module
+    would apply, moved in front of the register, so the register holds the narrow activation type
+    rather than the wide result type."""
+    t = layer.out_type
+    if act is not None:
+        y = cast_instance(m, f"act{j}", y, t.width, t.frac, act.out_type, t.signed, act.primitive)
+        t = act.out_type
+        m.fused = act
+    m.stages_extend(stage)
+    m.decls.append(f"reg [{t.width - 1}:0] {out_name};")
+    m.stages[stage].append(f"{out_name} <= {y};")
+
+
 def output_stage(m: Module, layer: Layer, j: int, root: Net | None, stage: int, out_name: str,
-                  tree_frac: int | None = None) -> None:
-    """out_j = (result_t)(accum_t)(bias + root): bias add, accum wrap, result cast, one register.
+                 tree_frac: int | None = None, act: FusedActivation | None = None) -> None:
+    """out_j = (result_t)(accum_t)(bias + root): bias add, accum wrap, result cast, one register
+    (holding ``act`` of it when an activation is fused, :func:`register_output`).
 
     ``tree_frac``: fractional bits of the root's units (default: the products')."""
     assert layer.accum_type is not None
@@ -220,9 +238,7 @@ def output_stage(m: Module, layer: Layer, j: int, root: Net | None, stage: int, 
     else:
         signed_src = True
     y = cast_instance(m, f"res{j}", src, w, acc_t.frac, layer.out_type, signed_src)
-    m.stages_extend(stage)
-    m.decls.append(f"reg [{layer.out_type.width - 1}:0] {out_name};")
-    m.stages[stage].append(f"{out_name} <= {y};")
+    register_output(m, layer, j, y, stage, out_name, act)
 
 
 def _mark_unused_inputs(m: Module, layer: Layer, xs: list[Net]) -> None:
@@ -306,8 +322,10 @@ def _rounded_product(m: Module, layer: Layer, terms: list[Net]) -> tuple[Net | N
     return Net(q, rlo, rhi), adders + 1
 
 
-def parallel(layer: Layer, module_name: str, levels_per_stage: int = 2) -> tuple[Module, DenseCost]:
-    """Reuse factor 1: constant-coefficient shift-add trees, pipelined."""
+def parallel(layer: Layer, module_name: str, levels_per_stage: int = 2,
+             act: FusedActivation | None = None) -> tuple[Module, DenseCost]:
+    """Reuse factor 1: constant-coefficient shift-add trees, pipelined; ``act``: an activation
+    applied before the output registers (:func:`register_output`)."""
     assert layer.weights is not None
     check_exact(layer, product_rounding=True)
     rounding = needs_product_rounding(layer)
@@ -350,7 +368,7 @@ def parallel(layer: Layer, module_name: str, levels_per_stage: int = 2) -> tuple
             if level % levels_per_stage == 0 or level == depth:
                 nodes = [_register(m, n, (level - 1) // levels_per_stage) for n in nodes]
         root = nodes[0] if nodes else None
-        output_stage(m, layer, j, root, n_tree_stages, f"y{j}", layer.accum_type.frac if rounding else None)
+        output_stage(m, layer, j, root, n_tree_stages, f"y{j}", layer.accum_type.frac if rounding else None, act)
     n_stages = n_tree_stages + 1
     m.n_stages = n_stages
     # po2 products are wire shifts: no multiplier at all
@@ -381,7 +399,7 @@ def needs_sequential(layer: Layer) -> bool:
 SEQUENTIAL_ADDS_PER_STAGE = 4
 
 
-def sequential(layer: Layer, module_name: str) -> tuple[Module, DenseCost]:
+def sequential(layer: Layer, module_name: str, act: FusedActivation | None = None) -> tuple[Module, DenseCost]:
     """Reuse factor 1 with a saturating accum_t that can overflow: hls4ml's exact order.
 
     Stage 0 computes and registers every product ``(accum_t)(x*w)`` (CSD shift-adds, then
@@ -389,7 +407,8 @@ def sequential(layer: Layer, module_name: str) -> tuple[Module, DenseCost]:
     ``(accum_t)bias`` and adds its products input by input, every sum cast back into accum_t
     (saturating as ap_fixed does), SEQUENTIAL_ADDS_PER_STAGE additions per pipeline stage, the
     products not yet added travelling along in registers; the last stage registers
-    ``(result_t)acc``. Zero weights are skipped: adding 0 never saturates."""
+    ``(result_t)acc`` (or ``act`` of it, :func:`register_output`). Zero weights are skipped: adding
+    0 never saturates."""
     assert layer.weights is not None and layer.accum_type is not None
     acc_t = layer.accum_type
     m = Module(module_name)
@@ -440,9 +459,7 @@ def sequential(layer: Layer, module_name: str) -> tuple[Module, DenseCost]:
             acc = _register(m, acc, stage)
             pending = [_register(m, p, stage) for p in pending]
         y = cast_instance(m, f"res{j}", acc.name, aw, acc_t.frac, layer.out_type)
-        m.stages_extend(n_add + 1)
-        m.decls.append(f"reg [{layer.out_type.width - 1}:0] y{j};")
-        m.stages[n_add + 1].append(f"y{j} <= {y};")
+        register_output(m, layer, j, y, n_add + 1, f"y{j}", act)
     m.n_stages = n_add + 2
     return m, DenseCost(latency=m.n_stages, ii=1, multipliers=layer.nonzero_weights, adders=adders)
 

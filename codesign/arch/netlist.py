@@ -50,6 +50,17 @@ class Net:
         return signed_width(self.lo, self.hi)
 
 
+@dataclass(frozen=True)
+class FusedActivation:
+    """An element-wise activation layer applied by the layer before it to each of its results
+    before the output register (``rtl.fuse_activations``): its primitive (fxp_relu or fxp_cast,
+    with the same parameters as the activation's own module would give it) and its output type."""
+
+    name: str  #: the activation layer's name
+    primitive: str  #: "fxp_relu" | "fxp_cast"
+    out_type: FixedType
+
+
 @dataclass
 class Module:
     """Lines of one generated module, grouped so the template can lay them out."""
@@ -64,6 +75,8 @@ class Module:
     accs: list[str] = field(default_factory=list)  #: folded layers: accumulator updates
     counter: int = 0
     n_stages: int = 0
+    #: the activation whose result the output registers hold (None: the layer's own result)
+    fused: FusedActivation | None = None
 
     def stages_extend(self, stage: int) -> None:
         while len(self.stages) <= stage:
@@ -94,14 +107,15 @@ def reduce_tree(m: Module, nets: list[Net], op: Callable[[Module, Net, Net], Net
 
 
 def cast_instance(m: Module, name: str, din: str, w_in: int, f_in: int, to: FixedType,
-                  src_signed: bool = True) -> str:
-    """Instantiate rtl/fxp_cast.v converting ``din`` (w_in bits, f_in fractional) to ``to``."""
+                  src_signed: bool = True, primitive: str = "fxp_cast") -> str:
+    """Instantiate rtl/fxp_cast.v converting ``din`` (w_in bits, f_in fractional) to ``to`` (or
+    ``primitive`` fxp_relu, which takes the same parameters)."""
     from codesign.fixedpoint import OVERFLOW_CODE, QUANT_CODE
 
     out = f"{name}_q"
     m.decls.append(f"wire [{to.width - 1}:0] {out};")
     m.instances.append(
-        f"fxp_cast #(.W_IN({w_in}), .F_IN({f_in}), .SIGNED_IN({int(src_signed)}), .W_OUT({to.width}), "
+        f"{primitive} #(.W_IN({w_in}), .F_IN({f_in}), .SIGNED_IN({int(src_signed)}), .W_OUT({to.width}), "
         f".F_OUT({to.frac}), .SIGNED_OUT({int(to.signed)}), .ROUND({QUANT_CODE[to.rounding]}), "
         f".OVERFLOW({OVERFLOW_CODE[to.overflow]})) u_{name} (.din({din}), .dout({out}));"
     )

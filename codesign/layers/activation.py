@@ -2,7 +2,10 @@
 
 hls4ml's Activation / ReLU layers with ``relu`` or ``linear``; other activations are recorded as
 unsupported (conversion and C-sim still work, the RTL stage refuses them by name). RTL: one
-combinational fxp_relu / fxp_cast per element.
+combinational fxp_relu / fxp_cast per element; in io_parallel, the same primitives move into the
+output stage of a reuse-factor-1 Dense / conv before it (:meth:`_Elementwise.activation`,
+``rtl.fuse_activations``), so its register holds the narrow activation type and this layer has no
+module of its own.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from typing import Any
 import jinja2
 import numpy as np
 
+from codesign.arch.netlist import FusedActivation
 from codesign.errors import RtlGenError
 from codesign.fixedpoint import OVERFLOW_CODE, QUANT_CODE, cast
 from codesign.graph import Layer
@@ -33,6 +37,10 @@ class _Elementwise(LayerKind):
         r = self.render(env, replace(layer, n_in=per_beat, n_out=per_beat), module, opts)
         r.handshake = ("comb",)
         return [r]
+
+    def activation(self, layer: Layer) -> FusedActivation:
+        """The primitive its module instantiates per element, and its output type."""
+        return FusedActivation(layer.name, self.primitive, layer.out_type)
 
     def render(self, env: jinja2.Environment, layer: Layer, module: str, opts: RenderOptions) -> Rendered:
         if layer.n_in != layer.n_out:

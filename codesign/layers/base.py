@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 import jinja2
 import numpy as np
 
+from codesign.arch.netlist import FusedActivation
 from codesign.errors import RtlGenError
 from codesign.fixedpoint import FixedType
 from codesign.graph import Layer
@@ -49,6 +50,12 @@ class RenderOptions:
     fold_architecture: str = "auto"
     #: general multipliers of the folded architectures: auto | dsp | lut (codesign.arch.dense.MULTIPLIERS)
     multipliers: str = "auto"
+    #: io_parallel: a layer that can (LayerKind.render_fused) applies the element-wise activation
+    #: after it before its output register (rtl.fuse_activations)
+    fuse_activations: bool = True
+    #: set per layer: its inputs come straight from the previous layer's output registers (which
+    #: took the activation between them), so the delay model starts its first stage at 0 ns
+    registered_inputs: bool = False
 
 
 @dataclass
@@ -112,6 +119,20 @@ class LayerKind:
     def render(self, env: jinja2.Environment, layer: Layer, module: str, opts: RenderOptions) -> Rendered:
         """Its Verilog module."""
         raise RtlGenError(f"layer {layer.name}: kind {layer.kind!r} has no RTL builder")
+
+    def activation(self, layer: Layer) -> FusedActivation | None:
+        """The element-wise operation it is, for the layer before it to apply in front of that
+        layer's output register (``rtl.fuse_activations``); None when it is not one."""
+        return None
+
+    def render_fused(self, env: jinja2.Environment, layer: Layer, module: str, opts: RenderOptions,
+                     act: FusedActivation) -> Rendered | None:
+        """Its io_parallel module with the next layer's activation ``act`` applied to every result
+        before the output register, whose outputs are then ``act.out_type``: the module's extra
+        says ``fused_activation: act.name`` when it took it (a module may still decline, e.g. when
+        the activation does not fit its last stage, and is then the plain :meth:`render`). None
+        when this layer never fuses (nothing rendered; the caller renders both layers)."""
+        return None
 
     def render_stream(self, env: jinja2.Environment, layer: Layer, module: str, opts: RenderOptions,
                       beats_in: int) -> list[Rendered]:

@@ -16,6 +16,7 @@ import jinja2
 import numpy as np
 
 from codesign.arch import stream as stream_arch
+from codesign.arch.netlist import FusedActivation
 from codesign.errors import RtlGenError
 from codesign.graph import Layer
 from codesign.layers import extract
@@ -155,7 +156,8 @@ class Conv(Dense):
                 "stride": [g.stride_h, g.stride_w], "padding": [g.pad_top, g.pad_left],
                 "kernel_nonzero_weights": layer.nonzero_weights}
 
-    def render(self, env: jinja2.Environment, layer: Layer, module: str, opts: RenderOptions) -> Rendered:
+    def render(self, env: jinja2.Environment, layer: Layer, module: str, opts: RenderOptions,
+               act: FusedActivation | None = None) -> Rendered:
         g = layer.geometry
         assert g is not None and layer.weights is not None
         self._check(layer)
@@ -163,9 +165,14 @@ class Conv(Dense):
         flat = dense_equivalent(layer)
         check_reuse_factor(flat, flat.n_in, flat.n_out)
         conv = {**self._conv_fields(layer), "expanded_nonzero_weights": flat.nonzero_weights}
-        rendered, extra = render_products(env, flat, module, opts, header)
+        rendered, extra = render_products(env, flat, module, opts, header, act)
         rendered.extra = {**extra, "architecture": f"conv ({extra['architecture']} over {g.pixels} pixels)", **conv}
         return rendered
+
+    def render_fused(self, env: jinja2.Environment, layer: Layer, module: str, opts: RenderOptions,
+                     act: FusedActivation) -> Rendered | None:
+        """As a Dense's: its io_parallel Dense equivalent at reuse factor 1 takes the activation."""
+        return self.render(env, layer, module, opts, act) if layer.reuse_factor == 1 else None
 
 
 KIND = Conv()

@@ -23,7 +23,7 @@ from codesign.arch import adder_graph, digit_serial, fold, input_serial
 from codesign.arch import stream as stream_arch
 from codesign.arch import dense as dense_arch
 from codesign.arch.dense import DenseCost
-from codesign.arch.netlist import Module
+from codesign.arch.netlist import FusedActivation, Module
 from codesign.errors import RtlGenError
 from codesign.fixedpoint import cast, po2_products
 from codesign.graph import Layer
@@ -60,29 +60,43 @@ def check_reuse_factor(layer: Layer, n_in: int, n_out: int, what: str = "n_in*n_
 
 
 def render_products(env: jinja2.Environment, layer: Layer, module: str, opts: RenderOptions,
-                    header: dict[str, Any]) -> tuple[Rendered, dict[str, Any]]:
+                    header: dict[str, Any], act: FusedActivation | None = None) -> tuple[Rendered, dict[str, Any]]:
     """The Verilog of a constant-weight product/accumulate layer (a Dense, or a conv's Dense
-    equivalent), choosing the architecture; returns it and its design.json fields."""
+    equivalent), choosing the architecture; returns it and its design.json fields. ``act`` (reuse
+    factor 1 only): the next layer's activation, applied before the output registers
+    (:func:`codesign.arch.dense.register_output`; the adder graph may decline it)."""
+    prims: tuple[str, ...] = ("fxp_cast.v",)
+    if act is not None and act.out_type.width > layer.out_type.width:
+        act = None  # a wider register than the layer's own: fusing would cost flip-flops
     if layer.reuse_factor == 1 and dense_arch.needs_sequential(layer):
-        m, cost = dense_arch.sequential(layer, module)
-        text = env.get_template("dense_parallel.v.j2").render(m=m, n_stages=m.n_stages, **header)
+        m, cost = dense_arch.sequential(layer, module, act)
         extra = {"architecture": "sequential saturating", "adders": cost.adders, "pipeline_stages": m.n_stages}
-        handshake: tuple[Any, ...] = ("pipeline", m.n_stages)
     elif layer.reuse_factor == 1 or layer.nonzero_weights == 0:
         # power-of-two products are wire shifts already: nothing for an adder graph to share
         use_graph = opts.adder_graph and layer.product == "exact" and not dense_arch.needs_product_rounding(layer)
         if use_graph:  # registers placed by the delay budget of the target clock
-            m, cost = adder_graph.parallel_shared(layer, module, opts.levels_per_stage, clock_ns=opts.clock_ns)
+            m, cost = adder_graph.parallel_shared(layer, module, opts.levels_per_stage, clock_ns=opts.clock_ns,
+                                                  act=act, registered_inputs=opts.registered_inputs)
         else:
-            m, cost = dense_arch.parallel(layer, module, opts.levels_per_stage)
-        text = env.get_template("dense_parallel.v.j2").render(m=m, n_stages=m.n_stages, **header)
+            m, cost = dense_arch.parallel(layer, module, opts.levels_per_stage, act)
         extra = {"architecture": "parallel", "adder_graph": use_graph, "adders": cost.adders,
                  "pipeline_stages": m.n_stages}
-        handshake = ("pipeline", m.n_stages)
     else:
+        assert act is None, "an activation is fused at reuse factor 1 only"
         m, cost, text, extra, handshake = render_folded(env, layer, module, opts, header)
+        return Rendered(module, text, cost.latency, cost.ii, cost.multipliers, True, prims, extra,
+                        handshake), extra
+    if m.fused is not None:  # the output registers hold the activation's type
+        t = m.fused.out_type
+        header = {**header, "out_bits": layer.n_out * t.width,
+                  "comment": f"{header['comment']}; output registers hold {m.fused.name}'s {t} "
+                             f"({m.fused.primitive} fused in)"}
+        extra["fused_activation"] = m.fused.name
+        prims = ("fxp_cast.v", "fxp_relu.v") if m.fused.primitive == "fxp_relu" else prims
+    text = env.get_template("dense_parallel.v.j2").render(m=m, n_stages=m.n_stages, **header)
+    handshake = ("pipeline", m.n_stages)
     # ii is what the layer promises at full rate; latency counts clock edges input -> output.
-    return Rendered(module, text, cost.latency, cost.ii, cost.multipliers, True, ("fxp_cast.v",), extra,
+    return Rendered(module, text, cost.latency, cost.ii, cost.multipliers, True, prims, extra,
                     handshake), extra
 
 
@@ -176,6 +190,15 @@ class Dense(LayerKind):
     def render(self, env: jinja2.Environment, layer: Layer, module: str, opts: RenderOptions) -> Rendered:
         check_reuse_factor(layer, layer.n_in, layer.n_out)
         return render_products(env, layer, module, opts, module_header(layer, module))[0]
+
+    def render_fused(self, env: jinja2.Environment, layer: Layer, module: str, opts: RenderOptions,
+                     act: FusedActivation) -> Rendered | None:
+        """Reuse factor 1 only: the fully parallel datapath ends in one register stage, which can as
+        well hold the activation's narrow result; a folded layer's output stage is left alone."""
+        if layer.reuse_factor != 1:
+            return None
+        check_reuse_factor(layer, layer.n_in, layer.n_out)
+        return render_products(env, layer, module, opts, module_header(layer, module), act)[0]
 
     def render_stream(self, env: jinja2.Environment, layer: Layer, module: str, opts: RenderOptions,
                       beats_in: int) -> list[Rendered]:
