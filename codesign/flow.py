@@ -151,6 +151,10 @@ def stage_fingerprint(stage: Stage, cfg: Config, run_dir: Path) -> str:
     parts: list[Any] = [stage.name, {k: data[k] for k in stage.reads_config}]
     if stage.name == "model" and cfg.model.import_path:
         parts += [Path(cfg.model.import_path)] + ([Path(cfg.model.weights_path)] if cfg.model.weights_path else [])
+    teacher = cfg.training.distill.teacher
+    if stage.name == "model" and teacher not in (None, "float"):
+        # a teacher .h5 is an input like the config: retraining it in place must retrain the student
+        parts.append(Path(teacher))
     for up in stage.reads_stages:
         fp = run_dir / up / "fingerprint.txt"
         parts.append(fp.read_text().strip() if fp.is_file() else "missing")

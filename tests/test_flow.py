@@ -156,3 +156,21 @@ def test_convert_headline_is_exact_rows_for_qkeras_and_argmax_for_float_models()
     qkeras = {"layers": [{"kind": "QDense"}]}
     assert _csim_headline({**a, "exact_rows": 1000}, qkeras) == "C-sim vs QKeras exact rows 1000/1000"
     assert _csim_headline(a, qkeras) == "C-sim vs QKeras exact rows 0/1000, argmax agreement 997/1000"
+
+
+def test_model_fingerprint_follows_the_teacher_file(tmp_path: Path) -> None:
+    """A distillation teacher .h5 is an input of the model stage: retraining the teacher in place
+    (same path, new bytes) must make the student stale; the config alone would not show it."""
+    from codesign.flow import COMMANDS, stage_fingerprint
+
+    teacher = tmp_path / "teacher.h5"
+    teacher.write_bytes(b"first teacher")
+    cfg = Config().replace(**{"training.distill.teacher": str(teacher)})
+    train = COMMANDS["train"]
+    before = stage_fingerprint(train, cfg, tmp_path)
+    assert stage_fingerprint(train, cfg, tmp_path) == before
+    teacher.write_bytes(b"retrained teacher")
+    assert stage_fingerprint(train, cfg, tmp_path) != before
+    # a "float" teacher is trained from the config itself: no file to follow
+    float_cfg = Config().replace(**{"training.distill.teacher": "float"})
+    assert stage_fingerprint(train, float_cfg, tmp_path) == stage_fingerprint(train, float_cfg, tmp_path)
