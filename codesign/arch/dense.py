@@ -56,9 +56,10 @@ def dsp_blocks(a_w: int, b_w: int) -> int:
     return -(-a // DSP_A_BITS) * -(-b // DSP_B_BITS)
 
 
-def multiplier_luts(a_w: int, b_w: int, multipliers: str) -> int:
-    """The cost model's LUTs of one general multiplier: about ``a_w * b_w`` as LUTs, none as a DSP."""
-    return 0 if multipliers == "dsp" else a_w * b_w
+def multiplier_cost(a_w: int, b_w: int, multipliers: str) -> tuple[int, int]:
+    """The cost model's (LUTs, DSP blocks) of one general ``a_w`` x ``b_w`` multiplier built as
+    ``multipliers`` says: about ``a_w * b_w`` LUTs and no DSP, or no LUT and its DSP48E2 blocks."""
+    return (0, dsp_blocks(a_w, b_w)) if multipliers == "dsp" else (a_w * b_w, 0)
 
 
 def multiply(m: Module, name: str, a: str, a_w: int, b: str, b_w: int, multipliers: str) -> int:

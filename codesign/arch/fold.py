@@ -27,7 +27,7 @@ from typing import Any
 from codesign.arch import digit_serial, input_serial
 from codesign.arch.adder_timing import CLOCK_NS
 from codesign.arch.csd import csd
-from codesign.arch.dense import dsp_blocks, exact_product_range, multiplier_luts, needs_product_rounding
+from codesign.arch.dense import exact_product_range, multiplier_cost, needs_product_rounding
 from codesign.arch.input_serial import rom_luts
 from codesign.arch.netlist import signed_width
 from codesign.graph import Layer
@@ -77,8 +77,8 @@ def lanes_estimate(layer: Layer, multipliers: str = "auto") -> dict[str, int]:
         w_w = signed_width(-wmax, wmax)
         # R:1 input mux (a LUT6 is a 4:1 mux), weight ROM, multiplier, product register
         lut += x_w * max(1, -(-(len(sched) - 1) // 3)) + rom_luts(w_w, len(sched))
-        lut += multiplier_luts(x_w, w_w, multipliers)
-        dsp += dsp_blocks(x_w, w_w) if multipliers == "dsp" else 0
+        mult_lut, mult_dsp = multiplier_cost(x_w, w_w, multipliers)
+        lut, dsp = lut + mult_lut, dsp + mult_dsp
         ff += x_w + w_w
         for j in sorted({jj for jj, _, _ in sched}):
             contrib[j] += 1

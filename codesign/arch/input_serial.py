@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from codesign.arch import serial
 from codesign.arch.dense import (DenseCost, output_stage, product_frac, exact_product_range, check_exact,
-                                 needs_product_rounding, dsp_blocks, multiplier_luts, multiply)
+                                 needs_product_rounding, multiplier_cost, multiply)
 from codesign.arch.netlist import Module, Net, cast_instance, const, ext, signed_width
 from codesign.graph import Layer
 
@@ -81,8 +81,8 @@ def plan(layer: Layer, R: int, multipliers: str = "auto") -> Plan:
                 continue
             mults += 1
             w_w = signed_width(min(ws + [0]), max(ws + [0]))
-            lut += multiplier_luts(x_w, w_w, multipliers) + rom_luts(w_w, C)
-            dsp += dsp_blocks(x_w, w_w) if multipliers == "dsp" else 0
+            mult_lut, mult_dsp = multiplier_cost(x_w, w_w, multipliers)
+            lut, dsp = lut + mult_lut + rom_luts(w_w, C), dsp + mult_dsp
             if rounding:
                 lut += layer.accum_type.width
             q_w += 1
