@@ -312,9 +312,16 @@ def _on_signal(signum: int, frame: Any) -> None:
             pass
         finally:
             signal.signal(signum, previous)
+    global _received
+    _received = signum
     if signum == signal.SIGTERM:
         raise Terminated()
     raise KeyboardInterrupt()
+
+
+#: the last SIGINT/SIGTERM :func:`_on_signal` took in this command. The exception raised there need
+#: not be the one that arrives: Ray's wait, interrupted by a signal, raises its own KeyboardInterrupt.
+_received: int | None = None
 
 
 def _install_signal_handlers() -> None:
@@ -341,17 +348,20 @@ def main(argv: list[str] | None = None) -> int:
     _setup_logging(args.verbose)
     show_tb = args.debug or args.verbose > 0
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    global _received
+    _received = None
     _install_signal_handlers()
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt as e:
         if show_tb:
             traceback.print_exc()
-        what = "terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted (SIGINT)"
+        terminated = isinstance(e, Terminated) or _received == signal.SIGTERM
+        what = "terminated (SIGTERM)" if terminated else "interrupted (SIGINT)"
         stage = getattr(e, "stage", None)
         where = f" during stage {stage}" if stage else ""
         print(f"{what}{where} of `codesign {args.command}`; finished stages are kept", file=sys.stderr)
-        return 143 if isinstance(e, Terminated) else 130
+        return 143 if terminated else 130
     except ToolError as e:
         if args.debug:
             traceback.print_exc()

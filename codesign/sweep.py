@@ -31,6 +31,8 @@ import io
 import logging
 import os
 import shutil
+import signal
+import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
@@ -294,7 +296,15 @@ class _Ray:
             else:
                 kwargs["num_cpus"] = num_cpus or os.cpu_count() or 1
                 kwargs["object_store_memory"] = 200 * 1024 * 1024
+            # ray.init replaces the SIGTERM handler: its own sys.exit, and for a local instance a
+            # handler that kills the node's processes first. Either way a SIGTERM would skip the
+            # cancel-and-write-results path (the tasks' tools orphaned, results.csv and the report
+            # stale), so the handler in place before (codesign's, in the CLI) is put back.
+            main_thread = threading.current_thread() is threading.main_thread()
+            sigterm = signal.getsignal(signal.SIGTERM) if main_thread else None
             ray.init(**kwargs)
+            if sigterm is not None:
+                signal.signal(signal.SIGTERM, sigterm)
             self.started = True
         self.remote = ray.remote(num_cpus=1, max_retries=0)(_call)
         self.refs: dict[Any, Any] = {}

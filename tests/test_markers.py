@@ -87,6 +87,8 @@ EXEMPT: dict[str, tuple[set[str], str]] = {
     "test_reference_models.py::test_qkeras_mnist_dense_upstream_config":
         ({"verilator"}, "the RTL backend refuses the design before it is linted"),
     "test_sweep.py::test_killed_process_then_rerun": ({"heavy"}, "the subprocess sweeps fake points"),
+    "test_sweep.py::test_sigterm_mid_ray_sweep_cancels_and_writes_the_results":
+        ({"heavy"}, "the subprocess sweeps fake points"),
     "test_synth.py::test_unknown_family_lists_valid_ones": ({"yosys"}, "refused before Yosys starts"),
     "test_synth.py::test_missing_source_is_named": ({"yosys"}, "refused before Yosys starts"),
     "test_train.py::test_unknown_layer_bits_name_is_refused": ({"train"}, "train.run refuses the config"),

@@ -302,3 +302,62 @@ def test_ray_cancel_ends_the_tools_a_running_task_started(tmp_path: Path) -> Non
     finally:
         ex.close()
 
+
+
+SIGTERM_SWEEP = '''
+import sys, time
+from pathlib import Path
+sys.path.insert(0, {tests!r})
+from test_sweep import make_fake
+from codesign import cli, sweep
+
+fast = make_fake(Path({calls!r}))
+
+def point(cfg, run_dir, stages):
+    if stages != ["model"] and cfg.hls.reuse_factor == 4:
+        from pathlib import Path as _P
+        _P({started!r}).write_text("x")
+        time.sleep(120)  # the second point is under way when the SIGTERM comes
+    fast(cfg, run_dir, stages)
+
+real_run_sweep = sweep.run_sweep
+sweep.run_sweep = lambda spec, **kw: real_run_sweep(spec, point_fn=point, **kw)  # the CLI's points: fakes
+sys.exit(cli.main(["sweep", {sweep_file!r}, "--workers", "1"]))
+'''
+
+
+def test_sigterm_mid_ray_sweep_cancels_and_writes_the_results(tmp_path: Path) -> None:
+    """A SIGTERM to `codesign sweep` on a local Ray reaches codesign's handler, not the one ray.init
+    installs (which kills the node's processes, then Ray's own handler aborts): the running point is
+    cancelled, results.json keeps the finished point, and the command exits 143 within seconds."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out, started, sweep_file = tmp_path / "sw", tmp_path / "started", tmp_path / "sweep.yaml"
+    sweep_file.write_text(json.dumps({"base": {"training": {"epochs": 2}}, "grid": {"hls.reuse_factor": [1, 4]},
+                                      "out": str(out)}))
+    script = tmp_path / "sweep_then_sigterm.py"
+    script.write_text(SIGTERM_SWEEP.format(tests=str(Path(__file__).parent), calls=str(tmp_path / "calls.jsonl"),
+                                           started=str(started), sweep_file=str(sweep_file)))
+    p = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         start_new_session=True)
+    try:
+        t0 = time.monotonic()
+        while not started.is_file():
+            assert p.poll() is None and time.monotonic() - t0 < 180, p.communicate()[1][-2000:]
+            time.sleep(0.2)
+        time.sleep(1)
+        os.kill(p.pid, signal.SIGTERM)
+        t0 = time.monotonic()
+        _, err = p.communicate(timeout=60)
+        assert time.monotonic() - t0 < sweep._CANCEL_GRACE_S + 20
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+    assert p.returncode == 143 and "terminated (SIGTERM)" in err, err[-3000:]
+    rows = rundir.read_json(out / "results.json")["rows"]
+    assert [r["status"] for r in rows] == ["ok", "pending"]
