@@ -215,7 +215,7 @@ class RtlConfig:
     #: marked (* use_dsp = "yes" *) and counted as DSP blocks by the cost model, so folding spends
     #: DSPs to save LUTs; "lut": written as shift-and-add partial products, LUTs in any tool.
     multipliers: str = "auto"
-    #: io_parallel: a reuse-factor-1 Dense / conv followed by a ReLU or linear activation applies
+    #: io_parallel: a Dense (any reuse factor) or RF-1 conv followed by a ReLU or linear activation applies
     #: it before its output register (same primitives, same values, same latency), which then holds
     #: the activation's narrow type instead of the wide result type, where that saves flip-flops
     #: (design.json: fused_activation / fused_into); false: one module per layer.

@@ -169,6 +169,9 @@ def test_two_folded_layers_and_lint(tmp_path: Path) -> None:
     for arch in ARCHS + ("auto",):
         design = verify(tmp_path / arch, Graph(in_t, 4, (d0, relu, d1)), arch, n=80)
         assert design["ii"] == 5
+        # the ReLU is applied before fc0's output register (rtl.fuse_activations), whichever architecture
+        by_name = {lay["name"]: lay for lay in design["layers"]}
+        assert by_name["fc0"]["fused_activation"] == "act0" and by_name["act0"]["fused_into"] == "fc0"
         lint(tmp_path / arch / "rtl", design)
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from codesign import estimate, search, search_space, sweep, sweep_grid
+from codesign import estimate, search, search_space, sweep
 from codesign.errors import CodesignError, ConfigError
 
 SPACE = {"model.hidden": [[8], [16], [16, 16]], "model.bits": [3, 4, 6], "hls.reuse_factor": [1, 2, 4]}
@@ -338,10 +338,12 @@ def _kill_session_leftovers(sid: int, temp: Path) -> None:
 @pytest.mark.hls4ml
 @pytest.mark.verilator
 @pytest.mark.yosys
-def test_real_search_and_sweep_through_a_ray_cluster_address(tmp_path: Path, ray_cluster: str) -> None:
+def test_real_search_and_sweep_through_a_ray_cluster_address(tmp_path: Path, ray_cluster: str,
+                                                             monkeypatch: pytest.MonkeyPatch,
+                                                             capsys: pytest.CaptureFixture) -> None:
     """A 2-trial search of the real flow (tiny MLP, 2 epochs, 20 random vectors) on a cluster that
-    ``ray start --head`` started, then a sweep on the same address (its fake flow: the address path
-    is what is tested)."""
+    ``ray start --head`` started, then ``codesign sweep FILE --address A`` on the same cluster, its
+    points a fake flow (the command line's address path is what is tested)."""
     spec = search_space.spec_from_dict({
         "base": {"model": {"hidden": [4], "bits": 4}, "training": {"epochs": 2}, "pruning": {"target_sparsity": 0.0},
                  "verify": {"random_vectors": 20}, "synth": {"per_layer": False, "asic": False}},
@@ -363,10 +365,25 @@ def test_real_search_and_sweep_through_a_ray_cluster_address(tmp_path: Path, ray
     assert len(list((spec.out / "models").glob("*/model/result.json"))) == 1
 
     calls = tmp_path / "calls.jsonl"
-    sw = sweep_grid.spec_from_dict({"base": {"training": {"epochs": 2}},
-                                    "grid": {"hls.reuse_factor": [1, 4], "model.bits": [4]},
-                                    "out": str(tmp_path / "sw")})
-    swept = sweep.run_sweep(sw, point_fn=make_fake(calls), address=ray_cluster, worker_output=False)
+    sweep_file = tmp_path / "sweep.yaml"
+    sweep_file.write_text(json.dumps({"base": {"training": {"epochs": 2}},
+                                      "grid": {"hls.reuse_factor": [1, 4], "model.bits": [4]},
+                                      "out": str(tmp_path / "sw")}))  # JSON is YAML
+    real_run_sweep, seen = sweep.run_sweep, {}
+
+    def run_sweep_with_fake_points(spec: Any, **kw: Any) -> Any:
+        seen.update(kw)
+        seen["rows"] = real_run_sweep(spec, point_fn=make_fake(calls), **kw)
+        return seen["rows"]
+
+    monkeypatch.setattr(sweep, "run_sweep", run_sweep_with_fake_points)
+    from codesign.cli import main as cli_main
+
+    assert cli_main(["sweep", str(sweep_file), "--address", ray_cluster, "--workers", "2"]) == 0
+    assert seen["address"] == ray_cluster and seen["executor"] == "ray"
+    assert "sweep: 2 points ok, 0 failed" in capsys.readouterr().out
+    assert not ray.is_initialized()  # the sweep, too, disconnected from the cluster it did not start
+    swept = seen["rows"]
     assert [r["status"] for r in swept] == ["ok", "ok"]
     assert [r["ii"] for r in swept] == [1, 4] and all(r["LUT"] is not None for r in swept)
     assert len({c["dir"] for c in _calls(calls)}) == 3  # one training, two points

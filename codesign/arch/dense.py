@@ -465,8 +465,10 @@ def sequential(layer: Layer, module_name: str, act: FusedActivation | None = Non
     return m, DenseCost(latency=m.n_stages, ii=1, multipliers=layer.nonzero_weights, adders=adders)
 
 
-def folded(layer: Layer, module_name: str, multipliers: str = "auto") -> tuple[Module, DenseCost, dict]:
-    """Reuse factor R > 1: ceil(nonzeros/R) time-multiplexed multipliers, II = R.
+def folded(layer: Layer, module_name: str, multipliers: str = "auto",
+           act: FusedActivation | None = None) -> tuple[Module, DenseCost, dict]:
+    """Reuse factor R > 1: ceil(nonzeros/R) time-multiplexed multipliers, II = R; ``act``: an
+    activation applied before the output registers (:func:`register_output`).
 
     When accum_t keeps fewer fractional bits than x*w, each lane rounds its product into a
     (wrapping) accum_t before the register, as hls4ml's ``mult[i] = (accum_t)(x*w)``; the rounded
@@ -527,7 +529,7 @@ def folded(layer: Layer, module_name: str, multipliers: str = "auto") -> tuple[M
                 lo, hi = lo + min(a, 0), hi + max(b, 0)
             contrib.append((lane, p_w, ts[0], ts[-1]))
         if not contrib:
-            output_stage(m, layer, j, None, 0, f"y{j}")
+            output_stage(m, layer, j, None, 0, f"y{j}", act=act)
             continue
         a_w = signed_width(lo, hi)
         terms_expr = []
@@ -543,6 +545,6 @@ def folded(layer: Layer, module_name: str, multipliers: str = "auto") -> tuple[M
             terms_expr.append(f"(({cond}) ? {p_val} : {a_w}'d0)")
         m.decls.append(f"reg signed [{a_w - 1}:0] acc{j};")
         m.accs.append(f"acc{j} <= (p_first ? {a_w}'d0 : acc{j}) + " + " + ".join(terms_expr) + ";")
-        output_stage(m, layer, j, Net(f"acc{j}", lo, hi), 0, f"y{j}", acc_t.frac if rounding else None)
+        output_stage(m, layer, j, Net(f"acc{j}", lo, hi), 0, f"y{j}", acc_t.frac if rounding else None, act)
     info = {"lanes": n_lanes, "tw": tw, "R": R}
     return m, DenseCost(latency=R + 3, ii=R, multipliers=n_lanes, adders=0), info

@@ -38,7 +38,7 @@ from codesign.arch.adder_lower import Hardware, lower, refine
 from codesign.arch.adder_schedule import Schedule, schedule
 from codesign.arch.adder_timing import CLOCK_NS, adder_delay
 from codesign.arch.dense import DenseCost, bias_codes, output_stage, product_frac, check_exact, needs_product_rounding
-from codesign.arch.netlist import Module, const, signed_width
+from codesign.arch.netlist import FusedActivation, Module, const, signed_width
 from codesign.graph import Layer
 
 #: Arrival of the digits inside the first stage: straight from the input shift register.
@@ -140,8 +140,10 @@ def _used_inputs(g: AdderGraph) -> list[int]:
     return sorted(i for i in used if i < g.n_in)
 
 
-def build_module(layer: Layer, module_name: str, p: Plan) -> tuple[Module, DenseCost, serial.Serial]:
-    """The module of ``layer`` from its plan; render with ``dense_serial.v.j2``."""
+def build_module(layer: Layer, module_name: str, p: Plan,
+                 act: FusedActivation | None = None) -> tuple[Module, DenseCost, serial.Serial]:
+    """The module of ``layer`` from its plan; render with ``dense_serial.v.j2``. ``act``: an
+    activation applied before the output registers (:func:`codesign.arch.dense.register_output`)."""
     assert layer.weights is not None and layer.accum_type is not None
     check_exact(layer)
     t_in, acc_t = layer.in_type, layer.accum_type
@@ -207,7 +209,7 @@ def build_module(layer: Layer, module_name: str, p: Plan) -> tuple[Module, Dense
     for j, t in enumerate(g.outputs):
         col = [int(w) for w in layer.weights[:, j]]
         if t is None:
-            output_stage(m, layer, j, None, 0, f"y{j}")
+            output_stage(m, layer, j, None, 0, f"y{j}", act=act)
             continue
         h = hw.signals[t.sig]
         sgn = -h.pol if t.neg else h.pol
@@ -224,7 +226,7 @@ def build_module(layer: Layer, module_name: str, p: Plan) -> tuple[Module, Dense
         m.wire(f"o{j}", w_out, f"o{j}_sum[{w_out - 1}:0]")
         if wc > w_out:
             serial.mark_unused(m, f"o{j}", f"o{j}_sum[{wc - 1}:{w_out}]")
-        serial.finish(m, layer, j, f"o{j}", w_out, vlo, vhi)
+        serial.finish(m, layer, j, f"o{j}", w_out, vlo, vhi, act)
     x_bits = max(1, len(used) * W)
     s = serial.Serial(
         R=p.R, active=D, depth=So, x_bits=x_bits,

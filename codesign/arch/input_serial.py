@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from codesign.arch import serial
 from codesign.arch.dense import (DenseCost, output_stage, product_frac, exact_product_range, check_exact,
                                  needs_product_rounding, multiplier_cost, multiply)
-from codesign.arch.netlist import Module, Net, cast_instance, const, ext, signed_width
+from codesign.arch.netlist import FusedActivation, Module, Net, cast_instance, const, ext, signed_width
 from codesign.graph import Layer
 
 
@@ -100,9 +100,10 @@ def plan(layer: Layer, R: int, multipliers: str = "auto") -> Plan:
     return Plan(R, k, C, mults, lut, ff, dsp)
 
 
-def build_module(layer: Layer, module_name: str, p: Plan,
-                 multipliers: str = "auto") -> tuple[Module, DenseCost, serial.Serial]:
-    """The module of ``layer``; render with ``dense_serial.v.j2``."""
+def build_module(layer: Layer, module_name: str, p: Plan, multipliers: str = "auto",
+                 act: FusedActivation | None = None) -> tuple[Module, DenseCost, serial.Serial]:
+    """The module of ``layer``; render with ``dense_serial.v.j2``. ``act``: an activation applied
+    before the output registers (:func:`codesign.arch.dense.register_output`)."""
     assert layer.weights is not None and layer.accum_type is not None
     rounding = needs_product_rounding(layer)
     check_exact(layer, product_rounding=rounding)
@@ -164,7 +165,7 @@ def build_module(layer: Layer, module_name: str, p: Plan,
                 ta, tb = (acc_t.min_code, acc_t.max_code) if rounding else exact_product_range(layer, w)
                 lo, hi = lo + min(ta, 0), hi + max(tb, 0)
         if not terms:
-            output_stage(m, layer, j, None, 0, f"y{j}")
+            output_stage(m, layer, j, None, 0, f"y{j}", act=act)
             continue
         a_w = signed_width(lo, hi)
         q_lo, q_hi = sum(t[2] for t in terms), sum(t[3] for t in terms)
@@ -175,6 +176,6 @@ def build_module(layer: Layer, module_name: str, p: Plan,
         m.engine.append(f"q{j} <= " + " + ".join(parts) + ";")
         m.decls.append(f"reg signed [{a_w - 1}:0] acc{j};")
         m.accs.append(f"acc{j} <= (a_first ? {a_w}'d0 : acc{j}) + {ext(f'q{j}', q_w, a_w)};")
-        output_stage(m, layer, j, Net(f"acc{j}", lo, hi), 0, f"y{j}", acc_t.frac if rounding else None)
+        output_stage(m, layer, j, Net(f"acc{j}", lo, hi), 0, f"y{j}", acc_t.frac if rounding else None, act)
     s = serial.Serial(R=p.R, active=C, depth=1, x_bits=x_bits, x_load="in_data", x_next=x_next, uses_first=True)
     return m, DenseCost(latency=s.latency, ii=p.R, multipliers=mults, adders=0), s

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from codesign.arch.netlist import Module, cast_instance
+from codesign.arch.dense import register_output
+from codesign.arch.netlist import FusedActivation, Module, cast_instance
 from codesign.graph import Layer
 
 
@@ -46,10 +47,12 @@ def latency(active: int, depth: int) -> int:
     return active + depth + 2
 
 
-def finish(m: Module, layer: Layer, j: int, src: str, width: int, lo: int, hi: int) -> None:
+def finish(m: Module, layer: Layer, j: int, src: str, width: int, lo: int, hi: int,
+           act: FusedActivation | None = None) -> None:
     """``y_j = (result_t)(accum_t)v`` for a signed net ``src`` (``width`` bits) that carries the
     exact accumulator value v in accum_t units, v in [lo, hi]; registered in stage 0 (loaded when
-    the sum is done). The casts of :func:`codesign.arch.dense.output_stage`, in its order."""
+    the sum is done), holding ``act`` of it when an activation is fused. The casts of
+    :func:`codesign.arch.dense.output_stage`, in its order."""
     assert layer.accum_type is not None
     acc_t = layer.accum_type
     signed_src = True
@@ -57,9 +60,7 @@ def finish(m: Module, layer: Layer, j: int, src: str, width: int, lo: int, hi: i
         src = cast_instance(m, f"acc{j}", src, width, acc_t.frac, acc_t)
         width, signed_src = acc_t.width, acc_t.signed
     y = cast_instance(m, f"res{j}", src, width, acc_t.frac, layer.out_type, signed_src)
-    m.stages_extend(0)
-    m.decls.append(f"reg [{layer.out_type.width - 1}:0] y{j};")
-    m.stages[0].append(f"y{j} <= {y};")
+    register_output(m, layer, j, y, 0, f"y{j}", act)
 
 
 def bus_bits(bus: str, lo: int, width: int) -> str:

@@ -62,8 +62,8 @@ def check_reuse_factor(layer: Layer, n_in: int, n_out: int, what: str = "n_in*n_
 def render_products(env: jinja2.Environment, layer: Layer, module: str, opts: RenderOptions,
                     header: dict[str, Any], act: FusedActivation | None = None) -> tuple[Rendered, dict[str, Any]]:
     """The Verilog of a constant-weight product/accumulate layer (a Dense, or a conv's Dense
-    equivalent), choosing the architecture; returns it and its design.json fields. ``act`` (reuse
-    factor 1 only): the next layer's activation, applied before the output registers
+    equivalent), choosing the architecture; returns it and its design.json fields. ``act``: the
+    next layer's activation, applied before the output registers
     (:func:`codesign.arch.dense.register_output`; the adder graph may decline it)."""
     prims: tuple[str, ...] = ("fxp_cast.v",)
     if act is not None and act.out_type.width > layer.out_type.width:
@@ -82,17 +82,10 @@ def render_products(env: jinja2.Environment, layer: Layer, module: str, opts: Re
         extra = {"architecture": "parallel", "adder_graph": use_graph, "adders": cost.adders,
                  "pipeline_stages": m.n_stages}
     else:
-        assert act is None, "an activation is fused at reuse factor 1 only"
-        m, cost, text, extra, handshake = render_folded(env, layer, module, opts, header)
+        m, cost, text, extra, handshake, prims = render_folded(env, layer, module, opts, header, act)
         return Rendered(module, text, cost.latency, cost.ii, cost.multipliers, True, prims, extra,
                         handshake), extra
-    if m.fused is not None:  # the output registers hold the activation's type
-        t = m.fused.out_type
-        header = {**header, "out_bits": layer.n_out * t.width,
-                  "comment": f"{header['comment']}; output registers hold {m.fused.name}'s {t} "
-                             f"({m.fused.primitive} fused in)"}
-        extra["fused_activation"] = m.fused.name
-        prims = ("fxp_cast.v", "fxp_relu.v") if m.fused.primitive == "fxp_relu" else prims
+    header, prims = fused_output(m, layer, header, extra, prims)  # the output registers hold its type
     text = env.get_template("dense_parallel.v.j2").render(m=m, n_stages=m.n_stages, **header)
     handshake = ("pipeline", m.n_stages)
     # ii is what the layer promises at full rate; latency counts clock edges input -> output.
@@ -104,25 +97,44 @@ def render_products(env: jinja2.Environment, layer: Layer, module: str, opts: Re
 FOLD_NAMES = {"lanes": "folded", "digit_serial": "digit-serial", "input_serial": "input-serial"}
 
 
+def fused_output(m: Module, layer: Layer, header: dict[str, Any], extra: dict[str, Any],
+                 prims: tuple[str, ...]) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """Where the module's output registers hold a fused activation's type: the template header
+    (output bus width, comment), ``extra["fused_activation"]`` and the primitives it uses."""
+    if m.fused is None:
+        return header, prims
+    t = m.fused.out_type
+    header = {**header, "out_bits": layer.n_out * t.width,
+              "comment": f"{header['comment']}; output registers hold {m.fused.name}'s {t} "
+                         f"({m.fused.primitive} fused in)"}
+    extra["fused_activation"] = m.fused.name
+    return header, prims + (("fxp_relu.v",) if m.fused.primitive == "fxp_relu" else ())
+
+
 def render_folded(env: jinja2.Environment, layer: Layer, module: str, opts: RenderOptions,
-                  header: dict[str, Any]) -> tuple[Module, DenseCost, str, dict[str, Any], tuple[Any, ...]]:
+                  header: dict[str, Any], act: FusedActivation | None = None
+                  ) -> tuple[Module, DenseCost, str, dict[str, Any], tuple[Any, ...], tuple[str, ...]]:
     """Reuse factor R > 1: the architecture :func:`codesign.arch.fold.choose` picks (or
-    ``opts.fold_architecture`` forces), its Verilog, design.json fields and handshake (an engine:
-    R, issue cycles, pipeline depth; :mod:`codesign.arch.stream_timing`)."""
+    ``opts.fold_architecture`` forces), its Verilog, design.json fields, handshake (an engine:
+    R, issue cycles, pipeline depth; :mod:`codesign.arch.stream_timing`) and primitives. ``act``:
+    the next layer's activation, applied before the output registers, as at reuse factor 1."""
     if layer.product != "po2":  # refuse what no folded architecture reproduces, as the lanes always did
         dense_arch.check_exact(layer, product_rounding=dense_arch.needs_product_rounding(layer))
     choice = fold.choose(layer, opts.fold_architecture, adder_graph=opts.adder_graph, clock_ns=opts.clock_ns,
                          multipliers=opts.multipliers)
     extra: dict[str, Any] = {"architecture": FOLD_NAMES[choice.arch], "fold_architecture": choice.arch}
+    prims: tuple[str, ...] = ("fxp_cast.v",)
     if choice.arch == "lanes":
-        m, cost, info = dense_arch.folded(layer, module, opts.multipliers)
+        m, cost, info = dense_arch.folded(layer, module, opts.multipliers, act)
+        header, prims = fused_output(m, layer, header, extra, prims)
         text = env.get_template("dense_folded.v.j2").render(m=m, R=info["R"], lanes=info["lanes"],
                                                              tw=info["tw"], **header)
         extra["lanes"] = info["lanes"]
         handshake: tuple[Any, ...] = ("engine", info["R"], info["R"], 1)
     elif choice.arch == "digit_serial":
         p = choice.plans["digit_serial"]
-        m, cost, s = digit_serial.build_module(layer, module, p)
+        m, cost, s = digit_serial.build_module(layer, module, p, act)
+        header, prims = fused_output(m, layer, header, extra, prims)
         what = (f"digit-serial shared adder graph, {p.d}-bit input digits over {p.D} cycle(s), "
                 f"{len(p.g.nodes)} adder(s), {len(p.roots)} serial accumulator(s)")
         text = env.get_template("dense_serial.v.j2").render(m=m, s=s, what=what, **header)
@@ -131,18 +143,22 @@ def render_folded(env: jinja2.Environment, layer: Layer, module: str, opts: Rend
         handshake = ("engine", s.R, s.active, s.depth)
     else:
         q = choice.plans["input_serial"]
-        m, cost, s = input_serial.build_module(layer, module, q, opts.multipliers)
+        m, cost, s = input_serial.build_module(layer, module, q, opts.multipliers, act)
+        header, prims = fused_output(m, layer, header, extra, prims)
         what = (f"input-serial multipliers, {q.k} input(s) per cycle over {q.C} cycle(s), "
                 f"{cost.multipliers} multiplier(s) with cycle-indexed weight ROMs")
         text = env.get_template("dense_serial.v.j2").render(m=m, s=s, what=what, **header)
         extra.update(inputs_per_cycle=q.k, cycles=q.C)
         handshake = ("engine", s.R, s.active, s.depth)
-    extra["fold_estimates"] = {a: dict(e) for a, e in choice.estimates.items()}
+    # every architecture's estimate counts n_out result_t output registers; a fused activation
+    # narrows them alike (so the choice stands), and the search's estimate reads these figures
+    narrowed = layer.n_out * (layer.out_type.width - m.fused.out_type.width) if m.fused is not None else 0
+    extra["fold_estimates"] = {a: dict(e, ff=e["ff"] - narrowed) for a, e in choice.estimates.items()}
     if opts.multipliers != "auto" and choice.arch != "digit_serial":  # absent: auto (the synthesizer maps them)
         extra["multipliers_as"] = opts.multipliers
     if choice.note:
         extra["fold_note"] = choice.note
-    return m, cost, text, extra, handshake
+    return m, cost, text, extra, handshake, prims
 
 
 def channel_wise(layer: Layer, beats: int) -> Layer | None:
@@ -193,10 +209,9 @@ class Dense(LayerKind):
 
     def render_fused(self, env: jinja2.Environment, layer: Layer, module: str, opts: RenderOptions,
                      act: FusedActivation) -> Rendered | None:
-        """Reuse factor 1 only: the fully parallel datapath ends in one register stage, which can as
-        well hold the activation's narrow result; a folded layer's output stage is left alone."""
-        if layer.reuse_factor != 1:
-            return None
+        """The datapath ends in one register stage (the parallel one's last pipeline stage, a folded
+        one's output register, loaded once per vector), which can as well hold the activation's
+        narrow result."""
         check_reuse_factor(layer, layer.n_in, layer.n_out)
         return render_products(env, layer, module, opts, module_header(layer, module), act)[0]
 
