@@ -17,6 +17,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import NullLocator  # noqa: E402
 import numpy as np  # noqa: E402
 
 DPI = 90
@@ -184,6 +185,9 @@ def series_plot(rows: Sequence[Mapping[str, Any]], x: str, ys: Sequence[str], pa
             a.set_ylabel(y)
             if "reuse_factor" in x and all(p[1] > 0 for p in pts):
                 a.set_xscale("log", base=2)
+                ticks = sorted({p[1] for p in pts})  # the swept reuse factors themselves (3, 9: not powers of 2)
+                a.set_xticks(ticks, [f"{t:g}" for t in ticks])
+                a.xaxis.set_minor_locator(NullLocator())
             a.legend(fontsize=7)
     return path
 
