@@ -32,6 +32,9 @@ from codesign.proc import run as proc_run
 
 log = logging.getLogger(__name__)
 
+#: Written into a simulator build directory once its build finished (see :func:`run_cocotb`).
+BUILD_DONE_MARKER = ".codesign-build-done"
+
 VERILATOR_MAKEFLAGS = (
     "CFG_CXXFLAGS_PCH_I=-include CFG_CXXFLAGS_COROUTINES=-fcoroutines "
     "'CFG_LDLIBS_THREADS=-pthread -lpthread -latomic'"
@@ -330,6 +333,13 @@ def run_cocotb(
     try:
         runner = sim.cocotb_runner()
         args = list(build_args) + sim.cocotb_build_args()
+        # A build stopped part way (Ctrl-C, SIGTERM, a kill) can leave objects and archives newer than
+        # their sources, which the next make takes as up to date and then fails to link. A build
+        # directory without the marker of a finished build is therefore started afresh.
+        done = Path(build_dir) / BUILD_DONE_MARKER
+        if Path(build_dir).exists() and not done.is_file():
+            shutil.rmtree(build_dir, ignore_errors=True)
+        done.unlink(missing_ok=True)
         try:
             runner.build(
                 sources=[str(s) for s in sources],
@@ -346,6 +356,7 @@ def run_cocotb(
                 f"{simulator} build of {toplevel} failed ({getattr(e, 'code', e)}); see the output above "
                 f"and {build_dir}"
             ) from e
+        done.write_text("")
         test_env = dict(extra_env or {})
         test_env["PYTHONPATH"] = os.pathsep.join(
             [str(test_dir), str(PACKAGE_PARENT), os.environ.get("PYTHONPATH", "")]

@@ -89,6 +89,8 @@ EXEMPT: dict[str, tuple[set[str], str]] = {
     "test_sweep.py::test_killed_process_then_rerun": ({"heavy"}, "the subprocess sweeps fake points"),
     "test_sweep.py::test_sigterm_mid_ray_sweep_cancels_and_writes_the_results":
         ({"heavy"}, "the subprocess sweeps fake points"),
+    "test_simtools.py::test_a_build_directory_left_by_an_interrupted_build_starts_afresh":
+        ({"verilator"}, "run_cocotb drives a stand-in runner; no simulator is started"),
     "test_synth.py::test_unknown_family_lists_valid_ones": ({"yosys"}, "refused before Yosys starts"),
     "test_synth.py::test_missing_source_is_named": ({"yosys"}, "refused before Yosys starts"),
     "test_train.py::test_unknown_layer_bits_name_is_refused": ({"train"}, "train.run refuses the config"),

@@ -138,3 +138,53 @@ def test_only_simtools_branches_on_a_simulator_name() -> None:
     assert _name_tests(ast.parse('if sim == "icarus":\n    pass\nx = {"verilator": 1}')) == [1, 3]
     assert _name_tests(ast.parse("ok = s in ('verilator', 'icarus')")) == [1]
     assert _name_tests(ast.parse((PACKAGE / "templates/ip/run_tb.py").read_text()))
+
+
+def test_a_build_directory_left_by_an_interrupted_build_starts_afresh(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A build stopped part way can leave archives newer than their sources, which make then takes
+    as up to date (a rerun after SIGTERM failed to link: CI, stop 29). run_cocotb keeps a build
+    directory only when it holds the marker of a finished build."""
+    builds: list[list[str]] = []
+
+    class Runner:
+        interrupt = False
+
+        def build(self, build_dir: str, **_: object) -> None:
+            builds.append(sorted(p.name for p in Path(build_dir).glob("*")) if Path(build_dir).exists() else [])
+            Path(build_dir).mkdir(parents=True, exist_ok=True)
+            (Path(build_dir) / "Vtop__ALL.a").write_text("objects")
+            if Runner.interrupt:
+                raise KeyboardInterrupt
+
+        def test(self, results_xml: str, **_: object) -> str:
+            Path(results_xml).write_text("<testsuites/>")
+            return results_xml
+
+    class Sim:
+        def env(self) -> dict[str, str]:
+            return dict(os.environ)
+
+        def cocotb_runner(self) -> Runner:
+            return Runner()
+
+        def cocotb_build_args(self) -> list[str]:
+            return []
+
+    monkeypatch.setattr(simtools, "_get", lambda name: Sim())
+    build = tmp_path / "build"
+
+    def run() -> None:
+        simtools.run_cocotb(sources=[], toplevel="top", test_module="tb", test_dir=tmp_path, build_dir=build,
+                            results_xml=tmp_path / "results.xml")
+
+    Runner.interrupt = True
+    with pytest.raises(KeyboardInterrupt):
+        run()
+    assert (build / "Vtop__ALL.a").is_file() and not (build / simtools.BUILD_DONE_MARKER).exists()
+    Runner.interrupt = False
+    run()  # the interrupted build's archive is gone before the build starts
+    assert builds[-1] == [] and (build / simtools.BUILD_DONE_MARKER).is_file()
+    run()  # a finished build is reused as it is (Verilator and make rebuild only what changed)
+    assert builds[-1] == ["Vtop__ALL.a"]  # (the marker is withdrawn while it builds)
+    assert (build / simtools.BUILD_DONE_MARKER).is_file()

@@ -86,6 +86,8 @@ class Layer:
     data: str
     valid: str
     ready: str | None
+    #: an activation applied inside the previous layer's module (rtl.fuse_activations): that layer
+    fused_into: str | None = None
 
 
 @dataclass(frozen=True)
@@ -106,7 +108,8 @@ class Design:
         d = json.loads(Path(path).read_text())
         layers = [Layer(str(lay["name"]), int(lay["n_out"]), int(lay["out_type"]["width"]),
                         bool(lay["out_type"]["signed"]), lay["probe"]["data"], lay["probe"]["valid"],
-                        lay["probe"].get("ready")) for lay in d.get("layers", []) if lay.get("probe")]
+                        lay["probe"].get("ready"), lay.get("fused_into")) for lay in d.get("layers", [])
+                  if lay.get("probe")]
         return cls(path, d["top"], Port.from_json(d["input"], "in_data"), Port.from_json(d["output"], "out_data"),
                    int(d["latency"]), int(d["ii"]), float(d.get("clock_period_ns", 5.0)), tuple(layers),
                    int(d["input"].get("beats", 1)))
@@ -473,8 +476,13 @@ async def test_network(dut: Any) -> None:
     if checker.first is not None and d.beats == 1:
         result["first_mismatch"]["layer"] = None
         result["first_mismatch"]["layers"] = await localise(bench, s, words, checker.first["vector"], timeout)
-        differing = [x["name"] for x in result["first_mismatch"]["layers"] if x["status"] == "differs"]
-        result["first_mismatch"]["layer"] = differing[0] if differing else None
+        differing = [x for x in result["first_mismatch"]["layers"] if x["status"] == "differs"]
+        # the layer whose module computed the wrong values: for an activation fused into a layer's
+        # output register, that layer (its probe is the activation's only trace)
+        first = differing[0] if differing else {}
+        result["first_mismatch"]["layer"] = first.get("fused_into") or first.get("name")
+        if first.get("fused_into"):
+            result["first_mismatch"]["probe"] = first["name"]
 
     sim_cycles = get_sim_time() // bench.period
     wall = time.perf_counter() - t_wall
@@ -499,6 +507,8 @@ async def localise(bench: Bench, s: Settings, words: list[int], vector: int, tim
     for lay in d.layers:
         key, word = f"golden_{lay.name}", seen.get(lay.name)
         entry: dict[str, Any] = {"name": lay.name}
+        if lay.fused_into:
+            entry["fused_into"] = lay.fused_into
         out.append(entry)
         if word is None:
             entry["status"] = "no handshake"
