@@ -123,33 +123,30 @@ def render_folded(env: jinja2.Environment, layer: Layer, module: str, opts: Rend
     choice = fold.choose(layer, opts.fold_architecture, adder_graph=opts.adder_graph, clock_ns=opts.clock_ns,
                          multipliers=opts.multipliers)
     extra: dict[str, Any] = {"architecture": FOLD_NAMES[choice.arch], "fold_architecture": choice.arch}
-    prims: tuple[str, ...] = ("fxp_cast.v",)
     if choice.arch == "lanes":
         m, cost, info = dense_arch.folded(layer, module, opts.multipliers, act)
-        header, prims = fused_output(m, layer, header, extra, prims)
-        text = env.get_template("dense_folded.v.j2").render(m=m, R=info["R"], lanes=info["lanes"],
-                                                             tw=info["tw"], **header)
+        template, params = "dense_folded.v.j2", {"R": info["R"], "lanes": info["lanes"], "tw": info["tw"]}
         extra["lanes"] = info["lanes"]
         handshake: tuple[Any, ...] = ("engine", info["R"], info["R"], 1)
     elif choice.arch == "digit_serial":
         p = choice.plans["digit_serial"]
         m, cost, s = digit_serial.build_module(layer, module, p, act)
-        header, prims = fused_output(m, layer, header, extra, prims)
         what = (f"digit-serial shared adder graph, {p.d}-bit input digits over {p.D} cycle(s), "
                 f"{len(p.g.nodes)} adder(s), {len(p.roots)} serial accumulator(s)")
-        text = env.get_template("dense_serial.v.j2").render(m=m, s=s, what=what, **header)
+        template, params = "dense_serial.v.j2", {"s": s, "what": what}
         extra.update(digit_bits=p.d, digits=p.D, adders=len(p.g.nodes), accumulators=len(p.roots),
                      pipeline_stages=p.depth)
         handshake = ("engine", s.R, s.active, s.depth)
     else:
         q = choice.plans["input_serial"]
         m, cost, s = input_serial.build_module(layer, module, q, opts.multipliers, act)
-        header, prims = fused_output(m, layer, header, extra, prims)
         what = (f"input-serial multipliers, {q.k} input(s) per cycle over {q.C} cycle(s), "
                 f"{cost.multipliers} multiplier(s) with cycle-indexed weight ROMs")
-        text = env.get_template("dense_serial.v.j2").render(m=m, s=s, what=what, **header)
+        template, params = "dense_serial.v.j2", {"s": s, "what": what}
         extra.update(inputs_per_cycle=q.k, cycles=q.C)
         handshake = ("engine", s.R, s.active, s.depth)
+    header, prims = fused_output(m, layer, header, extra, ("fxp_cast.v",))
+    text = env.get_template(template).render(m=m, **params, **header)
     # every architecture's estimate counts n_out result_t output registers; a fused activation
     # narrows them alike (so the choice stands), and the search's estimate reads these figures
     narrowed = layer.n_out * (layer.out_type.width - m.fused.out_type.width) if m.fused is not None else 0
