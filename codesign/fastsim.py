@@ -21,6 +21,7 @@ import json
 import logging
 import re
 import shlex
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -28,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from codesign import resources, simtools
+from codesign import resources, simtools, verilator_build
 from codesign.errors import SimulationError, ToolError
 from codesign.proc import run as proc_run
 from codesign.testbenches import bus
@@ -109,10 +110,15 @@ def build(rtl_dir: Path, design: dict[str, Any], build_dir: Path, n_vectors: int
     if exe.is_file() and key_file.is_file() and key_file.read_text().strip() == key:
         return bench.run_prefix, 0.0, False
     key_file.unlink(missing_ok=True)
+    if bench.make_dir is not None and bench.make_dir.exists():
+        # objects of an older or interrupted build can look newer than their sources to make
+        shutil.rmtree(bench.make_dir)
     log_path = build_dir / "build.log"
     log_path.write_text("")
     t0 = time.monotonic()
     _run(cmd, build_dir, env, log_path, f"{simulator} build of tb_stream + {top}")
+    if bench.make_dir is not None:
+        verilator_build.make(bench.make_dir, env, log_path)
     if not exe.is_file():
         raise SimulationError(f"{simulator} build of tb_stream + {top} wrote no {exe}; see {log_path}")
     key_file.write_text(key + "\n")

@@ -82,6 +82,9 @@ class CompiledBench:
     exe: Path
     #: the command that runs it; the caller appends its plusargs
     run_prefix: list[str]
+    #: a Verilator build folder ``cmd`` wrote and :func:`codesign.verilator_build.make` then compiles
+    #: (None: ``cmd`` builds everything itself)
+    make_dir: Path | None = None
 
 
 class Simulator(abc.ABC):
@@ -180,12 +183,15 @@ class Verilator(Simulator):
 
     def compiled_bench(self, top_module: str, sources: Sequence[Path], parameters: Mapping[str, Any],
                        defines: Mapping[str, Any], build_dir: Path) -> CompiledBench:
-        """``verilator --binary`` into ``build_dir/obj/V<top_module>``; parameters as ``-G``."""
+        """What ``verilator --binary`` does, in two steps: verilate into ``build_dir/obj`` (``--main
+        --exe --timing``), then :func:`codesign.verilator_build.make` compiles
+        ``build_dir/obj/V<top_module>`` (the runtime from its cache); parameters as ``-G``."""
         exe = build_dir / "obj" / f"V{top_module}"
-        cmd = [str(self.executable()), "--binary", "-j", "2", *_VERILATOR_SIM_ARGS, "--top-module", top_module,
-               *[f"-D{k}={v}" for k, v in defines.items()], "--Mdir", str(build_dir / "obj"), "-o", exe.name]
+        cmd = [str(self.executable()), "--cc", "--exe", "--main", "--timing", *_VERILATOR_SIM_ARGS,
+               "--top-module", top_module, *[f"-D{k}={v}" for k, v in defines.items()],
+               "--Mdir", str(build_dir / "obj"), "-o", exe.name]
         cmd += [f"-G{k}={v}" for k, v in parameters.items()] + [str(s) for s in sources]
-        return CompiledBench(cmd, exe, [str(exe)])
+        return CompiledBench(cmd, exe, [str(exe)], make_dir=build_dir / "obj")
 
     def cocotb_waves(self, test_dir: Path, build_dir: Path, toplevel: str) -> Path:
         return test_dir / "dump.vcd"  # cocotb's Verilator runner: --trace, dumped in the working (test) dir
@@ -246,6 +252,17 @@ def _cocotb_verilator_runner() -> Any:
             cmds = super()._build_command()
             cmds[0] = [a for a in cmds[0] if a != "--public-flat-rw"] + ["--public-depth", "1"]
             return cmds
+
+        def _execute_cmds(self, cmds: Sequence[Sequence[str]], cwd: Any, stdout: Any = None) -> None:
+            # the build (verilator, then make): between the two, the runtime objects from the cache
+            # and, for a small design, one translation unit (codesign.verilator_build)
+            if len(cmds) == 2 and Path(cmds[0][0]).name == "verilator" and cmds[1][0] == "make":
+                from codesign import verilator_build
+
+                super()._execute_cmds(cmds[:1], cwd, stdout)
+                verilator_build.install_runtime(Path(self.build_dir), self.env)
+                cmds = [list(cmds[1]) + verilator_build.make_args(Path(self.build_dir))]
+            super()._execute_cmds(cmds, cwd, stdout)
 
     return TopPublicVerilator()
 

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from codesign import resources, rundir, simtools
+from codesign import resources, rundir, simtools, verilator_build
 from codesign import design as design_io
 from codesign.errors import SimulationError, StageError
 
@@ -226,8 +226,9 @@ def bench_verify(rtl_dir: Path, vectors: Path, work_dir: Path, *, limit: int | N
                  print_fn: Any = print) -> dict[str, Any]:
     """Measure Verilator build time (cold without ccache, then cached) and simulation speed.
 
-    Builds three times in fresh build directories: without ccache (cold), with ccache (fills the
-    cache), with ccache again (cached). The last run streams ``limit`` vectors (all by default) and
+    Builds in fresh build directories: without ccache as cocotb builds by itself, then as codesign
+    does with an empty runtime cache (the first build on a machine) and with the runtime cached (a
+    new design: ``build_cold_seconds``), with ccache (fills the cache), with ccache again (cached). The last run streams ``limit`` vectors (all by default) and
     gives simulated cycles/s and vectors/s. Prints one line per figure through ``print_fn``.
     """
     work_dir = Path(work_dir)
@@ -236,11 +237,13 @@ def bench_verify(rtl_dir: Path, vectors: Path, work_dir: Path, *, limit: int | N
     work_dir.mkdir(parents=True)
     figures: dict[str, Any] = {}
 
-    def cold_build(tag: str, profile: str) -> float:
-        saved = {k: os.environ.get(k) for k in ("OBJCACHE", simtools.BUILD_PROFILE_ENV)}
+    def cold_build(tag: str, profile: str, runtime_cache: Path | None = None) -> float:
+        saved = {k: os.environ.get(k) for k in ("OBJCACHE", simtools.BUILD_PROFILE_ENV, verilator_build.CACHE_ENV)}
         try:
             os.environ["OBJCACHE"] = ""  # simtools only sets OBJCACHE=ccache when it is unset
             os.environ[simtools.BUILD_PROFILE_ENV] = profile
+            if runtime_cache is not None:
+                os.environ[verilator_build.CACHE_ENV] = str(runtime_cache)
             res = verify_design(rtl_dir, vectors, work_dir / tag, limit=2, measure_vectors=2, waves_on_failure=False)
         finally:
             for k, v in saved.items():
@@ -250,8 +253,11 @@ def bench_verify(rtl_dir: Path, vectors: Path, work_dir: Path, *, limit: int | N
                     os.environ[k] = v
         return float(res["build_and_startup_seconds"])
 
-    # before: cocotb's own build (every signal public, -Os); after: codesign's (top public, -O0)
+    # before: cocotb's own build (every signal public, -Os); after: codesign's (top public, -O0,
+    # Verilator's runtime compiled once per machine): first with an empty runtime cache (the first
+    # build on a machine), then as every later new design builds (the runtime from the cache)
     figures["build_cold_cocotb_default_seconds"] = cold_build("cold_before", "cocotb-default")
+    figures["build_first_on_machine_seconds"] = cold_build("cold_first", "fast", work_dir / "empty_runtime_cache")
     figures["build_cold_seconds"] = cold_build("cold", "fast")
     fill = verify_design(rtl_dir, vectors, work_dir / "fill", limit=2, measure_vectors=2, waves_on_failure=False)
     figures["build_ccache_fill_seconds"] = fill["build_and_startup_seconds"]

@@ -61,14 +61,16 @@ def test_compiled_bench_commands(tmp_path: Path) -> None:
     src = [tmp_path / "a.v", tmp_path / "tb.v"]
     params = {"N": 1024, "IN_BITS": 8}
     ver = simtools.simulator("verilator").compiled_bench("tb_x", src, params, {"TOP": "dut"}, tmp_path)
-    assert ver.cmd == [str(simtools.verilator_root() / "bin" / "verilator"), "--binary", "-j", "2", "-Wno-fatal",
-                       "--x-assign", "0", "--x-initial", "0", "--top-module", "tb_x", "-DTOP=dut",
+    assert ver.cmd == [str(simtools.verilator_root() / "bin" / "verilator"), "--cc", "--exe", "--main", "--timing",
+                       "-Wno-fatal", "--x-assign", "0", "--x-initial", "0", "--top-module", "tb_x", "-DTOP=dut",
                        "--Mdir", str(tmp_path / "obj"), "-o", "Vtb_x", "-GN=1024", "-GIN_BITS=8", *map(str, src)]
     assert ver.exe == tmp_path / "obj" / "Vtb_x" and ver.run_prefix == [str(ver.exe)]
+    assert ver.make_dir == tmp_path / "obj"  # compiled by codesign.verilator_build.make
     ica = simtools.simulator("icarus").compiled_bench("tb_x", src, params, {"TOP": "dut"}, tmp_path)
     assert ica.cmd == ["iverilog", "-g2005", "-s", "tb_x", "-DTOP=dut", "-o", str(tmp_path / "tb_x.vvp"),
                        "-Ptb_x.N=1024", "-Ptb_x.IN_BITS=8", *map(str, src)]
     assert ica.exe == tmp_path / "tb_x.vvp" and ica.run_prefix == ["vvp", "-n", str(ica.exe)]
+    assert ica.make_dir is None
 
 
 def test_environments(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -100,7 +100,9 @@ def bench_verify_default(run: Path, work: Path) -> None:
     csim_s = csim_compile_seconds(run, work / "csim_bench")
     _line("hls4ml C-sim compile of the same model", seconds=csim_s)
     cold = figures["build_cold_seconds"]
-    _line("goal: demo cold Verilator build <= 15 s", build_cold_seconds=cold, met="yes" if cold <= 15 else "NO")
+    _line("goal: demo cold Verilator build <= 15 s (a design never built, no ccache; Verilator's runtime "
+          "compiled once per machine)", build_cold_seconds=cold,
+          first_build_on_machine_seconds=figures["build_first_on_machine_seconds"], met="yes" if cold <= 15 else "NO")
     _line("goal: unchanged re-verify <= 5 s", seconds=figures["reverify_unchanged_seconds"],
           met="yes" if figures["reverify_unchanged_seconds"] <= 5 else "NO")
 
@@ -137,7 +139,8 @@ def bench_verify_jet(work: Path, vectors: int = 2000) -> None:
     fig = bench_verify(jet / "rtl", jet / "vectors.npz", work / "verify_bench_jet",
                        print_fn=lambda line: print(f"KERAS_3layer {line}", flush=True))
     cold = fig["build_cold_seconds"]
-    _line("KERAS_3layer goal: cold Verilator build <= hls4ml C-sim compile", build_cold_seconds=cold,
+    _line("KERAS_3layer goal: cold Verilator build (no ccache, runtime compiled once per machine) <= hls4ml "
+          "C-sim compile", build_cold_seconds=cold, first_build_on_machine_seconds=fig["build_first_on_machine_seconds"],
           csim_compile_seconds=csim_s, met="yes" if cold <= csim_s else "NO")
 
 
