@@ -260,7 +260,10 @@ def _cocotb_verilator_runner() -> Any:
                 from codesign import verilator_build
 
                 super()._execute_cmds(cmds[:1], cwd, stdout)
-                verilator_build.install_runtime(Path(self.build_dir), self.env)
+                runtime = verilator_build.install_runtime(Path(self.build_dir), self.env)
+                if runtime["output"]:  # the runtime compiled now: its commands go where make's go
+                    (stdout or sys.stdout).write(str(runtime["output"]))
+                    (stdout or sys.stdout).flush()
                 cmds = [list(cmds[1]) + verilator_build.make_args(Path(self.build_dir))]
             super()._execute_cmds(cmds, cwd, stdout)
 

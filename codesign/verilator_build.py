@@ -101,26 +101,32 @@ def runtime_key(build_dir: Path, env: Mapping[str, str], objects: list[str]) -> 
 def install_runtime(build_dir: Path, env: Mapping[str, str]) -> dict[str, object]:
     """Put this build's Verilator runtime objects into ``build_dir`` from the cache, compiling them
     there first (once per key) when the cache does not have them. Call after ``verilator`` wrote the
-    build folder and before its ``make``. Returns what happened (key, objects, cached, seconds)."""
+    build folder and before its ``make``. Returns what happened (key, objects, cached, seconds, and
+    the output of the runtime's compile when it ran)."""
     t0 = time.monotonic()
     build_dir = Path(build_dir)
     objects = runtime_objects(build_dir)
     key = runtime_key(build_dir, env, objects)
     cached = cache_root() / "verilator-runtime" / key
     hit = all((cached / o).is_file() for o in objects)
-    if not hit:
-        _make(build_dir, env, objects, "compiling the Verilator runtime")
-        _store(build_dir, objects, cached)
-    now = time.time()
-    for o in objects:
-        for f in (o, o[:-2] + ".d"):
-            if (cached / f).is_file():
-                shutil.copyfile(cached / f, build_dir / f)
-                # newer than the .mk Verilator just wrote: make takes it as built
-                os.utime(build_dir / f, (now, now))
+    output = ""
+    if hit:
+        now = time.time()
+        for o in objects:
+            for f in (o, o[:-2] + ".d"):
+                if (cached / f).is_file():
+                    shutil.copyfile(cached / f, build_dir / f)
+                    # newer than the .mk Verilator just wrote: make takes it as built
+                    os.utime(build_dir / f, (now, now))
+    else:  # compiled here, where the build needs them, then kept for the next build
+        output = _make(build_dir, env, objects, "compiling the Verilator runtime")
+        try:
+            _store(build_dir, objects, cached)
+        except OSError as e:  # a cache that cannot be written costs time, never the build
+            log.warning("Verilator runtime not cached (%s): %s", cached, e)
     res = {"key": key, "objects": objects, "cached": hit, "seconds": round(time.monotonic() - t0, 3)}
-    log.info("Verilator runtime %s: %s", "from the cache" if hit else "compiled and cached", res)
-    return res
+    log.info("Verilator runtime %s: %s", "from the cache" if hit else "compiled", res)
+    return dict(res, output=output)
 
 
 def _store(build_dir: Path, objects: list[str], cached: Path) -> None:
@@ -158,5 +164,5 @@ def make(build_dir: Path, env: Mapping[str, str], log_path: Path, jobs: int = 2)
     runtime = install_runtime(build_dir, env)
     out = _make(build_dir, env, ["-j", str(jobs), *make_args(build_dir)], f"make of {build_dir}")
     with open(log_path, "a") as f:
-        f.write(out)
+        f.write(str(runtime["output"]) + out)
     return runtime

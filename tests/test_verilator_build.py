@@ -92,7 +92,7 @@ def test_the_runtime_is_compiled_once_and_reused(tmp_path: Path, monkeypatch: py
     monkeypatch.setenv("OBJCACHE", "")  # ccache would hide which objects were compiled
     env = simtools.VERILATOR.env()
     first, first_log, first_out = _build(tmp_path, "a", env)
-    assert first["cached"] is False and "verilated.o" in first["objects"]
+    assert first["cached"] is False and "verilated.o" in first["objects"] and "verilated.cpp" in first_log
     stored = tmp_path / "cache" / "verilator-runtime" / str(first["key"])
     assert sorted(p.name for p in stored.glob("*.o")) == sorted(first["objects"])
     second, second_log, second_out = _build(tmp_path, "b", env)
@@ -104,3 +104,15 @@ def test_the_runtime_is_compiled_once_and_reused(tmp_path: Path, monkeypatch: py
     for _ in range(10):
         expected = (expected * 3 + 1) % 65536
     assert first_out.splitlines()[0] == second_out.splitlines()[0] == f"acc={expected}"
+
+
+@pytest.mark.verilator
+def test_a_cache_that_cannot_be_written_costs_time_not_the_build(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    blocked = tmp_path / "not_a_folder"
+    blocked.write_text("a file where the cache folder would go")
+    monkeypatch.setenv(verilator_build.CACHE_ENV, str(blocked))
+    monkeypatch.setenv("OBJCACHE", "")
+    runtime, log, out = _build(tmp_path, "a", simtools.VERILATOR.env())
+    assert runtime["cached"] is False and "verilated.cpp" in log
+    assert out.startswith("acc=") and blocked.read_text().startswith("a file")
