@@ -116,8 +116,9 @@ def _summary(results: dict[str, Any]) -> int:
         lines.append("convert: " + _csim_headline(h["csim_vs_qkeras"], m))
     r = results.get("rtl")
     if r:
-        lines.append(f"rtl:     latency {r['latency']} cycles, II {r['ii']}, {r['multipliers']} multipliers, "
-                     f"{r['verilog_lines']} lines")
+        adders = f"{r['adders']} adders, " if "adders" in r else ""
+        lines.append(f"rtl:     latency {r['latency']} cycles, II {r['ii']}, {adders}{r['multipliers']} general "
+                     f"multipliers, {r['verilog_lines']} lines")
     code = 0
     s = results.get("sim")
     if s:

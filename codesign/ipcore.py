@@ -301,7 +301,8 @@ def _render_datasheet(env: jinja2.Environment, rtl_dir: Path, design: dict[str, 
     layers = [{
         "name": lay["name"], "kind": lay["kind"], "source": lay.get("source", ""), "n_in": lay["n_in"],
         "n_out": lay["n_out"], "rf": lay["reuse_factor"] if lay.get("reuse_factor") is not None else "-",
-        "multipliers": lay.get("multipliers", 0), "latency": lay["latency"], "ii": lay["ii"],
+        "multipliers": lay.get("multipliers", 0), "adders": lay.get("adders", "-"), "latency": lay["latency"],
+        "ii": lay["ii"],
         "architecture": lay.get("architecture", ""),
     } for lay in design.get("layers", [])]
     other = [
@@ -325,6 +326,7 @@ def _render_datasheet(env: jinja2.Environment, rtl_dir: Path, design: dict[str, 
         fmax_mhz=f"{1000.0 / float(period):g}" if period else "unknown",
         throughput=f"{1e9 / (float(period) * int(design['ii'])):,.0f}" if period else "unknown",
         multipliers=design.get("multipliers", 0), nonzero_weights=design.get("nonzero_weights", 0),
+        adders=sum(int(lay.get("adders") or 0) for lay in design.get("layers", [])),
         ports=_ports(design), in_bits=ib, out_bits=ob, in_tdata=tdata_bits(ib), out_tdata=tdata_bits(ob),
         in_pad=tdata_bits(ib) - ib, out_pad=tdata_bits(ob) - ob,
         types=[_type_row("input (s_axis_tdata)", design["input"]["n"], design["input"]["type"]),

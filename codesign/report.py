@@ -132,6 +132,7 @@ def _layer_rows(model: dict[str, Any] | None, hls: dict[str, Any] | None,
             "reuse_factor": r.get("reuse_factor", h.get("reuse_factor")),
             "strategy": h.get("strategy"),
             "multipliers": r.get("multipliers"),
+            "adders": r.get("adders"),
             "latency": r.get("latency"),
             "ii": r.get("ii"),
         })
@@ -140,8 +141,8 @@ def _layer_rows(model: dict[str, Any] | None, hls: dict[str, Any] | None,
 
 LAYER_COLUMNS = [("name", "layer"), ("kind", "kind"), ("shape", "n_in x n_out"), ("bits", "bits"),
                  ("nonzero", "nonzero w"), ("weights", "weights"), ("sparsity", "sparsity"),
-                 ("reuse_factor", "RF"), ("strategy", "strategy"), ("multipliers", "multipliers"),
-                 ("latency", "latency"), ("ii", "II")]
+                 ("reuse_factor", "RF"), ("strategy", "strategy"), ("multipliers", "general multipliers"),
+                 ("adders", "adders"), ("latency", "latency"), ("ii", "II")]
 
 
 def build_summary(run_dir: Path) -> dict[str, Any]:

@@ -87,7 +87,7 @@ def parallel_shared(layer: Layer, module_name: str, levels_per_stage: int = 2, *
         sch, act = _fewest_registers(layer, g, sch, clock_ns, act, 0.0 if registered_inputs else INPUT_ARRIVAL_NS)
     hw = refine(g, hw, out_consts)
     m = emit(layer, module_name, g, hw, sch, act)
-    return m, DenseCost(latency=m.n_stages, ii=1, multipliers=layer.nonzero_weights, adders=len(g.nodes))
+    return m, DenseCost(latency=m.n_stages, ii=1, multipliers=0, adders=len(g.nodes))
 
 
 def _fewest_registers(layer: Layer, g: AdderGraph, sch: Schedule, clock_ns: float, act: FusedActivation | None,

@@ -35,6 +35,8 @@ from codesign.arch.netlist import (FusedActivation, Module, Net, cast_instance, 
 class DenseCost:
     latency: int
     ii: int
+    #: general (variable x variable) multipliers, the ones synthesis may put into DSP blocks; a
+    #: constant weight's product is shift-add terms, counted in ``adders``
     multipliers: int
     adders: int
 
@@ -372,9 +374,8 @@ def parallel(layer: Layer, module_name: str, levels_per_stage: int = 2,
         output_stage(m, layer, j, root, n_tree_stages, f"y{j}", layer.accum_type.frac if rounding else None, act)
     n_stages = n_tree_stages + 1
     m.n_stages = n_stages
-    # po2 products are wire shifts: no multiplier at all
-    mults = 0 if layer.product == "po2" else layer.nonzero_weights
-    return m, DenseCost(latency=n_stages, ii=1, multipliers=mults, adders=adders)
+    # constant products are shift-add terms (csd) or wire shifts (po2): no general multiplier
+    return m, DenseCost(latency=n_stages, ii=1, multipliers=0, adders=adders)
 
 
 def saturation_order_matters(layer: Layer) -> bool:
@@ -462,7 +463,7 @@ def sequential(layer: Layer, module_name: str, act: FusedActivation | None = Non
         y = cast_instance(m, f"res{j}", acc.name, aw, acc_t.frac, layer.out_type)
         register_output(m, layer, j, y, n_add + 1, f"y{j}", act)
     m.n_stages = n_add + 2
-    return m, DenseCost(latency=m.n_stages, ii=1, multipliers=layer.nonzero_weights, adders=adders)
+    return m, DenseCost(latency=m.n_stages, ii=1, multipliers=0, adders=adders)
 
 
 def folded(layer: Layer, module_name: str, multipliers: str = "auto",
