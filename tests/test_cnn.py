@@ -318,7 +318,9 @@ def test_digits_cnn_trains_and_verifies_at_two_reuse_factors(tmp_path: Path) -> 
         assert design["ii"] == rf
         conv = design["layers"][0]
         assert conv["ii"] == rf
-        if rf == 1 or "folded" in conv["architecture"]:  # parallel / multiplier lanes
+        if rf == 1:  # the adder graph: constant products are shift-add terms, no general multiplier
+            assert conv["multipliers"] == 0 and conv["adders"] > 0
+        elif "folded" in conv["architecture"]:  # multiplier lanes: ceil(nonzeros / R) of them
             assert conv["multipliers"] == -(-conv["expanded_nonzero_weights"] // rf)
         sim = res["sim"]
         assert sim["passed"] and sim["mismatches"] == 0, sim.get("failures")
