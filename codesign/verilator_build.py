@@ -46,11 +46,16 @@ CACHE_ENV = "CODESIGN_CACHE_DIR"
 
 
 def cache_root() -> Path:
-    """The machine-wide cache folder of codesign (``$CODESIGN_CACHE_DIR``, else the XDG cache)."""
+    """The machine-wide cache folder of codesign (``$CODESIGN_CACHE_DIR``, else the XDG cache; without
+    a home directory, a folder in the temporary directory)."""
     if os.environ.get(CACHE_ENV):
         return Path(os.environ[CACHE_ENV])
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "codesign"
+    if os.environ.get("XDG_CACHE_HOME"):
+        return Path(os.environ["XDG_CACHE_HOME"]) / "codesign"
+    try:
+        return Path.home() / ".cache" / "codesign"
+    except (RuntimeError, KeyError):  # no HOME and no passwd entry (some containers)
+        return Path(tempfile.gettempdir()) / f"codesign-cache-{os.getuid()}"
 
 
 def _classes_mk(build_dir: Path) -> Path:

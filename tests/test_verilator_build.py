@@ -69,6 +69,13 @@ def test_cache_root_follows_the_environment(monkeypatch: pytest.MonkeyPatch, tmp
     monkeypatch.delenv(verilator_build.CACHE_ENV)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert verilator_build.cache_root() == tmp_path / "xdg" / "codesign"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+
+    def no_home() -> Path:
+        raise RuntimeError("Could not determine home directory.")
+
+    monkeypatch.setattr(Path, "home", staticmethod(no_home))
+    assert verilator_build.cache_root().name.startswith("codesign-cache-")
 
 
 def _build(tmp: Path, name: str, env: dict[str, str]) -> tuple[dict[str, object], str, str]:
