@@ -96,7 +96,7 @@ def runtime_key(build_dir: Path, env: Mapping[str, str], objects: list[str]) -> 
     lines = [ln.replace(cache_cmd + " ", "", 1) if cache_cmd else ln
              for ln in dry.splitlines() if not ln.startswith("make")]
     cxx = env.get("CXX", "c++")
-    version = subprocess.run([cxx, "--version"], capture_output=True, text=True, env=dict(env)).stdout
+    version = proc_run([cxx, "--version"], capture_output=True, text=True, env=dict(env)).stdout
     sources = sorted(set(re.findall(r"(\S+\.cpp)\b", "\n".join(lines))))
     stamps = [f"{s} {Path(s).stat().st_size} {Path(s).stat().st_mtime_ns}" for s in sources if Path(s).is_file()]
     h = hashlib.sha256("\n".join([*lines, version, *stamps]).encode())
@@ -117,12 +117,10 @@ def install_runtime(build_dir: Path, env: Mapping[str, str]) -> dict[str, object
     output = ""
     if hit:
         now = time.time()
-        for o in objects:
-            for f in (o, o[:-2] + ".d"):
-                if (cached / f).is_file():
-                    shutil.copyfile(cached / f, build_dir / f)
-                    # newer than the .mk Verilator just wrote: make takes it as built
-                    os.utime(build_dir / f, (now, now))
+        for f in _object_files(objects, cached):
+            shutil.copyfile(cached / f, build_dir / f)
+            # newer than the .mk Verilator just wrote: make takes it as built
+            os.utime(build_dir / f, (now, now))
     else:  # compiled here, where the build needs them, then kept for the next build
         output = _make(build_dir, env, objects, "compiling the Verilator runtime")
         try:
@@ -134,16 +132,19 @@ def install_runtime(build_dir: Path, env: Mapping[str, str]) -> dict[str, object
     return dict(res, output=output)
 
 
+def _object_files(objects: list[str], folder: Path) -> list[str]:
+    """The objects and their make dependency files (``.d``) that ``folder`` holds."""
+    return [f for o in objects for f in (o, o[:-2] + ".d") if (folder / f).is_file()]
+
+
 def _store(build_dir: Path, objects: list[str], cached: Path) -> None:
     """Copy freshly compiled runtime objects into the cache atomically (a concurrent build that
     stored the same key first wins; both hold the same bytes)."""
     cached.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{cached.name}.", dir=cached.parent))
     try:
-        for o in objects:
-            for f in (o, o[:-2] + ".d"):
-                if (build_dir / f).is_file():
-                    shutil.copyfile(build_dir / f, tmp / f)
+        for f in _object_files(objects, build_dir):
+            shutil.copyfile(build_dir / f, tmp / f)
         try:
             tmp.rename(cached)
         except OSError:  # another build stored it meanwhile
