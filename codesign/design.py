@@ -10,7 +10,9 @@ Schema (format 1), as :func:`codesign.rtlgen.generate` builds it:
   latency, ii              clock edges from input to output; cycles between accepted vectors
   clock_period_ns          the clock the registers were placed for (hls.clock_period_ns)
   softmax_stripped         a final Softmax was removed (outputs are the logits)
-  multipliers, nonzero_weights, levels_per_stage, adder_graph
+  multipliers, nonzero_weights, levels_per_stage, adder_graph   (multipliers: general, variable x
+                           variable ones; a constant weight's product is shift-add terms, in each
+                           layer's adders: :func:`total_adders`)
   layers                   one entry per layer: name, kind, module, types, reuse factor, cost, probe;
                            io_parallel with rtl.fuse_activations: a layer whose output register holds
                            the next layer's activation says fused_activation: <name> (and has no probe:
@@ -45,6 +47,11 @@ def write(rtl_dir: Path, design: dict[str, Any]) -> Path:
     path = Path(rtl_dir) / FILE
     write_json(path, design)
     return path
+
+
+def total_adders(design: dict[str, Any]) -> int:
+    """The adders of every layer (a layer without the field has none)."""
+    return sum(int(lay.get("adders") or 0) for lay in design.get("layers", []))
 
 
 def read(rtl_dir: Path, needed_by: str = "this stage", hint: str = "run `codesign rtl` first",

@@ -305,7 +305,7 @@ def run(cfg: Config, run_dir: Path) -> dict[str, Any]:
         lines = sum(len((out / f).read_text().splitlines()) for f in design["files"])
         result = {"design_file": "design.json", "top": design["top"], "latency": design["latency"],
                   "ii": design["ii"], "multipliers": design["multipliers"],
-                  "adders": sum(int(lay.get("adders") or 0) for lay in design["layers"]), "verilog_lines": lines,
+                  "adders": design_io.total_adders(design), "verilog_lines": lines,
                   "generate_seconds": round(time.time() - t0, 3)}
         write_json(out / "result.json", result)
     return result
