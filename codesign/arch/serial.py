@@ -6,7 +6,8 @@ accepts one vector every R cycles into a shift register, issues ``active`` <= R 
 ``active < R``), passes each cycle's partial sums through ``depth`` pipeline register stages into
 one accumulator per output (or per shared partial sum) and, once the last cycle is accumulated,
 registers the casts of every output, keeping the valid/ready protocol of ``dense_folded.v.j2``
-(the engine freezes only when a finished sum must move into a full, stalled output register).
+(the engine freezes while a finished sum waits for a full output register; the stall reads only
+the module's own registers, so no ready path runs combinationally through the layers).
 
 Edges from the input handshake to the output handshake: ``active + depth + 2`` (:func:`latency`).
 """

@@ -86,14 +86,17 @@ class _Engine:
     def out_valid(self, in_valid: bool) -> bool:
         return self.out_v
 
-    def _en(self, out_ready: bool) -> bool:
-        return not (self.acc_done and self.out_v and not out_ready)
+    def _en(self) -> bool:
+        # the template's engine enable reads only its own registers (no combinational ready chain)
+        return not (self.acc_done and self.out_v)
 
     def in_ready(self, out_ready: bool) -> bool:
-        return self._en(out_ready) and (not self.x_valid or self.t == self.r - 1)
+        return self._en() and (not self.x_valid or self.t == self.r - 1)
 
     def tick(self, in_valid: bool, out_ready: bool) -> None:
-        if not self._en(out_ready):
+        if not self._en():
+            if out_ready:  # the output register drains while the engine waits
+                self.out_v = False
             return
         accept = in_valid and self.in_ready(out_ready)
         last = self.x_valid and self.t < self.active and self.t == self.active - 1
