@@ -331,15 +331,18 @@ def test_yosys_maps_dsp_mode_to_dsp_blocks_and_lut_mode_to_none(tmp_path: Path) 
 
     rng = np.random.default_rng(5)
     w = rng.integers(-100, 101, size=(6, 4))
-    layer = dense("fc", w, np.zeros(4), FixedType(10, 4), FixedType(12, 6), FixedType(30, 14), 6)
-    counts = {}
-    for mode in ("dsp", "lut"):
-        out = tmp_path / mode
-        design = rtlgen.generate(Graph(layer.in_type, layer.n_in, (layer,)), out, fold_architecture="lanes",
-                                 multipliers=mode)
-        res = synth.synthesize(out, design["top"], design["files"], tmp_path / f"syn_{mode}")
-        counts[mode] = res["DSP"]
-    assert counts["lut"] == 0 and counts["dsp"] >= design["layers"][0]["lanes"]
+    layer = dense("fc", w, np.zeros(4), FixedType(16, 6), FixedType(12, 6), FixedType(36, 16), 6)
+    for arch in ("lanes", "input_serial"):
+        counts, mults = {}, {}
+        for mode in ("dsp", "lut"):
+            out = tmp_path / f"{arch}_{mode}"
+            design = rtlgen.generate(Graph(layer.in_type, layer.n_in, (layer,)), out, fold_architecture=arch,
+                                     multipliers=mode)
+            res = synth.synthesize(out, design["top"], design["files"], tmp_path / f"syn_{arch}_{mode}")
+            counts[mode], mults[mode] = res["DSP"], design["layers"][0]["multipliers"]
+        # 16-bit inputs times 8-bit weights fit one DSP48E2 (27 x 18) each: one block per multiplier
+        # (operands sign-extended to the 24-bit product in the Verilog map to two)
+        assert counts["lut"] == 0 and mults["dsp"] > 0 and counts["dsp"] == mults["dsp"], (arch, counts, mults)
 
 
 def test_multipliers_config_is_validated() -> None:

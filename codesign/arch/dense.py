@@ -72,7 +72,10 @@ def multiply(m: Module, name: str, a: str, a_w: int, b: str, b_w: int, multiplie
     w = a_w + b_w
     m.decls.append(("(* use_dsp = \"yes\" *) " if multipliers == "dsp" else "") + f"wire signed [{w - 1}:0] {name};")
     if multipliers != "lut":
-        m.assigns.append(f"assign {name} = {ext(a, a_w, w)} * {ext(b, b_w, w)};")
+        # Both operands are signed wires of their own widths, so Verilog sign-extends them to the
+        # w-bit context itself. Written out as concatenations instead, Yosys sees a w x w multiply
+        # and maps two DSP48E2 where one holds the a_w x b_w product.
+        m.assigns.append(f"assign {name} = {a} * {b};")
         return w
     # b = -b[b_w-1] * 2^(b_w-1) + sum_i b[i] * 2^i: one partial product of a per bit of b, the
     # sign bit's subtracted; every term and the sum are exact modulo 2^w and the product fits in w
