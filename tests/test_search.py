@@ -145,12 +145,13 @@ def test_pareto_and_estimate_calibration() -> None:
     err = estimate.errors(pts2)
     assert err["LUT"]["points"][0]["estimate"] == 20.0
     assert abs(err["LUT"]["points"][0]["rel_error"] - 1 / 3) < 1e-12
-    # with enough points the LUT fit weighs each feature: Yosys = 2 x folded cost model + 0.5 x parallel adders
-    feats = [[10.0 * i, 3.0 * (i % 3)] for i in range(1, 10)]
-    pts3 = [{"trial": i, "raw": {"LUT": f[0] + f[1], "FF": 1.0, "DSP": 0, "features": f},
-             "yosys": {"LUT": 2 * f[0] + 0.5 * f[1], "FF": 1, "DSP": 0}} for i, f in enumerate(feats)]
+    # with enough points the LUT fit weighs each feature:
+    # Yosys = 2 x folded cost model + 0.5 x parallel adders + 1.5 x element-wise bits
+    feats = [[10.0 * i, 3.0 * (i % 3), 5.0 * (i % 4)] for i in range(1, 10)]
+    pts3 = [{"trial": i, "raw": {"LUT": sum(f), "FF": 1.0, "DSP": 0, "features": f},
+             "yosys": {"LUT": 2 * f[0] + 0.5 * f[1] + 1.5 * f[2], "FF": 1, "DSP": 0}} for i, f in enumerate(feats)]
     w = estimate.calibrate(pts3)["LUT"]
-    assert w is not None and [round(x, 9) for x in w] == [2.0, 0.5]
+    assert w is not None and [round(x, 9) for x in w] == [2.0, 0.5, 1.5]
     assert estimate.errors(pts3)["LUT"]["max"] < 1e-9
 
 
