@@ -28,7 +28,7 @@ from codesign.fixedpoint import FixedType, cast, po2_zero_exponent
 from codesign.graph import Layer
 from codesign.arch.csd import csd
 from codesign.arch.netlist import (FusedActivation, Module, Net, cast_instance, const, ext, input_element, reduce_tree,
-                                   signed_width)
+                                   rom, signed_width)
 
 
 @dataclass(frozen=True)
@@ -505,12 +505,11 @@ def folded(layer: Layer, module_name: str, multipliers: str = "auto",
         p_w = max(signed_width(p_lo, p_hi), 2)
         mul_w = x_w + w_w
         xcase = " ".join(f"{tw}'d{t}: xs{lane} = {xs[i].name};" for t, (_, i, _) in enumerate(sched))
-        wcase = " ".join(f"{tw}'d{t}: ws{lane} = {const(w, w_w)};" for t, (_, _, w) in enumerate(sched))
         m.decls.append(f"reg signed [{x_w - 1}:0] xs{lane};")
         m.decls.append(f"reg signed [{w_w - 1}:0] ws{lane};")
         multiply(m, f"prod{lane}", f"xs{lane}", x_w, f"ws{lane}", w_w, multipliers)
         m.combs.append(f"always @* begin case (t) {xcase} default: xs{lane} = {x_w}'d0; endcase end")
-        m.combs.append(f"always @* begin case (t) {wcase} default: ws{lane} = {w_w}'d0; endcase end")
+        m.combs.append(rom(f"ws{lane}", w_w, "t", tw, [w for _, _, w in sched]))
         m.decls.append(f"reg signed [{p_w - 1}:0] p{lane};")
         if rounding:
             q = cast_instance(m, f"rp{lane}", f"prod{lane}", mul_w, product_frac(layer), acc_t)

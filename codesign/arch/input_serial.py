@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from codesign.arch import serial
 from codesign.arch.dense import (DenseCost, output_stage, product_frac, exact_product_range, check_exact,
                                  needs_product_rounding, multiplier_cost, multiply)
-from codesign.arch.netlist import FusedActivation, Module, Net, cast_instance, const, ext, signed_width
+from codesign.arch.netlist import FusedActivation, Module, Net, cast_instance, const, ext, rom, signed_width
 from codesign.graph import Layer
 
 
@@ -141,9 +141,8 @@ def build_module(layer: Layer, module_name: str, p: Plan, multipliers: str = "au
             w_w = signed_width(min(ws + [0]), max(ws + [0]))
             name = f"m{j}_{s}"
             if C > 1:
-                cases = " ".join(f"{tw}'d{c}: w{name} = {const(w, w_w)};" for c, w in enumerate(ws) if w)
                 m.decls.append(f"reg signed [{w_w - 1}:0] w{name};")
-                m.combs.append(f"always @* begin case (t) {cases} default: w{name} = {w_w}'d0; endcase end")
+                m.combs.append(rom(f"w{name}", w_w, "t", tw, list(ws)))
             else:
                 m.wire(f"w{name}", w_w, const(ws[0], w_w))
             mul_w = x_w + w_w

@@ -2,7 +2,8 @@
 
 Python decides every width from the exact range of values a net can carry; the Verilog templates
 only print declarations and assignments. All internal nets are signed two's complement; every
-operand is extended explicitly, so the output is lint-clean under ``verilator -Wall``.
+operand is extended explicitly (a general multiplier's excepted: see ``codesign.arch.dense.multiply``),
+so the output is lint-clean under ``verilator -Wall``.
 """
 
 from __future__ import annotations
@@ -33,6 +34,20 @@ def ext(name: str, width: int, to: int, shift: int = 0) -> str:
 def const(value: int, width: int) -> str:
     """A signed constant literal of ``width`` bits (written from its bit pattern: no -N'sdM pitfall)."""
     return f"{width}'h{value & ((1 << width) - 1):x}"
+
+
+def rom(name: str, width: int, index: str, index_bits: int, words: list[int]) -> str:
+    """An ``always @*`` line setting ``name`` (a reg of ``width`` bits) to ``words[index]`` (0 past the end).
+
+    Written as a chain of comparisons, not as a ``case``: Yosys 0.23 turns a constant ``case`` into a
+    ROM and merges the index's register (the layer's cycle counter) into it, which moves the
+    counter's next-state logic into every bit of every table (LUT6/MUXF7/MUXF8 trees and a register
+    per bit: +35 % LUTs on an input-serial layer); the chain maps to one small LUT per bit."""
+    expr = f"{width}'d0"
+    for k in range(len(words) - 1, -1, -1):
+        if words[k]:
+            expr = f"({index} == {index_bits}'d{k}) ? {const(words[k], width)} : {expr}"
+    return f"always @* {name} = {expr};"
 
 
 @dataclass
