@@ -193,8 +193,8 @@ def test_cost_model_picks_the_cheapest_estimate() -> None:
             continue
         c = fold.choose(layer)
         assert set(c.estimates) == set(ARCHS)
-        best = min(c.estimates.values(), key=lambda e: (e["lut"], e["ff"]))
-        assert c.estimates[c.arch]["lut"] == best["lut"]
+        best = min(c.estimates.values(), key=lambda e: (e["lut"] + e["ff"], e["lut"]))
+        assert (c.estimates[c.arch]["lut"], c.estimates[c.arch]["ff"]) == (best["lut"], best["ff"])
 
 
 def test_auto_prefers_digit_serial_for_small_r_on_a_wide_layer() -> None:

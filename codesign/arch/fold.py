@@ -11,9 +11,12 @@ Three architectures, all II = R and bit-exact:
 - ``input_serial`` (:mod:`codesign.arch.input_serial`): ceil(n_in / R) inputs per cycle from a
   shift register, that many multipliers per output with their weights in cycle-indexed ROMs.
 
-:func:`choose` estimates the LUTs of every architecture the layer allows (multipliers counted as
-LUTs, about ``x_bits * w_bits`` each, so the choice does not depend on DSP blocks; ties: fewer
-flip-flops) and keeps the cheapest. ``rtl.fold_architecture`` overrides it; an architecture the
+:func:`choose` estimates the LUTs and flip-flops of every architecture the layer allows
+(multipliers counted as LUTs, about ``x_bits * w_bits`` each; with ``rtl.multipliers: dsp`` as DSP
+blocks, which the choice does not weigh) and keeps the one with the fewest LUTs + FFs, the fabric
+area (ties: fewer LUTs). By LUTs alone, qkeras_3layer at RF 16 with DSP multipliers took
+input-serial in every layer and came to 11,740 LUT + 6,432 FF (bench_fold, commit 1912569), more
+than at RF 8; with fc1 digit-serial, as LUT + FF picks, 10,758 + 5,150. ``rtl.fold_architecture`` overrides it; an architecture the
 layer cannot use falls back to ``lanes`` with a logged note that design.json records too
 (``fold_note``).
 """
@@ -136,7 +139,7 @@ def choose(layer: Layer, choice: str = "auto", *, adder_graph: bool = True, cloc
             plans[a], est[a] = q, {"lut": q.lut, "ff": q.ff} | ({"dsp": q.dsp} if multipliers == "dsp" else {})
     note = ""
     if choice == "auto":
-        arch = min(est, key=lambda a: (est[a]["lut"], est[a]["ff"], ARCHITECTURES.index(a)))
+        arch = min(est, key=lambda a: (est[a]["lut"] + est[a]["ff"], est[a]["lut"], ARCHITECTURES.index(a)))
     elif choice in why:
         arch = "lanes"
         note = f"rtl.fold_architecture {choice} is not available for layer {layer.name}: {why[choice]}; built with lanes"
