@@ -134,7 +134,8 @@ def test_lint_clean_unsigned_input_and_all_zero_layer(tmp_path: Path) -> None:
 @pytest.mark.parametrize("rf0,rf1", [(1, 1), (2, 5), (3, 1), (20, 12)])
 def test_design_json_costs_latency_ii(tmp_path: Path, rf0: int, rf1: int) -> None:
     g = _two_layer(rf0, rf1)
-    design = rtlgen.generate(g, tmp_path, adder_graph=False)  # the per-neuron tree's latency formula
+    # the lanes' and the per-neuron tree's cost and latency formulas (auto may pick input-serial)
+    design = rtlgen.generate(g, tmp_path, adder_graph=False, fold_architecture="lanes")
     layers = {d["name"]: d for d in design["layers"]}
     for layer in (g.layers[0], g.layers[2]):
         d = layers[layer.name]
