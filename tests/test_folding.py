@@ -325,6 +325,29 @@ def test_dsp_multipliers_move_the_cost_off_luts() -> None:
     assert dsp.estimates[dsp.arch]["lut"] <= lut.estimates[lut.arch]["lut"]
 
 
+@pytest.mark.parametrize("sparsity", [0.0, 0.45])
+def test_dsp_mode_spends_at_most_a_dsp_per_product_per_cycle(sparsity: float) -> None:
+    """With rtl.multipliers: dsp, auto keeps a layer within ceil(nonzeros / R) DSP blocks. Input-serial
+    has the fewest LUTs + FFs on this 64x32 layer at RF 16, but multiplies pruned weights too: 45 %
+    sparse it would take 128 DSPs for ~70 products per cycle, so another architecture is built; dense,
+    its 128 are the bound and it stays the choice."""
+    rng = np.random.default_rng(0)
+    w = rng.integers(1, 32, size=(64, 32)) * rng.choice([-1, 1], size=(64, 32))
+    w[rng.random(w.shape) < sparsity] = 0
+    layer = dense("fc2", w, np.zeros(32), FixedType(6, 0, False), FixedType(6, 0, False), FixedType(20, 8), 16)
+    bound = -(-layer.nonzero_weights // 16)
+    c = fold.choose(layer, multipliers="dsp")
+    cheapest = min(c.estimates, key=lambda a: c.estimates[a]["lut"] + c.estimates[a]["ff"])
+    assert cheapest == "input_serial"
+    assert c.estimates[c.arch].get("dsp", 0) <= bound
+    if sparsity:
+        assert c.estimates["input_serial"]["dsp"] > bound and c.arch != "input_serial"
+        within = [a for a in c.estimates if c.estimates[a].get("dsp", 0) <= bound]
+        assert c.arch == min(within, key=lambda a: c.estimates[a]["lut"] + c.estimates[a]["ff"])
+    else:
+        assert c.arch == "input_serial"
+
+
 @pytest.mark.yosys
 def test_yosys_maps_dsp_mode_to_dsp_blocks_and_lut_mode_to_none(tmp_path: Path) -> None:
     from codesign import synth

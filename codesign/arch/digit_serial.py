@@ -41,8 +41,13 @@ from codesign.arch.dense import DenseCost, bias_codes, output_stage, product_fra
 from codesign.arch.netlist import FusedActivation, Module, const, signed_width
 from codesign.graph import Layer
 
-#: Arrival of the digits inside the first stage: straight from the input shift register.
+#: Arrival of the digits inside the first stage when there is one digit: straight from the input
+#: register.
 DIGIT_ARRIVAL_NS = 0.1
+#: Delay of the digit multiplexer (a LUT6 and its routing; a LUT6 selects among up to 4 digits).
+DIGIT_MUX_NS = 0.45
+#: Each further MUXF7 / MUXF8 level of a wider digit multiplexer (5..8, 9..16 digits).
+DIGIT_MUXF_NS = 0.15
 #: Delay of the accumulator's first-digit gate ahead of its adder (ns).
 GATE_NS = 0.1
 
@@ -51,6 +56,19 @@ def digits(width: int, R: int) -> tuple[int, int]:
     """(d, D): digit width ``ceil(width / R)`` and the number of digits ``ceil(width / d)``."""
     d = -(-width // R)
     return d, -(-width // d)
+
+
+def digit_arrival(D: int) -> float:
+    """Arrival (ns) of the digits inside the first stage: the input register, then a D:1 multiplexer."""
+    if D == 1:
+        return DIGIT_ARRIVAL_NS
+    levels = max(0, (D - 1).bit_length() - 2)  # LUT6 up to 4 digits, MUXF7 up to 8, MUXF8 up to 16
+    return DIGIT_ARRIVAL_NS + DIGIT_MUX_NS + DIGIT_MUXF_NS * levels
+
+
+def mux_luts(D: int) -> int:
+    """LUTs of one bit of a D:1 digit multiplexer (a LUT6 per 4 digits, MUXF7/F8 combine them)."""
+    return 0 if D == 1 else -(-D // 4)
 
 
 def unavailable(layer: Layer, adder_graph: bool = True) -> str | None:
@@ -119,7 +137,7 @@ def plan(layer: Layer, R: int, clock_ns: float = CLOCK_NS) -> Plan:
             if t is not None and t.sig not in roots:
                 roots[t.sig] = _acc_width(hw.signals[t.sig].hi, d, D)
         delays = [adder_delay(roots[t.sig]) + GATE_NS if t is not None else 0.0 for t in g.outputs]
-        sch = schedule(g, delays, clock_ns, DIGIT_ARRIVAL_NS)
+        sch = schedule(g, delays, clock_ns, digit_arrival(D))
         key = (sch.out_stage, hw.cost)
         if best is None or key < best[0]:
             best = (key, g, hw, sch, roots)
@@ -129,7 +147,7 @@ def plan(layer: Layer, R: int, clock_ns: float = CLOCK_NS) -> Plan:
     acc_bits = sum(roots.values())
     n_out_bits = layer.n_out * layer.out_type.width
     out_adder = layer.n_out * layer.accum_type.width  # the constant adder and casts (as at RF 1)
-    lut = hw.cost + acc_bits + len(used) * t_in.width // 2 + out_adder // 2 + 8
+    lut = hw.cost + acc_bits + len(used) * d * mux_luts(D) + out_adder // 2 + 8
     ff = (len(used) * t_in.width + sch.register_bits(g) + acc_bits + len(roots) * d * (D - 1) + n_out_bits
           + 3 * sch.out_stage + 8)
     return Plan(R, d, D, g, hw, sch, roots, lut, ff)
@@ -151,8 +169,10 @@ def build_module(layer: Layer, module_name: str, p: Plan,
     m = Module(module_name)
     used = _used_inputs(g)
     slot = {i: k for k, i in enumerate(used)}
-    # input shift register: used inputs' unsigned codes, each shifted right by d per cycle
-    load, nxt = [], []
+    # input register: the used inputs' unsigned codes, loaded on the handshake and held; digit t of
+    # each is selected by the cycle counter. Not a shift register: shifting costs a load-or-shift
+    # LUT per register bit, the multiplexer one LUT per digit bit for up to 4 digits.
+    load = []
     for i in range(layer.n_in):
         lo = i * W
         if i not in slot:
@@ -162,10 +182,7 @@ def build_module(layer: Layer, module_name: str, p: Plan,
             load.append(f"~in_data[{lo}]" if W == 1 else f"~in_data[{lo + W - 1}], in_data[{lo + W - 2}:{lo}]")
         else:
             load.append(serial.bus_bits("in_data", lo, W))
-        base = slot[i] * W
-        if D > 1:
-            nxt.append(f"{d}'b0, x_sh[{base + W - 1}:{base + d}]" if W - d > 1 else f"{d}'b0, x_sh[{base + W - 1}]")
-        m.wire(f"x{i}", d, serial.bus_bits("x_sh", base, d))
+        m.wire(f"x{i}", d, _digit_mux(slot[i] * W, W, d, D, max(1, (p.R - 1).bit_length())))
     names = [f"x{i}" for i in range(g.n_in)] + [f"n{k}" for k in range(len(g.nodes))]
     last_use = sch.last_use(g)
 
@@ -231,12 +248,25 @@ def build_module(layer: Layer, module_name: str, p: Plan,
     s = serial.Serial(
         R=p.R, active=D, depth=So, x_bits=x_bits,
         x_load="{" + ", ".join(reversed(load)) + "}" if load else f"{x_bits}'d0",
-        x_next="{" + ", ".join(reversed(nxt)) + "}" if nxt else "",
+        x_next="",
         uses_first=D > 1)
     if not load:
         serial.mark_unused(m, "x_sh", "x_sh")
     cost = DenseCost(latency=s.latency, ii=p.R, multipliers=0, adders=len(g.nodes) + len(p.roots))
     return m, cost, s
+
+
+def _digit_mux(base: int, W: int, d: int, D: int, tw: int) -> str:
+    """Digit ``t`` of the W-bit code at ``x_sh[base +: W]`` (the last digit zero-extended to d bits);
+    the idle cycles t >= D read the last digit, which no accumulator takes."""
+    def digit(k: int) -> str:
+        lo, hi = base + k * d, min(base + (k + 1) * d, base + W) - 1
+        bits = f"x_sh[{hi}:{lo}]" if hi > lo else f"x_sh[{lo}]"
+        return bits if hi - lo + 1 == d else f"{{{d - (hi - lo + 1)}'b0, {bits}}}"
+    expr = digit(D - 1)
+    for k in range(D - 2, -1, -1):
+        expr = f"(t == {tw}'d{k}) ? {digit(k)} : {expr}"
+    return expr
 
 
 def evaluate(p: Plan, layer: Layer, x: np.ndarray) -> np.ndarray:

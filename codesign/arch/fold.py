@@ -13,12 +13,13 @@ Three architectures, all II = R and bit-exact:
 
 :func:`choose` estimates the LUTs and flip-flops of every architecture the layer allows
 (multipliers counted as LUTs, about ``x_bits * w_bits`` each; with ``rtl.multipliers: dsp`` as DSP
-blocks, which the choice does not weigh) and keeps the one with the fewest LUTs + FFs, the fabric
-area (ties: fewer LUTs). By LUTs alone, qkeras_3layer at RF 16 with DSP multipliers took
-input-serial in every layer and came to 11,740 LUT + 6,432 FF (bench_fold, commit 1912569), more
-than at RF 8; with fc1 digit-serial, as LUT + FF picks, 10,758 + 5,150. ``rtl.fold_architecture`` overrides it; an architecture the
-layer cannot use falls back to ``lanes`` with a logged note that design.json records too
-(``fold_note``).
+blocks) and keeps the one with the fewest LUTs + FFs, the fabric area (ties: fewer LUTs), among
+those that spend at most ceil(nonzeros / R) DSP blocks, the products per cycle the layer needs. By
+LUTs alone, qkeras_3layer at RF 16 with DSP multipliers took input-serial in every layer and came
+to 11,740 LUT + 6,432 FF (bench_fold, commit 1912569), more than at RF 8; with fc1 digit-serial, as
+LUT + FF picks, 10,758 + 5,150, but with 196 DSPs where 118 products per cycle are needed.
+``rtl.fold_architecture`` overrides it; an architecture the layer cannot use falls back to
+``lanes`` with a logged note that design.json records too (``fold_note``).
 """
 
 from __future__ import annotations
@@ -139,7 +140,8 @@ def choose(layer: Layer, choice: str = "auto", *, adder_graph: bool = True, cloc
             plans[a], est[a] = q, {"lut": q.lut, "ff": q.ff} | ({"dsp": q.dsp} if multipliers == "dsp" else {})
     note = ""
     if choice == "auto":
-        arch = min(est, key=lambda a: (est[a]["lut"] + est[a]["ff"], est[a]["lut"], ARCHITECTURES.index(a)))
+        arch = min(_within_dsp_bound(layer, est), key=lambda a: (est[a]["lut"] + est[a]["ff"], est[a]["lut"],
+                                                                 ARCHITECTURES.index(a)))
     elif choice in why:
         arch = "lanes"
         note = f"rtl.fold_architecture {choice} is not available for layer {layer.name}: {why[choice]}; built with lanes"
@@ -147,3 +149,13 @@ def choose(layer: Layer, choice: str = "auto", *, adder_graph: bool = True, cloc
     else:
         arch = choice
     return Choice(arch, est, why, note, plans)
+
+
+def _within_dsp_bound(layer: Layer, est: dict[str, dict[str, int]]) -> list[str]:
+    """The candidates that spend no more DSP blocks than ceil(nonzeros / R), the products the layer
+    needs per cycle (all of them when none does). Input-serial multiplies every weight slot, pruned
+    or not, so on a sparse layer it would take more DSPs than there are products: qkeras_3layer's
+    fc2 at RF 16 128 against 71."""
+    bound = -(-layer.nonzero_weights // layer.reuse_factor)
+    within = [a for a in est if est[a].get("dsp", 0) <= bound]
+    return within or list(est)

@@ -1,7 +1,8 @@
 """What the serial folded architectures share: the schedule of one vector and the output casts.
 
 A serial folded layer (``digit_serial``, ``input_serial``; rendered with ``dense_serial.v.j2``)
-accepts one vector every R cycles into a shift register, issues ``active`` <= R cycles of work
+accepts one vector every R cycles into an input register (shifted by input-serial, read a digit
+at a time by digit-serial), issues ``active`` <= R cycles of work
 (digits, or groups of inputs) while its counter ``t`` runs 0 .. R-1 (idle cycles when
 ``active < R``), passes each cycle's partial sums through ``depth`` pipeline register stages into
 one accumulator per output (or per shared partial sum) and, once the last cycle is accumulated,
