@@ -17,7 +17,8 @@ blocks) and keeps the one with the fewest LUTs + FFs, the fabric area (ties: few
 those that spend at most ceil(nonzeros / R) DSP blocks, the products per cycle the layer needs. By
 LUTs alone, qkeras_3layer at RF 16 with DSP multipliers took input-serial in every layer and came
 to 11,740 LUT + 6,432 FF (bench_fold, commit 1912569), more than at RF 8; with fc1 digit-serial, as
-LUT + FF picks, 10,758 + 5,150, but with 196 DSPs where 118 products per cycle are needed.
+LUT + FF picks, 10,758 + 5,150, but with 196 DSPs where 118 products per cycle are needed; within
+that bound every layer is digit-serial: 10,380 + 5,026, no DSP (commit 5a9a2e8).
 ``rtl.fold_architecture`` overrides it; an architecture the layer cannot use falls back to
 ``lanes`` with a logged note that design.json records too (``fold_note``).
 """
