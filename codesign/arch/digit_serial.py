@@ -182,7 +182,7 @@ def build_module(layer: Layer, module_name: str, p: Plan,
             load.append(f"~in_data[{lo}]" if W == 1 else f"~in_data[{lo + W - 1}], in_data[{lo + W - 2}:{lo}]")
         else:
             load.append(serial.bus_bits("in_data", lo, W))
-        m.wire(f"x{i}", d, _digit_mux(slot[i] * W, W, d, D, max(1, (p.R - 1).bit_length())))
+        m.wire(f"x{i}", d, _digit_mux(slot[i] * W, W, d, D, serial.counter_width(p.R)))
     names = [f"x{i}" for i in range(g.n_in)] + [f"n{k}" for k in range(len(g.nodes))]
     last_use = sch.last_use(g)
 
@@ -260,9 +260,10 @@ def _digit_mux(base: int, W: int, d: int, D: int, tw: int) -> str:
     """Digit ``t`` of the W-bit code at ``x_sh[base +: W]`` (the last digit zero-extended to d bits);
     the idle cycles t >= D read the last digit, which no accumulator takes."""
     def digit(k: int) -> str:
-        lo, hi = base + k * d, min(base + (k + 1) * d, base + W) - 1
-        bits = f"x_sh[{hi}:{lo}]" if hi > lo else f"x_sh[{lo}]"
-        return bits if hi - lo + 1 == d else f"{{{d - (hi - lo + 1)}'b0, {bits}}}"
+        lo = base + k * d
+        n = min(d, base + W - lo)
+        bits = serial.bus_bits("x_sh", lo, n)
+        return bits if n == d else f"{{{d - n}'b0, {bits}}}"
     expr = digit(D - 1)
     for k in range(D - 2, -1, -1):
         expr = f"(t == {tw}'d{k}) ? {digit(k)} : {expr}"

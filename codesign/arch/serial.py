@@ -29,18 +29,23 @@ class Serial:
     R: int  #: reuse factor: cycles between vectors
     active: int  #: cycles that issue work (digits / input groups), <= R
     depth: int  #: pipeline register stages between the issue cycle and the accumulators
-    x_bits: int  #: width of the input shift register
+    x_bits: int  #: width of the input register
     x_load: str  #: its value on the input handshake
     x_next: str  #: its value on every other enabled cycle ("" when it never shifts)
     uses_first: bool  #: whether the accumulators read ``a_first``
 
     @property
     def tw(self) -> int:
-        return max(1, (self.R - 1).bit_length())
+        return counter_width(self.R)
 
     @property
     def latency(self) -> int:
         return latency(self.active, self.depth)
+
+
+def counter_width(R: int) -> int:
+    """Bits of the cycle counter ``t`` (0 .. R-1) of ``dense_serial.v.j2``."""
+    return max(1, (R - 1).bit_length())
 
 
 def latency(active: int, depth: int) -> int:
